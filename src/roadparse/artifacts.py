@@ -1,0 +1,135 @@
+"""Readers for the artifacts one stage leaves for the next (formats documented in docs/artifacts.md).
+
+Stages write their own artifacts; everything downstream reads them through here, so
+a format lives in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from roadparse.io.labels import IGNORE_INDEX, read_label_png
+from roadparse.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One sub-image cut from a frame by the ``roi`` stage."""
+
+    id: str
+    path: Path
+    frame: str
+    offset: tuple[int, int]
+    """(x, y) of the tile's top-left corner in the full-resolution frame."""
+    size: tuple[int, int]
+    """(width, height) of the tile image."""
+    valid: tuple[int, int]
+    """(width, height) of the part that holds frame pixels (the rest is padding)."""
+
+
+def list_tiles(workspace: Workspace) -> list[Tile]:
+    """Returns every tile of the finished ``roi`` stage, in a stable order."""
+    manifest = workspace.require_manifest("roi")
+    root = workspace.root / "roi"
+    tiles = []
+    for frame_id in sorted(manifest["items"]):
+        record = manifest["items"][frame_id]
+        for tile in record.get("tiles", []):
+            tiles.append(
+                Tile(
+                    id=tile["id"],
+                    path=root / tile["path"],
+                    frame=record["frame"],
+                    offset=tuple(tile["offset"]),  # type: ignore[arg-type]
+                    size=tuple(tile["size"]),  # type: ignore[arg-type]
+                    valid=tuple(tile.get("valid", tile["size"])),  # type: ignore[arg-type]
+                )
+            )
+    return tiles
+
+
+def masks_path(workspace: Workspace, tile_id: str) -> Path:
+    """Returns the path of a tile's mask file ``masks/<tile_id>.json``."""
+    return workspace.root / "masks" / f"{tile_id}.json"
+
+
+def read_tile_masks(workspace: Workspace, tile_id: str) -> list[dict[str, Any]]:
+    """Returns a tile's masks: dicts with id, rle, bbox (x0, y0, x1, y1), area, scores, point."""
+    path = masks_path(workspace, tile_id)
+    return json.loads(path.read_text())["masks"]
+
+
+def features_path(workspace: Workspace, layer: int) -> Path:
+    """Returns the path of the (N, D) float32 feature matrix of one encoder layer."""
+    return workspace.root / "embed" / f"features_layer{layer}.npy"
+
+
+def index_path(workspace: Workspace) -> Path:
+    """Returns the path of the embedding index (one row per mask, in feature-row order)."""
+    return workspace.root / "embed" / "index.parquet"
+
+
+def read_features(workspace: Workspace, layer: int) -> np.ndarray:
+    """Returns the (N, D) float32 features of ``layer``; raises naming the layers that exist."""
+    path = features_path(workspace, layer)
+    if not path.exists():
+        have = sorted(p.stem.removeprefix("features_layer") for p in (workspace.root / "embed").glob("features_layer*.npy"))
+        raise ValueError(f"{path}: no features for layer {layer}; embedded layers: {', '.join(have) or 'none'}")
+    return np.load(path, mmap_mode="r")
+
+
+def read_index(workspace: Workspace) -> Any:
+    """Returns the embedding index as a pyarrow Table (mask_id, tile_id, x0, y0, x1, y1, area)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(index_path(workspace))
+
+
+def read_merge_map(path: str | Path, n_clusters: int | None = None) -> dict[int, str]:
+    """Returns cluster id -> class name or ``"discard"`` from a merge-map YAML (``clusters: {0: road}``).
+
+    Raises:
+        ValueError: the file is missing or malformed, or (when ``n_clusters`` is given)
+            a cluster id is unknown or missing; the message lists the offending ids.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: merge map not found")
+    data = yaml.safe_load(path.read_text())
+    clusters = data.get("clusters") if isinstance(data, dict) else None
+    if not isinstance(clusters, dict):
+        raise ValueError(f"{path}: expected 'clusters:' mapping cluster id -> class name or discard")
+    mapping: dict[int, str] = {}
+    for key, value in clusters.items():
+        try:
+            mapping[int(key)] = str(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: cluster id {key!r} is not an integer") from None
+    if n_clusters is not None:
+        unknown = sorted(k for k in mapping if not 0 <= k < n_clusters)
+        missing = sorted(set(range(n_clusters)) - set(mapping))
+        if unknown:
+            raise ValueError(f"{path}: unknown cluster ids {unknown} (clusters are 0..{n_clusters - 1})")
+        if missing:
+            raise ValueError(f"{path}: clusters {missing} are not mapped; map each to a class or 'discard'")
+    return mapping
+
+
+def tile_ground_truth(tile: Tile, labels_dir: str | Path) -> np.ndarray:
+    """Returns the (h, w) uint8 ground truth under a tile, cropped from its frame's label PNG.
+
+    The frame label is ``labels_dir/<frame stem>.png``; padding is IGNORE_INDEX.
+    """
+    label = read_label_png(Path(labels_dir) / f"{Path(tile.frame).stem}.png")
+    x, y = tile.offset
+    width, height = tile.size
+    out = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
+    crop = label[y : y + height, x : x + width]
+    out[: crop.shape[0], : crop.shape[1]] = crop
+    return out

@@ -1,0 +1,51 @@
+"""The ``roadparse`` command line: one subcommand per stage, plus run / demo / status / config.
+
+Each subcommand only parses arguments and calls its stage's ``run``; stage modules
+are imported lazily so that one missing heavy backend never blocks the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from roadparse import __version__
+from roadparse.cli.common import setup_logging
+
+_COMMANDS = {
+    # name: (module, attribute)
+    "config": ("roadparse.cli.core", "config_cmd"),
+    "status": ("roadparse.cli.core", "status_cmd"),
+    "evaluate": ("roadparse.cli.core", "evaluate_cmd"),
+    "synth": ("roadparse.cli.synth", "synth_cmd"),
+    "roi": ("roadparse.cli.roi", "roi_cmd"),
+    "masks": ("roadparse.cli.masks", "masks_cmd"),
+    "embed": ("roadparse.cli.embed", "embed_cmd"),
+    "cluster": ("roadparse.cli.cluster", "cluster_cmd"),
+    "pseudolabel": ("roadparse.cli.cluster", "pseudolabel_cmd"),
+    "sweep": ("roadparse.cli.cluster", "sweep_cmd"),
+    "train": ("roadparse.cli.train", "train_cmd"),
+    "predict": ("roadparse.cli.train", "predict_cmd"),
+    "run": ("roadparse.cli.pipeline", "run_cmd"),
+    "demo": ("roadparse.cli.pipeline", "demo_cmd"),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return None
+        module_name, attribute = _COMMANDS[cmd_name]
+        return getattr(importlib.import_module(module_name), attribute)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="roadparse")
+@click.option("-v", "--verbose", count=True, help="more logging (-v info, -vv debug)")
+def main(verbose: int) -> None:
+    """roadparse: parse drone imagery of roads into per-pixel maps, without labels (COMRP)."""
+    setup_logging(verbose)

@@ -1,0 +1,258 @@
+"""Typed settings for every stage, with the COMRP paper's values as defaults.
+
+Settings are resolved as: defaults ⊕ one YAML file ⊕ ``--set key=value`` overrides.
+Unknown or mistyped keys are errors that name the key and the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+
+class RoiSettings(_Section):
+    """Stage 1: road region of interest (paper §3.1, §4.1.2)."""
+
+    mode: Literal["detector", "offline", "none"] = Field(
+        "detector",
+        description="detector: Grounding DINO + CLIP filter (paper); offline: asphalt colour/texture "
+        "finder needing no weights; none: tile the whole frame",
+    )
+    long_side: int = Field(1024, gt=0, description="long side of the downscaled frame fed to the detector (paper: 1024)")
+    detector: str = Field("IDEA-Research/grounding-dino-tiny", description="open-vocabulary detector: Hugging Face id or local path")
+    prompt: str = Field("road. highway.", description="detector text prompt (paper: 'road, highway')")
+    box_threshold: float = Field(0.35, ge=0, le=1, description="detector box threshold (paper: 0.35)")
+    text_threshold: float = Field(0.25, ge=0, le=1, description="detector text threshold (paper: 0.25)")
+    filter: str | None = Field("openai/clip-vit-base-patch32", description="zero-shot filter model (CLIP/SigLIP id or path); null disables the filter")
+    filter_labels: list[str] = Field(default_factory=lambda: ["road", "highway", "other"], description="zero-shot labels for the filter (paper: road, highway, other)")
+    reject_labels: list[str] = Field(default_factory=lambda: ["other"], description="boxes whose best filter label is one of these are dropped")
+    merge_iou: float = Field(0.0, ge=0, le=1, description="kept boxes overlapping more than this IoU (0: any overlap) are merged into one")
+    tile_size: int = Field(800, gt=0, description="tile side in full-resolution pixels (paper: 800)")
+    tile_overlap: int = Field(0, ge=0, description="overlap between neighbouring tiles in pixels")
+    edge_rule: Literal["shift", "pad", "drop"] = Field("shift", description="partial edge tiles: shift inward, pad with ignore, or drop")
+    device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1 ...")
+
+
+class MasksSettings(_Section):
+    """Stage 2: automatic mask generation (paper §3.2.1, §4.2)."""
+
+    generator: str = Field("facebook/sam-vit-large", description="SAM id or local path (paper: ViT-L), or 'felzenszwalb' / 'slic' for the offline generator")
+    points_per_side: int = Field(16, gt=0, description="point grid per side (paper: 16x16)")
+    points_per_batch: int = Field(256, gt=0, description="points decoded per batch")
+    pred_iou_thresh: float = Field(0.88, description="SAM AMG predicted-IoU threshold (SAM default)")
+    stability_score_thresh: float = Field(0.95, description="SAM AMG stability-score threshold (SAM default)")
+    stability_score_offset: float = Field(1.0, description="SAM AMG stability-score offset (SAM default)")
+    mask_threshold: float = Field(0.0, description="logit threshold for binarising masks (SAM default)")
+    box_nms_thresh: float = Field(0.7, ge=0, le=1, description="box NMS IoU threshold within a crop (SAM default)")
+    crop_n_layers: int = Field(0, ge=0, description="extra crop layers (SAM default 0)")
+    crop_nms_thresh: float = Field(0.7, ge=0, le=1, description="box NMS between crops (SAM default)")
+    crop_overlap_ratio: float = Field(512 / 1500, ge=0, lt=1, description="overlap of crop layers (SAM default)")
+    crop_n_points_downscale_factor: int = Field(1, ge=1, description="point grid downscale per crop layer (SAM default)")
+    min_mask_area: int = Field(3000, ge=0, description="drop masks under this many pixels (paper: 3000)")
+    offline_scale: float = Field(400.0, gt=0, description="offline generator: Felzenszwalb scale")
+    offline_sigma: float = Field(0.8, ge=0, description="offline generator: Gaussian smoothing before segmentation")
+    device: str = Field("auto", description="torch device: auto, cpu, cuda ...")
+
+
+class EmbedSettings(_Section):
+    """Stage 3: mask crop embeddings (paper §3.2.2, §4.3)."""
+
+    encoder: str = Field("facebook/dinov2-base", description="DINOv2/DINOv3/ResNet id or local path, or 'efficientnet-lite0' (offline, real ImageNet weights)")
+    layers: list[int] = Field(default_factory=lambda: [12], description="hidden layers (ViT: CLS of layer 1..12) or stages (ResNet: 1..5) to keep; several in one pass")
+    crop_size: int = Field(224, gt=0, description="crop resize side (paper: 224)")
+    mask_background: bool = Field(False, description="grey out crop pixels outside the mask")
+    batch_size: int = Field(32, gt=0, description="crops per forward pass")
+    device: str = Field("auto", description="torch device")
+
+
+class ClusterSettings(_Section):
+    """Stage 4: over-clustering of mask embeddings (paper §3.2.3, §4.4)."""
+
+    method: Literal["spectral", "kmeans", "kmedoids", "agglomerative"] = Field("spectral", description="clustering method (paper: spectral)")
+    n_clusters: int = Field(20, ge=2, description="over-clustering k (paper: 20)")
+    layer: int = Field(12, description="which embedded layer to cluster (must be among embed.layers)")
+    normalize: bool = Field(True, description="L2-normalise features before clustering")
+    pca_dim: int | None = Field(None, description="reduce to this many dimensions with PCA first (null: no PCA)")
+    n_neighbors: int = Field(15, ge=2, description="spectral: neighbours in the kNN affinity graph")
+    sample_size: int = Field(20000, ge=100, description="spectral/agglomerative/kmedoids: fit on at most this many points, extend to the rest")
+    gallery_size: int = Field(24, ge=1, description="crops per cluster in the gallery")
+    seed: int = Field(0, description="random seed")
+
+
+class PseudolabelSettings(_Section):
+    """Stage 4b: masks painted with class ids."""
+
+    merge_map: str = Field("merge_map.yaml", description="merge map file (cluster -> class or discard), relative to the work dir")
+    ignore_index: int = Field(255, ge=0, le=255, description="label for unlabelled pixels")
+
+
+class TrainSettings(_Section):
+    """Stage 5: teacher-student self-training (paper §3.3, §4.5, Table 6)."""
+
+    architecture: Literal["segformer", "deeplabv3plus"] = Field("segformer", description="segmentation network")
+    backbone: str = Field("nvidia/mit-b0", description="SegFormer id/path, or a DeepLabV3+ encoder name (e.g. resnet50)")
+    pretrained: bool = Field(True, description="load backbone weights (false: build from config, random init)")
+    scale_range: tuple[int, int] = Field((512, 1024), description="random resize: short side sampled in this range (paper: 512-1024)")
+    crop_size: int = Field(512, gt=0, description="random crop side (paper: 512)")
+    flip: bool = Field(True, description="random horizontal flip (paper: yes)")
+    optimizer: Literal["auto", "sgd", "adamw"] = Field("auto", description="auto: SGD for DeepLabV3+, AdamW for SegFormer (paper Table 6)")
+    lr: float | None = Field(None, description="learning rate; null: 0.001 (SGD) / 6e-5 (AdamW) as in the paper")
+    weight_decay: float | None = Field(None, description="null: 5e-4 (SGD) / 0.01 (AdamW) as in the paper")
+    momentum: float = Field(0.9, description="SGD momentum (paper: 0.9)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas (paper: 0.9, 0.999)")
+    batch_size: int = Field(8, gt=0, description="batch size (paper: 8)")
+    iterations: int = Field(80000, gt=0, description="iterations per round (paper: 80000)")
+    schedule: Literal["poly", "cosine", "constant"] = Field("poly", description="learning-rate schedule")
+    checkpoint_every: int = Field(1000, gt=0, description="save a checkpoint every N iterations")
+    rounds: int = Field(2, ge=1, description="teacher + students: 1 = teacher only; paper: 2")
+    min_improvement: float = Field(0.001, ge=0, description="stop when the round improves by less than this")
+    amp: bool = Field(True, description="mixed precision on GPU")
+    num_workers: int = Field(0, ge=0, description="data loader workers")
+    device: str = Field("auto", description="torch device")
+    seed: int = Field(0, description="random seed")
+
+
+class PredictSettings(_Section):
+    """Prediction on tiles or whole frames with a sliding window."""
+
+    window: int = Field(512, gt=0, description="sliding-window side")
+    overlap: float = Field(0.25, ge=0, lt=1, description="window overlap fraction")
+    batch_size: int = Field(4, gt=0, description="windows per forward pass")
+    gsd_cm: float | None = Field(0.25, description="ground sampling distance in cm/px for area statistics (paper: 0.25); null: unknown")
+    device: str = Field("auto", description="torch device")
+
+
+class EvaluateSettings(_Section):
+    """Evaluation against ground truth (paper equations 1-2)."""
+
+    ignore_index: int = Field(255, ge=0, le=255, description="ground-truth label ignored in all metrics")
+    matching: Literal["none", "hungarian", "majority"] = Field("none", description="none: ids are classes; hungarian / majority: ids are clusters")
+
+
+class Settings(_Section):
+    """All settings of a roadparse run."""
+
+    classes: str | None = Field(None, description="classes file (names, colours); null: the built-in road classes")
+    seed: int = Field(0, description="global seed for anything not seeded per stage")
+    roi: RoiSettings = RoiSettings()
+    masks: MasksSettings = MasksSettings()
+    embed: EmbedSettings = EmbedSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    pseudolabel: PseudolabelSettings = PseudolabelSettings()
+    train: TrainSettings = TrainSettings()
+    predict: PredictSettings = PredictSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"invalid settings in {source}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Returns a nested dict from ``section.key=value`` strings; values are parsed as YAML."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        dotted, raw = item.split("=", 1)
+        node = nested
+        parts = dotted.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return nested
+
+
+def load_settings(path: str | Path | None = None, overrides: list[str] | None = None) -> Settings:
+    """Returns settings from defaults ⊕ the YAML file at ``path`` ⊕ ``key=value`` overrides.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, or a key is unknown or mistyped.
+    """
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
+        data = loaded
+    if overrides:
+        data = _deep_merge(data, parse_overrides(overrides))
+        source += " + --set overrides"
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def settings_fingerprint(section: BaseModel) -> str:
+    """Returns a short stable hash of a settings section."""
+    payload = json.dumps(section.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+
+
+def defaults_yaml() -> str:
+    """Returns a complete, commented YAML of the default settings."""
+    lines = ["# roadparse settings: defaults are the COMRP paper's values.", ""]
+    for name, field in Settings.model_fields.items():
+        value = getattr(Settings(), name)
+        if isinstance(value, BaseModel):
+            doc = (type(value).__doc__ or "").strip().splitlines()[0]
+            lines.append(f"{name}:  # {doc}")
+            for sub_name, sub_field in type(value).model_fields.items():
+                sub_value = getattr(value, sub_name)
+                if isinstance(sub_value, tuple):
+                    sub_value = list(sub_value)
+                lines.append(f"  {sub_name}: {_yaml_scalar(sub_value)}  # {sub_field.description}")
+            lines.append("")
+        else:
+            lines.append(f"{name}: {_yaml_scalar(value)}  # {field.description}")
+    return "\n".join(lines) + "\n"
+
+
+def dump_settings(settings: Settings) -> str:
+    """Returns the resolved settings as YAML."""
+    return yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,79 @@
+"""How data-parallel stages (roi, masks, embed, predict) run their items.
+
+A stage hands a list of items and a function to an :class:`Executor`; the executor
+decides where the calls run. :class:`InProcessExecutor` runs them here, in order;
+a distributed backend (Ray, several GPUs) implements the same ``map``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
+
+from tqdm.auto import tqdm
+
+from roadparse.workspace import StageRun
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    """Runs ``fn`` over items and yields (item, result or exception) as each finishes."""
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R | Exception]]: ...
+
+
+class InProcessExecutor:
+    """Runs every call in this process, one after the other (the default)."""
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R | Exception]]:
+        for item in items:
+            try:
+                yield item, fn(item)
+            except (ValueError, OSError, RuntimeError) as exc:  # a bad item, not a bug in the stage
+                yield item, exc
+
+
+def get_executor(name: str = "local") -> Executor:
+    """Returns the executor called ``name`` (``local``)."""
+    if name == "local":
+        return InProcessExecutor()
+    raise ValueError(f"unknown executor {name!r}; available: local")
+
+
+def process_items(
+    run: StageRun,
+    items: dict[str, Any],
+    fn: Callable[[Any], dict[str, Any]],
+    *,
+    desc: str,
+    unit: str,
+    executor: Executor | None = None,
+) -> tuple[int, int]:
+    """Runs ``fn`` on every item not yet journalled in ``run``; returns (done now, failed now).
+
+    ``items`` maps item id -> item. ``fn`` writes the item's outputs (atomically) and
+    returns the record to journal. An item raising ValueError/OSError/RuntimeError is
+    recorded as failed with its message and the run goes on.
+    """
+    run.set_total(len(items))
+    todo = [(key, value) for key, value in items.items() if not run.item_done(key)]
+    if len(todo) < len(items):
+        log.info("%s: resuming, %d of %d %s already done", run.stage, len(items) - len(todo), len(items), unit)
+    executor = executor or InProcessExecutor()
+    done = failed = 0
+    with tqdm(total=len(todo), desc=desc, unit=unit, dynamic_ncols=True) as bar:
+        for (key, _), result in executor.map(lambda pair: fn(pair[1]), todo):
+            if isinstance(result, Exception):
+                log.warning("%s: %s failed: %s", run.stage, key, result)
+                run.record_failure(key, str(result))
+                failed += 1
+            else:
+                run.record_item(key, result)
+                done += 1
+            bar.update(1)
+    return done, failed

@@ -1,0 +1,1 @@
+"""Reading and writing images, masks (COCO RLE) and label maps."""
