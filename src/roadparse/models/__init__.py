@@ -1,0 +1,58 @@
+"""Model backends, one factory module per family (detector, filter, mask generator, encoder, segmenter).
+
+Everything is loaded by Hugging Face id or local path through :func:`load_pretrained`,
+so the code users run with a hub id is the code tests run on tiny models saved to a
+temporary folder. Heavy imports stay inside the builders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(ValueError):
+    """A model that cannot be loaded; the message says how to give a local path."""
+
+
+def resolve_device(name: str = "auto") -> Any:
+    """Returns a ``torch.device``: ``auto`` picks CUDA when available, else CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def load_pretrained(cls: Any, name_or_path: str | Path, **kwargs: Any) -> Any:
+    """Returns ``cls.from_pretrained(name_or_path, **kwargs)`` with a clear error when it cannot load.
+
+    Raises:
+        ModelLoadError: the path does not exist, or the id is not in the local cache and
+            the hub is not reachable (or ``HF_HUB_OFFLINE=1``).
+    """
+    text = str(name_or_path)
+    looks_local = text.startswith((".", "/", "~")) or Path(text).exists()
+    if looks_local and not Path(text).expanduser().exists():
+        raise ModelLoadError(f"model path {text!r} does not exist")
+    try:
+        return cls.from_pretrained(str(Path(text).expanduser()) if looks_local else text, **kwargs)
+    except (OSError, ValueError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        hint = (
+            f"could not load {cls.__name__} from {text!r}: {exc}\n"
+            f"If this machine has no access to the Hugging Face hub{' (HF_HUB_OFFLINE is set)' if offline else ''}, "
+            f"download the model elsewhere (e.g. `huggingface-cli download {text} --local-dir DIR`), "
+            "copy DIR here and give its path instead of the id."
+        )
+        raise ModelLoadError(hint) from None
