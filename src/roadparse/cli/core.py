@@ -31,6 +31,23 @@ def status_cmd(workdir: Path) -> None:
 
 
 @click.command("evaluate")
-def evaluate_cmd() -> None:
-    """Not implemented yet."""
-    raise click.ClickException("`roadparse evaluate` is not implemented yet")
+@click.argument("pred_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("gt_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--classes", "classes_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="classes file (default: the built-in road classes)")
+@click.option("--matching", type=click.Choice(["none", "hungarian", "majority"]), default="none",
+              help="ids are classes (none) or clusters matched to classes one-to-one / many-to-one")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write metrics JSON here (a .md table is written beside it)")
+def evaluate_cmd(pred_dir: Path, gt_dir: Path, classes_path: Path | None, matching: str, out_path: Path | None) -> None:
+    """Compare label PNGs in PRED_DIR with ground truth in GT_DIR (matched by file name).
+
+    Prints IoU per class, mIoU and pixel accuracy from pixel counts summed over the set.
+    """
+    from roadparse.evaluation_io import evaluate_dirs
+
+    try:
+        result = evaluate_dirs(pred_dir, gt_dir, classes_path=classes_path, matching=matching, out_path=out_path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result["markdown"], nl=False)
