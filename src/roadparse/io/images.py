@@ -143,10 +143,9 @@ def read_image_reduced(path: str | Path, long_side: int = 1024) -> tuple[np.ndar
         if image.format == "JPEG":
             scale = long_side / max(full_w, full_h)
             image.draft("RGB", (max(1, int(full_w * scale)), max(1, int(full_h * scale))))
-        image = ImageOps.exif_transpose(image)
-        orientation_swapped = image.size[0] != full_w and image.size[0] * full_w < image.size[1] * full_h
-        if orientation_swapped:
+        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
             full_w, full_h = full_h, full_w
+        image = ImageOps.exif_transpose(image)
         target = reduced_size(full_w, full_h, long_side)
         rgb = image if image.mode == "RGB" else Image.fromarray(to_rgb_uint8(image))
         rgb = rgb.resize(target, Image.Resampling.BILINEAR, reducing_gap=None)

@@ -1,0 +1,61 @@
+import pytest
+import yaml
+
+from roadparse.config import ConfigError, Settings, defaults_yaml, load_settings
+
+
+def test_defaults_are_the_paper_values():
+    s = Settings()
+    assert s.roi.long_side == 1024 and s.roi.box_threshold == 0.35 and s.roi.text_threshold == 0.25
+    assert s.roi.tile_size == 800
+    assert s.masks.generator == "facebook/sam-vit-large" and s.masks.points_per_side == 16
+    assert s.masks.min_mask_area == 3000
+    assert s.embed.crop_size == 224 and s.embed.encoder == "facebook/dinov2-base" and s.embed.layers == [12]
+    assert s.cluster.method == "spectral" and s.cluster.n_clusters == 20
+    assert s.train.scale_range == (512, 1024) and s.train.crop_size == 512 and s.train.flip
+    assert s.train.batch_size == 8 and s.train.iterations == 80000
+
+
+def test_yaml_overlay_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("masks:\n  min_mask_area: 2000\ncluster:\n  method: kmeans\n")
+    s = load_settings(path, ["cluster.n_clusters=12", "embed.layers=[6, 12]"])
+    assert s.masks.min_mask_area == 2000
+    assert s.cluster.method == "kmeans" and s.cluster.n_clusters == 12
+    assert s.embed.layers == [6, 12]
+    assert s.masks.points_per_side == 16  # untouched defaults stay
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("masks:\n  min_mask_aera: 2000\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "masks.min_mask_aera" in str(info.value) and "bad.yaml" in str(info.value)
+
+
+def test_wrong_type_and_bad_literal(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("cluster:\n  n_clusters: many\n  method: dbscan\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    text = str(info.value)
+    assert "cluster.n_clusters" in text and "cluster.method" in text
+
+
+def test_missing_and_non_mapping_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.yaml")
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(path)
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_settings(None, ["novalue"])
+
+
+def test_defaults_yaml_round_trips_and_is_commented():
+    text = defaults_yaml()
+    assert "# " in text and "min_mask_area: 3000" in text
+    data = yaml.safe_load(text)
+    assert Settings.model_validate(data) == Settings()

@@ -1,0 +1,103 @@
+import json
+
+import pytest
+
+from roadparse.executor import process_items
+from roadparse.workspace import Workspace, atomic_output, atomic_write_text
+
+
+class Boom(Exception):
+    """An interruption that is not a per-item error (like KeyboardInterrupt or a crash)."""
+
+
+def _write_outputs(stage_dir, calls, fail_after=None):
+    def fn(item):
+        if fail_after is not None and len(calls) >= fail_after:
+            raise Boom("killed")
+        calls.append(item)
+        atomic_write_text(stage_dir / f"{item}.txt", f"output of {item}")
+        return {"value": item}
+
+    return fn
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_interrupted_stage_resumes_without_redoing_items(tmp_path):
+    ws = Workspace(tmp_path / "run")
+    items = {f"tile{i}": f"tile{i}" for i in range(6)}
+    settings = {"k": 1}
+
+    run = ws.begin("masks", settings)
+    first_calls: list[str] = []
+    with pytest.raises(Boom):
+        process_items(run, items, _write_outputs(run.dir, first_calls, fail_after=3), desc="t", unit="tile")
+    assert first_calls == ["tile0", "tile1", "tile2"]
+    assert ws.read_manifest("masks") is None  # not complete
+    status = {s.stage: s for s in ws.status()}["masks"]
+    assert status.state == "partial" and status.done == 3 and status.total == 6
+    assert not list(run.dir.glob(".*.tmp"))  # nothing half-written
+
+    run2 = ws.begin("masks", settings)
+    assert not run2.complete
+    second_calls: list[str] = []
+    process_items(run2, items, _write_outputs(run2.dir, second_calls), desc="t", unit="tile")
+    manifest = run2.finish({"extra": 1})
+    assert second_calls == ["tile3", "tile4", "tile5"]
+    assert sorted(manifest["items"]) == sorted(items)
+    assert manifest["summary"]["items"] == 6 and manifest["summary"]["extra"] == 1
+    assert all((run2.dir / f"{k}.txt").read_text() == f"output of {k}" for k in items)
+
+    run3 = ws.begin("masks", settings)
+    assert run3.complete  # same settings and inputs: skipped
+
+
+def test_changed_settings_make_stage_stale_and_restart(tmp_path):
+    ws = Workspace(tmp_path)
+    run = ws.begin("roi", {"a": 1})
+    process_items(run, {"x": "x"}, lambda item: {"v": 1}, desc="t", unit="f")
+    run.finish()
+    down = ws.begin("masks", {"b": 1}, inputs={"roi": run.fingerprint})
+    down.finish()
+    assert [s.state for s in ws.status()][:2] == ["done", "done"]
+
+    rerun = ws.begin("roi", {"a": 2})
+    assert not rerun.complete and not rerun.item_done("x")
+    process_items(rerun, {"x": "x"}, lambda item: {"v": 2}, desc="t", unit="f")
+    rerun.finish()
+    states = {s.stage: s.state for s in ws.status()}
+    assert states["roi"] == "done" and states["masks"] == "stale" and states["embed"] == "missing"
+
+
+def test_failed_items_are_recorded_and_run_continues(tmp_path):
+    ws = Workspace(tmp_path)
+    run = ws.begin("roi", {})
+
+    def fn(item):
+        if item == "bad":
+            raise ValueError("bad.jpg: corrupt or truncated image")
+        return {"ok": True}
+
+    done, failed = process_items(run, {"a": "a", "bad": "bad", "c": "c"}, fn, desc="t", unit="f")
+    manifest = run.finish()
+    assert (done, failed) == (2, 1)
+    assert manifest["failed"] == {"bad": "bad.jpg: corrupt or truncated image"}
+    assert manifest["summary"]["failed"] == 1
+    on_disk = json.loads((tmp_path / "roi" / "manifest.json").read_text())
+    assert on_disk["fingerprint"] == run.fingerprint
+
+
+def test_require_manifest_names_command(tmp_path):
+    with pytest.raises(ValueError, match="roadparse roi"):
+        Workspace(tmp_path).require_manifest("roi")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a directory"):
+        Workspace(tmp_path / "file")
