@@ -1,0 +1,314 @@
+"""Clustering of mask embeddings: spectral (paper), k-means, k-medoids, agglomerative.
+
+Pure array code: features in, cluster ids out, no I/O and no models. Every method is
+deterministic for a given ``seed``. Methods that need all pairwise distances or a
+graph (spectral, k-medoids, agglomerative) are fitted on a representative sample of
+at most ``sample_size`` points and extended to the remaining points:
+
+- spectral: a binary symmetric kNN graph of the sample (exact, chunked matrix
+  products), the normalised-Laplacian embedding (sklearn ``spectral_embedding``,
+  ARPACK on the sparse graph), k-means on that embedding; every other point gets
+  the mean embedding of its ``n_neighbors`` nearest sample points (Nyström
+  extension of the random-walk eigenvectors) and the nearest k-means centre.
+- k-medoids (FasterPAM) and agglomerative (Ward): fitted on a sample (capped lower,
+  they need an O(n²) matrix), the rest goes to the nearest medoid / centroid.
+
+Rows with NaN or inf are an error naming the rows (an embedding bug upstream must
+not silently become a cluster); all-zero rows are kept with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+METHODS: tuple[str, ...] = ("spectral", "kmeans", "kmedoids", "agglomerative")
+DENSE_SAMPLE_CAP = 8000
+"""k-medoids and Ward need an n×n matrix: their sample is capped here (8000² float32 = 256 MB)."""
+_CHUNK = 2048
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    """Cluster ids of N points and each point's distance to its cluster centre."""
+
+    labels: np.ndarray
+    """(N,) int64 cluster ids in 0..k-1."""
+    distances: np.ndarray
+    """(N,) float32 distance to the cluster centre in the clustering space (small = typical)."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """Method, sample size, timings, warnings."""
+
+
+def check_features(features: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Returns the features as a C-contiguous (N, D) float32 array after validating them.
+
+    Raises:
+        ValueError: not 2-D, fewer points than clusters, or rows with NaN/inf (listed).
+    """
+    features = np.asarray(features)
+    if features.ndim != 2:
+        raise ValueError(f"features must be a 2-D (N, D) array, got shape {features.shape}")
+    n_points = features.shape[0]
+    if n_clusters < 2:
+        raise ValueError(f"n_clusters must be at least 2, got {n_clusters}")
+    if n_points < n_clusters:
+        raise ValueError(f"cannot make {n_clusters} clusters from {n_points} points; lower n_clusters")
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+    if bad.size:
+        shown = ", ".join(str(i) for i in bad[:20]) + (" ..." if bad.size > 20 else "")
+        raise ValueError(f"{bad.size} feature rows contain NaN or inf (rows {shown}); re-run `roadparse embed`")
+    return features
+
+
+def prepare_features(
+    features: np.ndarray, *, normalize: bool, pca_dim: int | None, seed: int
+) -> tuple[np.ndarray, list[str]]:
+    """Returns (N, D') float32 features in the clustering space and warnings.
+
+    L2-normalises rows (zero rows stay zero) and optionally reduces with PCA.
+    """
+    notes: list[str] = []
+    norms = np.linalg.norm(features, axis=1)
+    n_zero = int((norms == 0).sum())
+    if n_zero:
+        notes.append(f"{n_zero} feature rows are all zero")
+    if normalize:
+        features = features / np.where(norms == 0, 1.0, norms)[:, None].astype(np.float32)
+    if pca_dim is not None and pca_dim < features.shape[1]:
+        from sklearn.decomposition import PCA
+
+        features = PCA(n_components=pca_dim, random_state=seed).fit_transform(features).astype(np.float32)
+    n_unique = len(np.unique(features[: min(len(features), 50000)].round(6), axis=0))
+    if n_unique < len(features[:50000]):
+        notes.append(f"duplicate feature rows: {n_unique} distinct among the first {min(len(features), 50000)}")
+    for text in notes:
+        log.warning("clustering: %s", text)
+    return np.ascontiguousarray(features, dtype=np.float32), notes
+
+
+def nearest_neighbors(
+    query: np.ndarray, base: np.ndarray, k: int, *, cosine: bool, exclude_self: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (indices (Q, k) int64, distances (Q, k) float32) of each query's k nearest base rows.
+
+    Exact search by chunked matrix products (memory O(chunk × len(base))). With
+    ``cosine`` the rows are assumed L2-normalised and the distance is 1 - dot.
+    ``exclude_self`` drops the match of query row i with base row i (query is base).
+    """
+    k_eff = min(k + int(exclude_self), len(base))
+    base_sq = None if cosine else (base.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+    indices = np.empty((len(query), k_eff), dtype=np.int64)
+    dists = np.empty((len(query), k_eff), dtype=np.float32)
+    for start in range(0, len(query), _CHUNK):
+        block = query[start : start + _CHUNK]
+        dot = block @ base.T
+        if cosine:
+            dist = 1.0 - dot
+        else:
+            dist = np.maximum((block**2).sum(axis=1)[:, None] + base_sq[None, :] - 2.0 * dot, 0.0)
+        if exclude_self:
+            rows = np.arange(len(block))
+            dist[rows, start + rows] = np.inf
+        part = np.argpartition(dist, k_eff - 1, axis=1)[:, :k_eff]
+        part_d = np.take_along_axis(dist, part, axis=1)
+        order = np.argsort(part_d, axis=1, kind="stable")
+        indices[start : start + len(block)] = np.take_along_axis(part, order, axis=1)
+        dists[start : start + len(block)] = np.take_along_axis(part_d, order, axis=1)
+    if exclude_self:
+        indices, dists = indices[:, :-1], dists[:, :-1]
+    return indices, dists
+
+
+def pairwise_distances(points: np.ndarray, *, cosine: bool) -> np.ndarray:
+    """Returns the (n, n) float32 symmetric distance matrix (1 - cosine, or euclidean) with a zero diagonal."""
+    dot = points @ points.T
+    if cosine:
+        diss = 1.0 - dot
+    else:
+        sq = (points**2).sum(axis=1)
+        diss = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * dot, 0.0))
+    diss = np.maximum(0.5 * (diss + diss.T), 0.0).astype(np.float32)
+    np.fill_diagonal(diss, 0.0)
+    return diss
+
+
+def knn_affinity(neighbors: np.ndarray, n_points: int) -> Any:
+    """Returns the (n, n) scipy CSR binary symmetric kNN affinity (0.5 · (C + Cᵀ), self-loops on)."""
+    from scipy import sparse
+
+    k = neighbors.shape[1]
+    rows = np.repeat(np.arange(n_points), k + 1)
+    cols = np.concatenate([np.arange(n_points)[:, None], neighbors], axis=1).ravel()
+    connectivity = sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_points, n_points))
+    connectivity.data[:] = 1.0  # duplicates summed above; keep the graph binary
+    return (0.5 * (connectivity + connectivity.T)).tocsr()
+
+
+def _kmeans(points: np.ndarray, n_clusters: int, seed: int, n_init: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.cluster import KMeans
+
+    model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(points)
+    return model.labels_.astype(np.int64), model.cluster_centers_.astype(np.float32)
+
+
+def _nearest_centre(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    idx, dist = nearest_neighbors(points, centres, 1, cosine=False)
+    return idx[:, 0], np.sqrt(dist[:, 0])
+
+
+def _sample(n_points: int, size: int, rng: np.random.Generator) -> np.ndarray | None:
+    if n_points <= size:
+        return None
+    return np.sort(rng.choice(n_points, size=size, replace=False))
+
+
+def spectral(
+    points: np.ndarray, n_clusters: int, *, n_neighbors: int, sample_size: int, cosine: bool, seed: int
+) -> ClusterResult:
+    """Returns spectral clusters of (N, D) float32 points (kNN graph, normalised Laplacian, k-means).
+
+    Fits on at most ``sample_size`` points; the others are placed by Nyström extension.
+    """
+    from sklearn.manifold import spectral_embedding
+
+    rng = np.random.default_rng(seed)
+    sample = _sample(len(points), sample_size, rng)
+    fit_points = points if sample is None else points[sample]
+    k = min(n_neighbors, len(fit_points) - 1)
+    started = time.perf_counter()
+    neighbors, _ = nearest_neighbors(fit_points, fit_points, k, cosine=cosine, exclude_self=True)
+    affinity = knn_affinity(neighbors, len(fit_points))
+    graph_s = time.perf_counter() - started
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        embedding = spectral_embedding(
+            affinity, n_components=n_clusters, eigen_solver="arpack", random_state=seed, drop_first=False
+        ).astype(np.float32)
+    notes = [str(w.message) for w in caught]
+    for note in notes:
+        log.warning("spectral clustering: %s", note)
+    fit_labels, centres = _kmeans(embedding, n_clusters, seed, n_init=10)
+    labels = np.empty(len(points), dtype=np.int64)
+    distances = np.empty(len(points), dtype=np.float32)
+    if sample is None:
+        labels[:] = fit_labels
+    else:
+        rest = np.setdiff1d(np.arange(len(points)), sample, assume_unique=True)
+        labels[sample] = fit_labels
+        for start in range(0, len(rest), 8 * _CHUNK):
+            block = rest[start : start + 8 * _CHUNK]
+            idx, _ = nearest_neighbors(points[block], fit_points, k, cosine=cosine)
+            labels[block] = _nearest_centre(embedding[idx].mean(axis=1), centres)[0]
+    # The spectral embedding collapses well-separated groups to single points, so
+    # "typical" is measured in the feature space: distance to the cluster's mean.
+    centroids = np.zeros((n_clusters, points.shape[1]), dtype=np.float64)
+    np.add.at(centroids, labels, points)
+    centroids /= np.maximum(np.bincount(labels, minlength=n_clusters), 1)[:, None]
+    for start in range(0, len(points), 8 * _CHUNK):
+        block = slice(start, start + 8 * _CHUNK)
+        distances[block] = np.linalg.norm(points[block] - centroids[labels[block]].astype(np.float32), axis=1)
+    info = {"graph_seconds": round(graph_s, 3), "n_neighbors": k, "edges": int(affinity.nnz), "notes": notes}
+    if sample is not None:
+        info["fit_points"] = len(sample)
+    return ClusterResult(labels, distances, info)
+
+
+def kmeans(points: np.ndarray, n_clusters: int, *, seed: int, n_init: int = 10) -> ClusterResult:
+    """Returns k-means clusters of (N, D) float32 points (distances to the centroids)."""
+    labels, centres = _kmeans(points, n_clusters, seed, n_init)
+    return ClusterResult(labels, np.linalg.norm(points - centres[labels], axis=1).astype(np.float32), {"n_init": n_init})
+
+
+def kmedoids(points: np.ndarray, n_clusters: int, *, sample_size: int, cosine: bool, seed: int) -> ClusterResult:
+    """Returns k-medoids (FasterPAM) clusters, fitted on a sample, the rest sent to the nearest medoid."""
+    import kmedoids as kmedoids_lib
+
+    rng = np.random.default_rng(seed)
+    sample = _sample(len(points), min(sample_size, DENSE_SAMPLE_CAP), rng)
+    fit_points = points if sample is None else points[sample]
+    diss = pairwise_distances(fit_points, cosine=cosine)
+    np.fill_diagonal(diss, 0.0)
+    result = kmedoids_lib.fasterpam(diss, n_clusters, random_state=seed, n_cpu=1)
+    medoids = fit_points[np.asarray(result.medoids)]
+    idx, dist = nearest_neighbors(points, medoids, 1, cosine=cosine)
+    dist = dist[:, 0] if cosine else np.sqrt(dist[:, 0])
+    return ClusterResult(idx[:, 0], dist.astype(np.float32), {"fit_points": len(fit_points)})
+
+
+def agglomerative(points: np.ndarray, n_clusters: int, *, sample_size: int, seed: int) -> ClusterResult:
+    """Returns Ward agglomerative clusters, fitted on a sample, the rest sent to the nearest centroid."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    rng = np.random.default_rng(seed)
+    sample = _sample(len(points), min(sample_size, DENSE_SAMPLE_CAP), rng)
+    fit_points = points if sample is None else points[sample]
+    fit_labels = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward").fit_predict(fit_points)
+    centres = np.stack([fit_points[fit_labels == c].mean(axis=0) for c in range(n_clusters)]).astype(np.float32)
+    labels, distances = _nearest_centre(points, centres)
+    if sample is not None:
+        labels[sample] = fit_labels  # keep the tree's own decision for the points it saw
+        distances[sample] = np.linalg.norm(fit_points - centres[fit_labels], axis=1)
+    return ClusterResult(labels.astype(np.int64), distances.astype(np.float32), {"fit_points": len(fit_points)})
+
+
+def cluster(
+    features: np.ndarray,
+    method: str = "spectral",
+    n_clusters: int = 20,
+    *,
+    seed: int = 0,
+    normalize: bool = True,
+    pca_dim: int | None = None,
+    n_neighbors: int = 15,
+    sample_size: int = 20000,
+) -> ClusterResult:
+    """Returns the clusters of (N, D) features with one of :data:`METHODS`.
+
+    Args:
+        features: (N, D) float embeddings, one row per mask.
+        method: spectral (paper default), kmeans, kmedoids or agglomerative.
+        n_clusters: over-clustering k (paper: 20).
+        seed: seeds sampling, the eigensolver and k-means.
+        normalize: L2-normalise rows first (distances become cosine).
+        pca_dim: reduce to this many dimensions with PCA first; None keeps all.
+        n_neighbors: spectral kNN graph degree.
+        sample_size: fit graph/matrix methods on at most this many points.
+
+    Raises:
+        ValueError: unknown method, fewer points than clusters, NaN/inf rows.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}")
+    features = check_features(features, n_clusters)
+    started = time.perf_counter()
+    points, notes = prepare_features(features, normalize=normalize, pca_dim=pca_dim, seed=seed)
+    cosine = normalize and pca_dim is None
+    if method == "spectral":
+        result = spectral(points, n_clusters, n_neighbors=n_neighbors, sample_size=sample_size, cosine=cosine, seed=seed)
+    elif method == "kmeans":
+        result = kmeans(points, n_clusters, seed=seed, n_init=10 if len(points) <= sample_size else 3)
+    elif method == "kmedoids":
+        result = kmedoids(points, n_clusters, sample_size=sample_size, cosine=cosine, seed=seed)
+    else:
+        result = agglomerative(points, n_clusters, sample_size=sample_size, seed=seed)
+    info = {
+        "method": method,
+        "n_clusters": n_clusters,
+        "points": len(points),
+        "dims": int(points.shape[1]),
+        "sample_size": sample_size,
+        "seconds": round(time.perf_counter() - started, 3),
+        "warnings": notes,
+        "sizes": np.bincount(result.labels, minlength=n_clusters).tolist(),
+        **result.info,
+    }
+    return ClusterResult(result.labels, result.distances, info)
