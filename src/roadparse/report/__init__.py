@@ -1,0 +1,1 @@
+"""Reports: the run report (HTML) and the cluster gallery."""
