@@ -71,7 +71,12 @@ class EmbedSettings(_Section):
     """Stage 3: mask crop embeddings (paper §3.2.2, §4.3)."""
 
     encoder: str = Field("facebook/dinov2-base", description="DINOv2/DINOv3/ResNet id or local path, or 'efficientnet-lite0' (offline, real ImageNet weights)")
-    layers: list[int] = Field(default_factory=lambda: [12], description="hidden layers (ViT: CLS of layer 1..12) or stages (ResNet: 1..5) to keep; several in one pass")
+    layers: list[int] = Field(
+        default_factory=lambda: [12],
+        description="hidden layers (ViT: CLS of layer 1..12) or stages (ResNet: 1 stem + 2..5 residual stages; "
+        "efficientnet-lite0: 1..7 MBConv stages, 8 = 1280-d head, suggested 7) to keep; several in one pass",
+    )
+    final_norm: bool = Field(False, description="ViT: apply the final layernorm to the CLS of every kept layer (false: raw hidden states, as the paper's 'hidden 12 state')")
     crop_size: int = Field(224, gt=0, description="crop resize side (paper: 224)")
     mask_background: bool = Field(False, description="grey out crop pixels outside the mask")
     batch_size: int = Field(32, gt=0, description="crops per forward pass")
@@ -142,11 +147,21 @@ class EvaluateSettings(_Section):
     matching: Literal["none", "hungarian", "majority"] = Field("none", description="none: ids are classes; hungarian / majority: ids are clusters")
 
 
+class RunSettings(_Section):
+    """Inputs of ``roadparse run``: where the frames are and where the run lives."""
+
+    frames: str | None = Field(None, description="folder (or file) of raw frames: JPEG/PNG/TIFF/GeoTIFF")
+    workdir: str = Field("roadparse-run", description="work directory of the run (one folder per stage)")
+    dev_labels: str | None = Field(None, description="optional folder of ground-truth frame label PNGs (same stems as the frames): used to suggest the merge map by majority vote and to evaluate; never for training")
+    dev_frames: list[str] | None = Field(None, description="frame stems of the labelled dev split (null: every frame with a label in dev_labels)")
+
+
 class Settings(_Section):
     """All settings of a roadparse run."""
 
     classes: str | None = Field(None, description="classes file (names, colours); null: the built-in road classes")
     seed: int = Field(0, description="global seed for anything not seeded per stage")
+    run: RunSettings = RunSettings()
     roi: RoiSettings = RoiSettings()
     masks: MasksSettings = MasksSettings()
     embed: EmbedSettings = EmbedSettings()

@@ -1,0 +1,151 @@
+"""``roadparse run``: every stage in order on one work directory, resuming where it stopped.
+
+The one human step of COMRP is the merge map (which over-clusters are which class, and
+which are mixed and discarded). Without ``WORKDIR/merge_map.yaml`` the run stops after
+clustering and says where the gallery and the suggested map are.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from roadparse.artifacts import Tile, list_tiles, tile_ground_truth
+from roadparse.config import Settings, dump_settings
+from roadparse.evaluation import evaluate_pairs
+from roadparse.io.images import list_images
+from roadparse.io.labels import load_classes, read_label_png
+from roadparse.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class MergeMapMissing(RuntimeError):
+    """The run reached the merge step and needs a merge map from the user."""
+
+
+@dataclass
+class PipelineResult:
+    """What a full run produced: manifests per stage, timings and dev-set metrics."""
+
+    workdir: Path
+    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def dev_tiles(workspace: Workspace, settings: Settings) -> list[Tile]:
+    """Returns the tiles whose frame has ground truth in ``run.dev_labels`` (and is a dev frame)."""
+    labels_dir = settings.run.dev_labels
+    if labels_dir is None:
+        return []
+    wanted = set(settings.run.dev_frames) if settings.run.dev_frames is not None else None
+    tiles = []
+    for tile in list_tiles(workspace):
+        stem = Path(tile.frame).stem
+        if (wanted is None or stem in wanted) and (Path(labels_dir) / f"{stem}.png").exists():
+            tiles.append(tile)
+    return tiles
+
+
+def evaluate_label_dir(
+    tiles: list[Tile], pred_dir: Path, gt_labels_dir: str | Path, class_names: tuple[str, ...]
+) -> dict[str, Any]:
+    """Returns metrics of ``pred_dir/<tile_id>.png`` against the frame ground truth under each tile."""
+    pairs = []
+    for tile in tiles:
+        pred_path = pred_dir / f"{tile.id}.png"
+        if not pred_path.exists():
+            raise ValueError(f"{pred_path}: no label for dev tile {tile.id}")
+        pairs.append((tile.id, read_label_png(pred_path), tile_ground_truth(tile, gt_labels_dir)))
+    return evaluate_pairs(pairs, class_names)
+
+
+def _timed(result: PipelineResult, stage: str, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    start = time.perf_counter()
+    manifest = fn(*args, **kwargs)
+    result.seconds[stage] = round(time.perf_counter() - start, 2)
+    result.manifests[stage] = manifest
+    return manifest
+
+
+def run_until_merge(workspace: Workspace, settings: Settings, frames: list[Path], result: PipelineResult) -> None:
+    """Runs roi → masks → embed → cluster (each skipped when already complete)."""
+    from roadparse.stages import cluster, embed, masks, roi
+
+    _timed(result, "roi", roi.run, workspace, settings, frames)
+    _timed(result, "masks", masks.run, workspace, settings)
+    _timed(result, "embed", embed.run, workspace, settings)
+    _timed(result, "cluster", cluster.run, workspace, settings)
+
+
+def suggest_merge_map(workspace: Workspace, settings: Settings) -> Path | None:
+    """Writes ``cluster/merge_map.suggested.yaml`` by majority vote on the dev labels; None without labels."""
+    if settings.run.dev_labels is None:
+        return None
+    from roadparse.merge import suggest_and_write
+
+    return suggest_and_write(workspace, settings, labels_dir=Path(settings.run.dev_labels), tiles=dev_tiles(workspace, settings))
+
+
+def run_pipeline(settings: Settings, *, frames: list[Path] | None = None) -> PipelineResult:
+    """Runs the whole COMRP pipeline with ``settings``; returns manifests, timings and metrics.
+
+    Raises:
+        MergeMapMissing: clustering finished but ``WORKDIR/<pseudolabel.merge_map>`` does not exist.
+        ValueError: bad inputs (no frames, no tiles, ...), with a message naming them.
+    """
+    workspace = Workspace(settings.run.workdir)
+    workspace.write_settings(dump_settings(settings))
+    if frames is None:
+        if settings.run.frames is None:
+            raise ValueError("no frames given: set run.frames in the config or pass --frames")
+        frames = list_images(settings.run.frames)
+    if not frames:
+        raise ValueError(f"{settings.run.frames}: no images (.jpg, .png, .tif) found")
+    result = PipelineResult(workspace.root)
+    run_until_merge(workspace, settings, frames, result)
+
+    merge_map = workspace.root / settings.pseudolabel.merge_map
+    if not merge_map.exists():
+        suggested = suggest_merge_map(workspace, settings)
+        gallery = workspace.root / "cluster" / "gallery" / "index.html"
+        hint = (
+            f"cp {suggested} {merge_map}" if suggested else f"write {merge_map} (clusters: {{0: road, 1: discard, ...}})"
+        )
+        raise MergeMapMissing(
+            f"clustering is done; the merge map is the one human step.\n"
+            f"  look at the clusters: {gallery}\n"
+            + (f"  suggested map (majority vote on the dev labels): {suggested}\n" if suggested else "")
+            + f"  then: {hint}\n  and run the same `roadparse run` command again to continue."
+        )
+    finish_pipeline(workspace, settings, result)
+    return result
+
+
+def finish_pipeline(workspace: Workspace, settings: Settings, result: PipelineResult) -> None:
+    """Runs pseudolabel → self-training, then evaluates every round on the dev tiles (if labelled)."""
+    from roadparse.stages import pseudolabel, selftrain
+
+    _timed(result, "pseudolabel", pseudolabel.run, workspace, settings)
+    dev_labels = Path(settings.run.dev_labels) if settings.run.dev_labels else None
+    _timed(result, "train", selftrain.run, workspace, settings, dev_labels=dev_labels)
+    result.metrics = evaluate_rounds(workspace, settings)
+
+
+def evaluate_rounds(workspace: Workspace, settings: Settings) -> dict[str, dict[str, Any]]:
+    """Returns dev metrics of the pseudo-labels ("clustering (iter 0)") and of every training round."""
+    tiles = dev_tiles(workspace, settings)
+    if not tiles or settings.run.dev_labels is None:
+        return {}
+    names = load_classes(settings.classes).names
+    metrics = {"clustering (iter 0)": evaluate_label_dir(tiles, workspace.root / "pseudolabel" / "labels", settings.run.dev_labels, names)}
+    arch = settings.train.architecture
+    for round_dir in sorted((workspace.root / "train").glob("round_*")):
+        if (round_dir / "labels").is_dir():
+            title = f"{arch} (iter {int(round_dir.name.split('_')[1])})"
+            metrics[title] = evaluate_label_dir(tiles, round_dir / "labels", settings.run.dev_labels, names)
+    return metrics

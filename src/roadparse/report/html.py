@@ -1,0 +1,184 @@
+"""The run report: one self-contained HTML page (images inlined) a person reads at a glance."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from roadparse.artifacts import Tile, tile_ground_truth
+from roadparse.io.images import read_image
+from roadparse.io.labels import ClassSet, read_label_png
+from roadparse.workspace import Workspace, atomic_write_text
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1280px;color:#222;padding:0 1rem}
+h1{margin-bottom:.2rem}h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.92rem}td,th{border:1px solid #ccc;padding:.25rem .55rem;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+.best{font-weight:700;background:#e8f5e9}.note{color:#555;font-size:.92rem}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:.5rem}
+figure{margin:0}figcaption{font-size:.8rem;color:#444;text-align:center}
+img{max-width:100%;image-rendering:auto;border:1px solid #ddd}
+.legend span{display:inline-block;margin-right:1rem}.sw{display:inline-block;width:14px;height:14px;vertical-align:middle;border:1px solid #888;margin-right:.3rem}
+pre{background:#f7f7f7;padding:.8rem;overflow:auto;font-size:.8rem}
+"""
+
+
+def image_data_uri(image: np.ndarray, max_side: int = 320, quality: int = 85) -> str:
+    """Returns a JPEG data URI of an (H, W, 3) uint8 image scaled to at most ``max_side``."""
+    pil = Image.fromarray(image)
+    scale = max_side / max(pil.size)
+    if scale < 1:
+        pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def overlay(image: np.ndarray, label: np.ndarray, classes: ClassSet, alpha: float = 0.55) -> np.ndarray:
+    """Returns the image blended with the class colours of ``label`` (ignore pixels left as they are)."""
+    colours = classes.colorize(label).astype(np.float32)
+    blend = image.astype(np.float32) * (1 - alpha) + colours * alpha
+    blend[label == 255] = image[label == 255]
+    return blend.astype(np.uint8)
+
+
+def metrics_table(rows: dict[str, dict[str, Any]], classes: ClassSet) -> str:
+    """Returns an HTML table in the paper's shape (IoU per class, mIoU, PA); the best mIoU row is bold."""
+    if not rows:
+        return "<p class='note'>No labelled dev set: no metrics.</p>"
+    best = max(rows, key=lambda key: rows[key]["scores"]["miou"])
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in classes.names)
+    out = [f"<table><tr><th>labels</th>{head}<th>mIoU</th><th>PA</th><th>unlabelled</th></tr>"]
+    for title, result in rows.items():
+        s = result["scores"]
+        cells = "".join("<td>–</td>" if s["iou"].get(n) is None else f"<td>{s['iou'][n]:.2f}</td>" for n in classes.names)
+        css = " class='best'" if title == best else ""
+        out.append(
+            f"<tr{css}><td>{html.escape(title)}</td>{cells}<td>{s['miou']:.2f}</td>"
+            f"<td>{s['pixel_accuracy']:.2f}</td><td>{s['unlabelled']:.2f}</td></tr>"
+        )
+    return "".join(out) + "</table>"
+
+
+def confusion_plot(confusion: list[list[int]], classes: ClassSet, title: str) -> str:
+    """Returns an <img> of a row-normalised confusion matrix (ground truth rows, prediction columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conf = np.asarray(confusion, dtype=np.float64)  # rows predicted (+unlabelled), cols gt
+    gt_rows = conf.T  # (C, C+1): gt x predicted
+    norm = gt_rows / np.maximum(gt_rows.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=110)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    pred_names = [*classes.names, "unlabelled"]
+    ax.set_xticks(range(len(pred_names)), pred_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes.names)), classes.names, fontsize=8)
+    for (i, j), value in np.ndenumerate(norm):
+        if value >= 0.005:
+            ax.text(j, i, f"{value * 100:.0f}", ha="center", va="center", fontsize=7, color="white" if value > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return f"<img alt='confusion matrix' src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"
+
+
+def _legend(classes: ClassSet) -> str:
+    items = "".join(
+        f"<span><i class='sw' style='background:rgb{tuple(color)}'></i>{html.escape(name)}</span>"
+        for name, color in zip(classes.names, classes.colors, strict=True)
+    )
+    return f"<p class='legend'>{items}<span><i class='sw' style='background:rgb(40,40,40)'></i>unlabelled (255)</span></p>"
+
+
+def sample_tiles_html(
+    tiles: list[Tile], label_dirs: dict[str, Path], gt_dir: Path | None, classes: ClassSet, n: int = 4
+) -> str:
+    """Returns rows of tile | ground truth | each label set, as overlays, for ``n`` sample tiles."""
+    rows = []
+    step = max(1, len(tiles) // n)
+    for tile in tiles[::step][:n]:
+        image = read_image(tile.path)
+        figures = [("tile", image)]
+        if gt_dir is not None:
+            figures.append(("ground truth", overlay(image, tile_ground_truth(tile, gt_dir), classes)))
+        for title, folder in label_dirs.items():
+            path = folder / f"{tile.id}.png"
+            if path.exists():
+                figures.append((title, overlay(image, read_label_png(path), classes)))
+        cells = "".join(
+            f"<figure><img alt='{html.escape(t)}' src='{image_data_uri(a, 300)}'><figcaption>{html.escape(t)}</figcaption></figure>"
+            for t, a in figures
+        )
+        rows.append(f"<h3>{html.escape(tile.id)}</h3><div class='grid'>{cells}</div>")
+    return "".join(rows)
+
+
+def stage_table(workspace: Workspace, seconds: dict[str, float]) -> str:
+    """Returns a table of every finished stage: wall time, items, failures and its summary counts."""
+    out = ["<table><tr><th>stage</th><th>seconds</th><th>items</th><th>failed</th><th>summary</th></tr>"]
+    for stage in ("roi", "masks", "embed", "cluster", "pseudolabel", "train"):
+        manifest = workspace.read_manifest(stage)
+        if manifest is None:
+            continue
+        summary = {k: v for k, v in manifest.get("summary", {}).items() if k not in ("items", "failed") and not isinstance(v, dict | list)}
+        text = ", ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}" for k, v in summary.items())
+        secs = seconds.get(stage, manifest.get("seconds", 0.0))
+        out.append(
+            f"<tr><td>{stage}</td><td>{secs:.1f}</td><td>{manifest['summary'].get('items', 0)}</td>"
+            f"<td>{manifest['summary'].get('failed', 0)}</td><td>{html.escape(text)}</td></tr>"
+        )
+    return "".join(out) + "</table>"
+
+
+def write_report(
+    path: Path,
+    *,
+    workspace: Workspace,
+    classes: ClassSet,
+    metrics: dict[str, dict[str, Any]],
+    seconds: dict[str, float],
+    sample_tiles: list[Tile],
+    label_dirs: dict[str, Path],
+    gt_dir: Path | None,
+    settings_yaml: str,
+    merge_map: dict[str, Any] | None,
+    gallery_html: str,
+    notes: list[str],
+) -> Path:
+    """Writes the self-contained ``report.html`` at ``path`` (atomically) and returns it."""
+    final = list(metrics)[-1] if metrics else None
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>roadparse report</title><style>{_CSS}</style></head><body>",
+        "<h1>roadparse run report</h1>",
+        f"<p class='note'>Work directory: {html.escape(str(workspace.root))}</p>",
+        "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes),
+        "<h2>Results on the labelled dev split</h2>",
+        "<p class='note'>IoU per class, mIoU and pixel accuracy (%), from pixel counts summed over all dev tiles; "
+        "unlabelled pixels (255: discarded clusters, area filter) count as errors.</p>",
+        metrics_table(metrics, classes),
+        "<h2>Stages</h2>",
+        stage_table(workspace, seconds),
+    ]
+    if final is not None:
+        parts += ["<h2>Confusion matrix</h2>", confusion_plot(metrics[final]["confusion"], classes, f"{final}, % of each ground-truth class")]
+    parts += ["<h2>Sample dev tiles</h2>", _legend(classes), sample_tiles_html(sample_tiles, label_dirs, gt_dir, classes)]
+    if merge_map is not None:
+        parts += ["<h2>Merge map</h2>", f"<pre>{html.escape(json.dumps(merge_map, indent=1))}</pre>"]
+    parts += ["<h2>Cluster gallery</h2>", gallery_html]
+    parts += ["<h2>Settings</h2>", f"<pre>{html.escape(settings_yaml)}</pre>", "</body></html>"]
+    atomic_write_text(path, "\n".join(parts))
+    return path
