@@ -1,0 +1,152 @@
+"""GeoTIFF reading with rasterio (an optional extra): windows, reduced overviews, per-tile transforms.
+
+Georeferenced frames keep their CRS and affine transform through the roi stage:
+each tile records the transform of its own top-left pixel, so predictions written
+per tile land where they belong in a GIS. rasterio is imported inside the
+functions; without it :func:`read_geo_info` says how to install it.
+
+Transforms are GDAL-style affine coefficients ``(a, b, c, d, e, f)`` mapping pixel
+``(col, row)`` to ``(x, y) = (a*col + b*row + c, d*col + e*row + f)`` (rasterio's
+``Affine`` order).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GEO_SUFFIXES = (".tif", ".tiff")
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+class GeoReadError(ValueError):
+    """A georeferenced image that cannot be read; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class GeoInfo:
+    """What a GeoTIFF says about itself, read from its header."""
+
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    crs: str | None
+    """CRS as WKT, or None when the file has a transform but no CRS."""
+    transform: tuple[float, float, float, float, float, float]
+
+
+def _rasterio() -> Any:
+    try:
+        import rasterio
+    except ImportError:
+        raise GeoReadError(
+            "reading GeoTIFFs with their georeferencing needs rasterio: pip install 'roadparse[geo]' (or pip install rasterio)"
+        ) from None
+    return rasterio
+
+
+def rasterio_available() -> bool:
+    """True when rasterio can be imported."""
+    try:
+        _rasterio()
+    except GeoReadError:
+        return False
+    return True
+
+
+def read_geo_info(path: str | Path) -> GeoInfo | None:
+    """Returns the georeferencing of a TIFF, or None when it has neither a CRS nor a transform.
+
+    Raises:
+        GeoReadError: rasterio is missing, or the file cannot be opened by it.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in GEO_SUFFIXES:
+        return None
+    rasterio = _rasterio()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NotGeoreferencedWarning for plain TIFFs is expected here
+        try:
+            with rasterio.open(path) as source:
+                transform = tuple(float(v) for v in tuple(source.transform)[:6])
+                crs = source.crs.to_wkt() if source.crs else None
+                info = GeoInfo(
+                    source.width, source.height, source.count, str(source.dtypes[0]), crs, transform
+                )  # type: ignore[arg-type]
+        except rasterio.errors.RasterioIOError as exc:
+            raise GeoReadError(f"{path}: cannot open with rasterio: {exc}") from None
+    if info.crs is None and np.allclose(info.transform, IDENTITY):
+        return None
+    return info
+
+
+def tile_transform(
+    transform: tuple[float, ...], x: int, y: int
+) -> tuple[float, float, float, float, float, float]:
+    """Returns the affine transform of a tile whose top-left pixel is frame pixel (x, y)."""
+    a, b, c, d, e, f = transform[:6]
+    return (a, b, a * x + b * y + c, d, e, d * x + e * y + f)
+
+
+def _to_rgb_uint8(data: np.ndarray) -> np.ndarray:
+    """Returns (bands, h, w) samples as (h, w, 3) uint8: first three bands, 16-bit / float scaled."""
+    if data.shape[0] >= 3:
+        data = data[:3]
+    else:
+        data = np.repeat(data[:1], 3, axis=0)
+    if data.dtype != np.uint8:
+        if data.dtype == np.uint16:
+            high = 65535.0
+        else:
+            high = max(float(np.nanmax(data)), 1.0)
+        data = np.clip(np.nan_to_num(data.astype(np.float64)) / high * 255.0 + 0.5, 0, 255).astype(
+            np.uint8
+        )
+    return np.ascontiguousarray(np.moveaxis(data, 0, -1))
+
+
+def read_window(path: str | Path, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Returns the full-resolution pixels of box (x0, y0, x1, y1) as (h, w, 3) uint8, reading only that window."""
+    rasterio = _rasterio()
+    from rasterio.windows import Window
+
+    x0, y0, x1, y1 = box
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with rasterio.open(path) as source:
+                data = source.read(window=Window(x0, y0, x1 - x0, y1 - y0))
+        except rasterio.errors.RasterioIOError as exc:
+            raise GeoReadError(f"{path}: cannot read window {box}: {exc}") from None
+    return _to_rgb_uint8(data)
+
+
+def read_reduced(path: str | Path, long_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Returns ((h, w, 3) uint8 image with long side ``long_side``, full (width, height)).
+
+    rasterio decimates while reading (and uses the file's overviews when it has them),
+    so a large orthomosaic is never decoded at full resolution for the detector.
+    """
+    rasterio = _rasterio()
+    from rasterio.enums import Resampling
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with rasterio.open(path) as source:
+                width, height = source.width, source.height
+                scale = long_side / max(width, height)
+                out_shape = (
+                    source.count,
+                    max(1, round(height * scale)),
+                    max(1, round(width * scale)),
+                )
+                data = source.read(out_shape=out_shape, resampling=Resampling.bilinear)
+        except rasterio.errors.RasterioIOError as exc:
+            raise GeoReadError(f"{path}: cannot read: {exc}") from None
+    return _to_rgb_uint8(data), (width, height)

@@ -1,0 +1,347 @@
+"""Stage 1, road region of interest (paper §3.1, §4.1.2): frames -> road boxes -> full-resolution tiles.
+
+Per frame: decode at long side 1024 (reduced JPEG decoding), find road boxes
+(``detector``: Grounding DINO + zero-shot filter; ``offline``: asphalt colour and
+texture; ``none``: the whole frame), map them to full resolution, merge overlapping
+ones, read the full-resolution frame once (GeoTIFFs: only the box windows) and cut
+the boxes into tiles with the edge rule of :mod:`roadparse.roi.geometry`.
+
+Small frames: under ``shift`` a frame narrower or shorter than a tile gives one tile
+of the frame's own size (no padding); under ``pad`` it gives one ``tile_size`` tile,
+zero-padded, with ``valid`` the frame size; under ``drop`` it gives no tile (recorded
+as a warning on the frame).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import resource
+import sys
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from roadparse.config import RoiSettings, Settings
+from roadparse.executor import process_items
+from roadparse.io import geo
+from roadparse.io.images import (
+    ImageReadError,
+    image_size,
+    read_image,
+    read_image_reduced,
+    write_image,
+)
+from roadparse.roi.geometry import cut_tile, merge_boxes, pixel_box, scale_boxes, tile_box
+from roadparse.roi.offline import find_road
+from roadparse.workspace import Workspace, fingerprint
+
+log = logging.getLogger(__name__)
+
+TILES_DIR = "tiles"
+
+
+def frame_items(frames: list[Path]) -> dict[str, Path]:
+    """Returns item id -> frame path: the file stem, with the suffix added when stems collide."""
+    stems: dict[str, int] = {}
+    for path in frames:
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+    items = {}
+    for path in frames:
+        key = (
+            path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+        )
+        items[key] = Path(path)
+    return items
+
+
+def _frames_fingerprint(items: dict[str, Path]) -> str:
+    entries = []
+    for key, path in sorted(items.items()):
+        stat = path.stat() if path.exists() else None
+        entries.append(
+            [
+                key,
+                str(path.resolve()),
+                stat.st_size if stat else None,
+                stat.st_mtime_ns if stat else None,
+            ]
+        )
+    return fingerprint(entries)
+
+
+def _max_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+class _RoadBoxFinder:
+    """Finds road boxes on a reduced frame; models are loaded on first use."""
+
+    def __init__(self, settings: RoiSettings):
+        self.settings = settings
+        self._detector: Any = None
+        self._filter: Any = None
+
+    def find(self, reduced: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Returns ((K, 4) kept boxes in reduced pixels, one info dict per kept box)."""
+        if self.settings.mode == "offline":
+            regions = find_road(reduced)
+            infos = [{"source": "offline", "score": round(float(s), 4)} for s in regions.scores]
+            return regions.boxes, infos
+        return self._detect(reduced)
+
+    def load(self) -> None:
+        """Loads the detector and filter (mode ``detector``), so a missing model fails before any frame."""
+        settings = self.settings
+        if settings.mode != "detector" or self._detector is not None:
+            return
+        from roadparse.models.detectors import load_detector
+
+        self._detector = load_detector(settings.detector, settings.device)
+        if settings.filter:
+            from roadparse.models.zero_shot import load_zero_shot_classifier
+
+            self._filter = load_zero_shot_classifier(settings.filter, settings.device)
+
+    def _detect(self, reduced: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        settings = self.settings
+        self.load()
+        detections = self._detector.detect(
+            reduced, settings.prompt, settings.box_threshold, settings.text_threshold
+        )
+        infos = [
+            {
+                "source": "detector",
+                "score": round(d.score, 4),
+                "label": d.label,
+                "reduced_box": [round(v, 2) for v in d.box_xyxy],
+            }
+            for d in detections
+        ]
+        boxes = np.array([d.box_xyxy for d in detections], dtype=np.float64).reshape(-1, 4)
+        if self._filter is None or not len(boxes):
+            return boxes, infos
+        reduced_size = (reduced.shape[1], reduced.shape[0])
+        crops = []
+        for box in boxes:
+            x0, y0, x1, y1 = pixel_box(box, reduced_size) or (
+                0,
+                0,
+                reduced_size[0],
+                reduced_size[1],
+            )
+            crops.append(reduced[y0:y1, x0:x1])
+        probabilities = self._filter.classify(crops, list(settings.filter_labels))
+        keep = []
+        for index, row in enumerate(probabilities):
+            best = settings.filter_labels[int(np.argmax(row))]
+            infos[index]["filter_label"] = best
+            infos[index]["filter_probabilities"] = {
+                label: round(float(p), 4)
+                for label, p in zip(settings.filter_labels, row, strict=True)
+            }
+            if best not in settings.reject_labels:
+                keep.append(index)
+        rejected = len(boxes) - len(keep)
+        if rejected:
+            log.debug("filter rejected %d of %d boxes", rejected, len(boxes))
+        return boxes[keep], [infos[i] for i in keep]
+
+
+def _frame_notes(path: Path) -> tuple[geo.GeoInfo | None, list[str]]:
+    """Returns the frame's georeferencing (or None) and warnings about its format."""
+    notes: list[str] = []
+    info = None
+    if path.suffix.lower() in geo.GEO_SUFFIXES:
+        if geo.rasterio_available():
+            info = geo.read_geo_info(path)
+            if info is not None and info.crs is None:
+                notes.append(
+                    "GeoTIFF has a geotransform but no CRS: tiles get transforms but no crs; set the CRS (gdal_edit.py -a_srs) to georeference them"
+                )
+        else:
+            notes.append(
+                "rasterio is not installed: TIFF read without georeferencing (pip install rasterio)"
+            )
+        try:
+            with Image.open(path) as image:
+                mode = image.mode
+        except OSError:
+            mode = None
+        dtype = info.dtype if info else None
+        if mode in ("I;16", "I;16B", "I;16L", "I", "F") or dtype in (
+            "uint16",
+            "int16",
+            "float32",
+            "float64",
+        ):
+            notes.append(
+                f"{dtype or mode} samples scaled to 8 bit (16-bit by 1/257, float by the maximum) for the tiles"
+            )
+    return info, notes
+
+
+def _process_frame(
+    path: Path, frame_id: str, settings: RoiSettings, finder: _RoadBoxFinder, tiles_dir: Path
+) -> dict[str, Any]:
+    tracemalloc.reset_peak()
+    geo_info, warnings = _frame_notes(path)
+    use_windows = geo_info is not None
+    record: dict[str, Any] = {"frame": str(path), "warnings": warnings}
+    if settings.mode == "none":
+        full_size = (geo_info.width, geo_info.height) if geo_info else image_size(path)
+        boxes = np.array([[0, 0, full_size[0], full_size[1]]], dtype=np.float64)
+        infos: list[dict[str, Any]] = [{"source": "whole frame"}]
+    else:
+        reduced, full_size = (
+            geo.read_reduced(path, settings.long_side)
+            if use_windows
+            else read_image_reduced(path, settings.long_side)
+        )
+        reduced_boxes, infos = finder.find(reduced)
+        boxes = scale_boxes(reduced_boxes, (reduced.shape[1], reduced.shape[0]), full_size)
+    record["frame_size"] = list(full_size)
+    pixel_boxes = [pixel_box(box, full_size) for box in boxes]
+    kept = [(box, info) for box, info in zip(pixel_boxes, infos, strict=True) if box is not None]
+    merged, members = merge_boxes(
+        np.array([box for box, _ in kept], dtype=np.float64).reshape(-1, 4), settings.merge_iou
+    )
+    record["boxes"] = [{**info, "box": list(box)} for box, info in kept]
+    record["regions"] = [
+        {"box": [int(v) for v in region], "members": group}
+        for region, group in zip(merged, members, strict=True)
+    ]
+    record["tiles"] = _write_tiles(
+        path, frame_id, merged, full_size, settings, tiles_dir, geo_info, warnings
+    )
+    if not merged.size:
+        log.info("%s: no road found", path)
+    if merged.size and not record["tiles"]:
+        warnings.append(
+            f"road boxes are all smaller than a {settings.tile_size}px tile and edge_rule=drop: no tile"
+        )
+    record["memory"] = {
+        "peak_array_mb": round(tracemalloc.get_traced_memory()[1] / 2**20, 1),
+        "max_rss_mb": _max_rss_mb(),
+    }
+    return record
+
+
+def _write_tiles(
+    path: Path,
+    frame_id: str,
+    regions: np.ndarray,
+    full_size: tuple[int, int],
+    settings: RoiSettings,
+    tiles_dir: Path,
+    geo_info: geo.GeoInfo | None,
+    warnings: list[str],
+) -> list[dict[str, Any]]:
+    if not regions.size:
+        return []
+    frame = None if geo_info is not None else read_image(path)  # the one full-resolution decode
+    if frame is not None and (frame.shape[1], frame.shape[0]) != tuple(full_size):
+        raise ImageReadError(
+            f"{path}: full-resolution size {frame.shape[1]}x{frame.shape[0]} differs from its header {full_size[0]}x{full_size[1]}"
+        )
+    tiles: list[dict[str, Any]] = []
+    seen: set[tuple[int, int, int, int]] = set()
+    for region in regions:
+        region_box = tuple(int(v) for v in region)
+        windows = tile_box(
+            region_box, full_size, settings.tile_size, settings.tile_overlap, settings.edge_rule
+        )  # type: ignore[arg-type]
+        source, origin = frame, (0, 0)
+        if geo_info is not None and windows:
+            x0 = min(w.x for w in windows)
+            y0 = min(w.y for w in windows)
+            x1 = max(w.x + w.valid_width for w in windows)
+            y1 = max(w.y + w.valid_height for w in windows)
+            source, origin = geo.read_window(path, (x0, y0, x1, y1)), (x0, y0)
+        for window in windows:
+            key = (window.x, window.y, window.width, window.height)
+            if key in seen:  # overlapping regions can ask for the same tile
+                continue
+            seen.add(key)
+            tile_id = f"{frame_id}_x{window.x}_y{window.y}"
+            relative = f"{TILES_DIR}/{tile_id}.png"
+            local = dataclasses.replace(window, x=window.x - origin[0], y=window.y - origin[1])
+            write_image(tiles_dir.parent / relative, cut_tile(source, local))  # type: ignore[arg-type]
+            entry: dict[str, Any] = {
+                "id": tile_id,
+                "path": relative,
+                "offset": [window.x, window.y],
+                "size": [window.width, window.height],
+                "valid": [window.valid_width, window.valid_height],
+            }
+            if geo_info is not None:
+                entry["crs"] = geo_info.crs
+                entry["transform"] = list(
+                    geo.tile_transform(geo_info.transform, window.x, window.y)
+                )
+            tiles.append(entry)
+    return tiles
+
+
+def run(workspace: Workspace, settings: Settings, frames: list[Path]) -> dict[str, Any]:
+    """Returns the roi manifest after finding road boxes in ``frames`` and tiling them.
+
+    Args:
+        workspace: the run directory; tiles go to ``roi/tiles/``.
+        settings: resolved settings; ``settings.roi`` drives this stage.
+        frames: image files (e.g. from :func:`roadparse.io.images.list_images`).
+
+    A frame that cannot be read is recorded as failed with its message and the run
+    goes on; a frame with no road is recorded with zero tiles and counted.
+    """
+    roi = settings.roi
+    if roi.tile_overlap >= roi.tile_size:
+        raise ValueError(
+            f"roi.tile_overlap ({roi.tile_overlap}) must be smaller than roi.tile_size ({roi.tile_size})"
+        )
+    items = frame_items([Path(p) for p in frames])
+    stage = workspace.begin("roi", roi, inputs={"frames": _frames_fingerprint(items)})
+    if stage.complete:
+        log.info("roi: complete, nothing to do")
+        return stage.manifest  # type: ignore[return-value]
+    tiles_dir = workspace.stage_dir("roi") / TILES_DIR
+    tiles_dir.mkdir(parents=True, exist_ok=True)
+    finder = _RoadBoxFinder(roi)
+    if any(not stage.item_done(key) for key in items):
+        finder.load()
+    started_tracing = not tracemalloc.is_tracing()
+    if started_tracing:
+        tracemalloc.start()
+    try:
+        process_items(
+            stage,
+            {key: (key, path) for key, path in items.items()},
+            lambda pair: _process_frame(pair[1], pair[0], roi, finder, tiles_dir),
+            desc="roi",
+            unit="frame",
+        )
+    finally:
+        if started_tracing:
+            tracemalloc.stop()
+    records = stage.items()
+    problems = {
+        key: "; ".join(record["warnings"])
+        for key, record in records.items()
+        if record.get("warnings")
+    }
+    problems.update({key: f"failed: {error}" for key, error in stage.failures().items()})
+    summary = {
+        "frames": len(items),
+        "tiles": sum(len(record["tiles"]) for record in records.values()),
+        "frames_without_road": sorted(
+            key for key, record in records.items() if not record["regions"]
+        ),
+        "frames_with_warnings": sum(1 for record in records.values() if record.get("warnings")),
+        "problems": problems,
+        "mode": roi.mode,
+    }
+    return stage.finish(summary)
