@@ -94,6 +94,7 @@ class ClusterSettings(_Section):
     n_neighbors: int = Field(15, ge=2, description="spectral: neighbours in the kNN affinity graph")
     sample_size: int = Field(20000, ge=100, description="spectral/agglomerative/kmedoids: fit on at most this many points, extend to the rest")
     gallery_size: int = Field(24, ge=1, description="crops per cluster in the gallery")
+    min_purity: float = Field(0.5, ge=0, le=1, description="merge-map suggestion: clusters whose majority ground-truth class covers less than this share of their pixels are 'discard' (mixed)")
     seed: int = Field(0, description="random seed")
 
 
