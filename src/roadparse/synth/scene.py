@@ -1,0 +1,293 @@
+"""Rendering of synthetic drone-view road frames with exact per-pixel ground truth.
+
+``render_frame`` paints, in order: ground (vegetation, gravel, asphalt with grain),
+asphalt patches, worn lane markings, crack-sealing strips, guardrails, traffic cones;
+then multiplies cast shadows into the image (labels unchanged) and applies per-frame
+lighting. Every painted primitive writes its colour and its class id through the same
+boolean mask, so the label map lines up with the pixels exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from statistics import NormalDist
+
+import cv2
+import numpy as np
+
+from roadparse.synth import texture
+from roadparse.synth.layout import FramePlan, plan_frame, sample_points, u_extent
+from roadparse.synth.primitives import (
+    band_mask,
+    dashed_mask,
+    disc_mask,
+    meander,
+    polygon_mask,
+    polyline_mask,
+    ring_mask,
+    rotated_rect,
+)
+
+# Class ids: positions in roadparse/data/classes.yaml (checked by the tests).
+ROAD, WHITE_MARKING, YELLOW_MARKING, GUARDRAIL, CRACK_SEALING, TRAFFIC_CONE, OTHER = range(7)
+
+
+@dataclass
+class Canvas:
+    """A frame being painted: (H, W, 3) float32 colours, (H, W) uint8 labels and an
+    (H, W) float32 shade factor that cast shadows multiply into the colours at the end."""
+
+    image: np.ndarray
+    label: np.ndarray
+    shade: np.ndarray = field(repr=False)
+
+    @classmethod
+    def blank(cls, height: int, width: int, class_id: int = OTHER) -> Canvas:
+        """Returns a black canvas labelled ``class_id`` everywhere, without shadows."""
+        return cls(
+            image=np.zeros((height, width, 3), dtype=np.float32),
+            label=np.full((height, width), class_id, dtype=np.uint8),
+            shade=np.ones((height, width), dtype=np.float32),
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return self.label.shape  # type: ignore[return-value]
+
+    def paint(self, mask: np.ndarray, colours: np.ndarray, class_id: int | None) -> None:
+        """Sets the ``mask`` pixels to ``colours`` ((N, 3) or (3,)) and, unless None, their label."""
+        self.image[mask] = colours
+        if class_id is not None:
+            self.label[mask] = class_id
+
+    def cast_shadow(self, darkness: np.ndarray, exclude: np.ndarray | None = None) -> None:
+        """Darkens by ``darkness`` ((H, W) float32, 0 = none, 1 = black) outside ``exclude``."""
+        factor = 1.0 - darkness
+        if exclude is not None:
+            factor[exclude] = 1.0
+        np.minimum(self.shade, factor, out=self.shade)
+
+
+def _metres(plan: FramePlan, low: float, high: float, rng: np.random.Generator) -> float:
+    return float(rng.uniform(low, high)) * plan.px_per_m
+
+
+def _paint_ground(
+    rng: np.random.Generator, canvas: Canvas, plan: FramePlan, u: np.ndarray, v: np.ndarray,
+    fields: texture.GroundFields,
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Paints vegetation, gravel and asphalt; returns (asphalt mask, tone, tint)."""
+    section = plan.section
+    green = np.ones(canvas.shape, dtype=bool)
+    canvas.paint(green, texture.vegetation(rng, fields, green, plan.px_per_m), OTHER)
+    stones = band_mask(v, *section.gravel) | band_mask(v, *section.outer_gravel)
+    canvas.paint(stones, texture.gravel(rng, fields, stones, plan.px_per_m), OTHER)
+    paved = band_mask(v, *section.asphalt)
+    tone = float(rng.uniform(88.0, 120.0))
+    tint = 1.0 + rng.uniform(-0.035, 0.035, size=3)
+    canvas.paint(paved, texture.asphalt(fields, paved, tone, tint), ROAD)
+    # Tyre tracks: slightly polished, lighter strips along each lane (still road).
+    for lane_start in (section.lane1[0], section.dashed[1]):
+        for offset in (0.25, 0.7):
+            centre = lane_start + offset * _metres(plan, 3.5, 3.6, rng)
+            track = paved & band_mask(v, centre - 0.3 * plan.px_per_m, centre + 0.3 * plan.px_per_m)
+            canvas.image[track] *= np.float32(rng.uniform(1.02, 1.07))
+    return paved, tone, tint
+
+
+def _paint_patches(
+    rng: np.random.Generator, canvas: Canvas, plan: FramePlan, paved: np.ndarray,
+    fields: texture.GroundFields, tone: float, tint: np.ndarray,
+) -> None:
+    """Paints repaired asphalt patches of a different tone and grain (labelled road)."""
+    n_patches = int(rng.integers(0, 3)) + int(plan.height * plan.width / plan.px_per_m**2 / 60)
+    for centre in sample_points(rng, plan, plan.section.asphalt, n_patches):
+        size = (_metres(plan, 0.6, 2.5, rng), _metres(plan, 0.4, 1.5, rng))
+        angle = plan.axis.angle + rng.normal(0, 0.05)
+        mask = polygon_mask(canvas.shape, rotated_rect(tuple(centre), size, angle)) & paved
+        shift = rng.uniform(12.0, 28.0) * rng.choice([-1.0, 1.0])
+        canvas.paint(mask, texture.asphalt(fields, mask, tone + shift, tint, rng.uniform(0.5, 1.5)), ROAD)
+
+
+def _paint_markings(
+    rng: np.random.Generator, canvas: Canvas, plan: FramePlan, u: np.ndarray, v: np.ndarray,
+    fields: texture.GroundFields,
+) -> None:
+    """Paints the yellow edge line, the dashed white lane line and the white edge line, worn.
+
+    Worn-off paint shows the asphalt (with a faint light residue) and is labelled road:
+    the label is the paint that is visible.
+    """
+    section = plan.section
+    wear_fraction = rng.uniform(0.03, 0.25)
+    wear = texture.fractal_noise(
+        rng, *canvas.shape, (0.05 * plan.px_per_m, 0.25 * plan.px_per_m), (0.6, 0.8)
+    )
+    worn = wear > np.float32(NormalDist().inv_cdf(1.0 - wear_fraction) * float(wear[::9, ::9].std()))
+    lines = (
+        (band_mask(v, *section.yellow), YELLOW_MARKING, rng.uniform([225, 175, 30], [245, 200, 70])),
+        (
+            dashed_mask(u, v, *section.dashed, section.dash, section.gap, section.phase),
+            WHITE_MARKING,
+            rng.uniform([222, 222, 215], [242, 242, 238]),
+        ),
+        (band_mask(v, *section.edge_line), WHITE_MARKING, rng.uniform([222, 222, 215], [242, 242, 238])),
+    )
+    for line, class_id, colour in lines:
+        canvas.image[line & worn] += np.float32(rng.uniform(6.0, 16.0))
+        paint = line & ~worn
+        luma = 1.0 + 0.02 * fields.grain[paint] + 0.025 * fields.mid[paint] + 0.02 * fields.large[paint]
+        canvas.paint(paint, luma[:, None] * colour.astype(np.float32)[None, :], class_id)
+
+
+def _paint_sealing(
+    rng: np.random.Generator, canvas: Canvas, plan: FramePlan, paved: np.ndarray,
+    fields: texture.GroundFields,
+) -> None:
+    """Paints crack-sealing strips: dark glossy meandering polylines 2–5 cm wide, some branching."""
+    area_m2 = float(paved[:: plan.sample_step, :: plan.sample_step].sum()) * plan.sample_step**2
+    area_m2 /= plan.px_per_m**2
+    n_strips = int(rng.integers(3, 6)) + int(area_m2 / 15)
+    frame_size = min(canvas.shape)
+    for start in sample_points(rng, plan, plan.section.asphalt, n_strips):
+        kind = rng.choice(3, p=[0.55, 0.3, 0.15])
+        heading = plan.axis.angle + (np.pi / 2 if kind == 0 else 0.0 if kind == 1 else rng.uniform(0, np.pi))
+        heading += np.pi * int(rng.integers(0, 2))
+        length = min(_metres(plan, 0.5, 2.5, rng), 0.8 * frame_size)
+        path = meander(rng, tuple(start), heading, length, step=0.02 * plan.px_per_m)
+        thickness = int(round(_metres(plan, 0.02, 0.05, rng)))
+        mask = polyline_mask(canvas.shape, path, thickness)
+        if rng.random() < 0.4:
+            fork = int(rng.integers(1, len(path) - 1))
+            branch = meander(
+                rng, tuple(path[fork]), heading + rng.choice([-1, 1]) * rng.uniform(0.4, 1.2),
+                length * rng.uniform(0.3, 0.6), step=0.02 * plan.px_per_m,
+            )
+            mask |= polyline_mask(canvas.shape, branch, max(2, int(thickness * 0.8)))
+        mask &= paved
+        base = rng.uniform(26.0, 40.0)
+        colours = (base + 1.2 * fields.grain[mask] + 1.5 * fields.mid[mask])[:, None] * np.ones(3, np.float32)
+        canvas.paint(mask, colours, CRACK_SEALING)
+        # Gloss: a thinner, lighter streak along the middle of the sealant.
+        gloss = polyline_mask(canvas.shape, path, max(1, thickness // 3)) & mask
+        canvas.image[gloss] += np.float32(rng.uniform(10.0, 24.0))
+
+
+def _paint_guardrails(
+    rng: np.random.Generator, canvas: Canvas, plan: FramePlan, u: np.ndarray, v: np.ndarray,
+    fields: texture.GroundFields,
+) -> None:
+    """Paints both W-beam guardrails with their posts and casts their shadows."""
+    section = plan.section
+    base = rng.uniform([138, 148, 160], [165, 175, 190]).astype(np.float32)
+    sun_v = np.sin(plan.sun_angle - plan.axis.angle)  # sun direction across the road
+    for beam, posts in ((section.beam, section.posts), (section.outer_beam, section.outer_posts)):
+        beam_mask = band_mask(v, *beam)
+        post_mask = band_mask(v, *posts) & (np.mod(u, np.float32(section.post_spacing)) < section.post_length)
+        width = beam[1] - beam[0]
+        t = (v[beam_mask] - beam[0]) / np.float32(width)
+        colours = texture.guardrail_beam(t, fields.grain[beam_mask], base)
+        canvas.paint(post_mask, rng.uniform(80, 100) + 4 * fields.grain[post_mask][:, None], GUARDRAIL)
+        canvas.paint(beam_mask, colours, GUARDRAIL)
+        splice = beam_mask & (np.mod(u, np.float32(2 * section.post_spacing)) < 0.03 * plan.px_per_m)
+        canvas.image[splice] *= np.float32(0.8)
+        # The beam stands ~0.7 m high: its shadow falls beside it, away from the sun.
+        reach = width * rng.uniform(0.5, 1.0)
+        lo, hi = (beam[1], beam[1] + reach) if sun_v < 0 else (beam[0] - reach, beam[0])
+        shadow = band_mask(v, lo, hi).astype(np.float32) * np.float32(rng.uniform(0.3, 0.45))
+        canvas.cast_shadow(cv2.GaussianBlur(shadow, (0, 0), 3.0), exclude=beam_mask | post_mask)
+
+
+def _paint_cones(
+    rng: np.random.Generator, canvas: Canvas, plan: FramePlan, fields: texture.GroundFields,
+) -> None:
+    """Paints a row of traffic cones seen from above, with their shadows."""
+    section = plan.section
+    lane_v = section.lane1[0] + (section.lane1[1] - section.lane1[0]) * rng.uniform(0.3, 0.7)
+    extent = u_extent(plan, lane_v, 2.0 * plan.sample_step)
+    if extent is None:
+        return
+    n_cones = int(rng.integers(3, 6)) + int(plan.height * plan.width / plan.px_per_m**2 / 40)
+    spacing = min(_metres(plan, 0.9, 2.0, rng), (extent[1] - extent[0]) / (n_cones + 0.5))
+    first = extent[0] + rng.uniform(0.2, 0.7) * spacing
+    sun = np.array([np.cos(plan.sun_angle), np.sin(plan.sun_angle)])
+    orange = rng.uniform([225, 80, 15], [250, 120, 40]).astype(np.float32)
+    for k in range(-1, n_cones + 1):  # the outer two may be cut by the frame border
+        centre_u = first + k * spacing
+        x, y = plan.axis.to_xy(centre_u, lane_v + rng.normal(0, 0.08 * plan.px_per_m))
+        centre = (float(x), float(y))
+        radius = _metres(plan, 0.15, 0.2, rng)
+        body = disc_mask(canvas.shape, centre, radius)
+        base = polygon_mask(canvas.shape, rotated_rect(centre, (1.9 * radius, 1.9 * radius), rng.uniform(0, np.pi)))
+        cone = body | base
+        if not cone.any():
+            continue
+        offset = sun * radius * rng.uniform(0.8, 1.6)
+        shadow = disc_mask(canvas.shape, (centre[0] - offset[0], centre[1] - offset[1]), radius * 0.9)
+        shadow_blur = cv2.GaussianBlur(shadow.astype(np.float32), (0, 0), max(1.0, 0.15 * radius))
+        canvas.cast_shadow(shadow_blur * np.float32(0.45), exclude=cone)
+        canvas.paint(base & ~body, rng.uniform(28, 45) + 3 * fields.grain[base & ~body][:, None], TRAFFIC_CONE)
+        ys, xs = np.nonzero(body)
+        dist = np.hypot(xs - centre[0], ys - centre[1]) / radius
+        lit = np.cos(np.arctan2(ys - centre[1], xs - centre[0]) - plan.sun_angle)
+        shading = (1.04 - 0.22 * dist + 0.1 * lit * dist).astype(np.float32)
+        canvas.paint(body, shading[:, None] * orange[None, :], TRAFFIC_CONE)
+        band = ring_mask(canvas.shape, centre, 0.42 * radius, 0.62 * radius)
+        canvas.image[band] = np.float32(rng.uniform(225, 240)) + 3 * fields.grain[band][:, None]
+        tip = disc_mask(canvas.shape, centre, 0.13 * radius)
+        canvas.image[tip] = np.minimum(orange * 1.12, 255.0)
+
+
+def _cast_scene_shadows(rng: np.random.Generator, canvas: Canvas, plan: FramePlan) -> None:
+    """Casts soft shadows of off-frame objects: big blobs (trees, vehicles) and thin
+    elongated ones (poles, cables) that look like crack sealing but stay labelled as before."""
+    height, width = canvas.shape
+    if rng.random() < 0.6:
+        blob = texture.value_noise(rng, height, width, 1.2 * plan.px_per_m)
+        darkness = (blob > np.float32(rng.uniform(0.9, 1.6))).astype(np.float32)
+        darkness = cv2.GaussianBlur(darkness, (0, 0), 0.05 * plan.px_per_m) * np.float32(rng.uniform(0.35, 0.55))
+        canvas.cast_shadow(darkness)
+    n_thin = int(rng.integers(1, 4)) + int(height * width / plan.px_per_m**2 / 30)
+    for start in sample_points(rng, plan, plan.section.asphalt, n_thin):
+        heading = rng.uniform(0, np.pi)
+        path = meander(rng, tuple(start), heading, _metres(plan, 1.0, 4.0, rng), 0.1 * plan.px_per_m, 0.02)
+        line = polyline_mask(canvas.shape, path, int(round(_metres(plan, 0.02, 0.08, rng)))).astype(np.float32)
+        sigma = max(1.0, 0.008 * plan.px_per_m * rng.uniform(0.5, 1.5))
+        canvas.cast_shadow(cv2.GaussianBlur(line, (0, 0), sigma) * np.float32(rng.uniform(0.35, 0.5)))
+
+
+def render_frame(
+    rng: np.random.Generator, width: int, height: int, gsd_cm: float = 0.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns ((H, W, 3) uint8 RGB frame, (H, W) uint8 class ids) of a random road scene.
+
+    Args:
+        rng: the only source of randomness; the same generator state gives the same frame.
+        width: frame width in pixels.
+        height: frame height in pixels.
+        gsd_cm: ground sampling distance in cm per pixel (paper: 0.25 at 40 m altitude).
+
+    Raises:
+        ValueError: non-positive size or GSD.
+    """
+    if width <= 0 or height <= 0 or gsd_cm <= 0:
+        raise ValueError(f"frame size and GSD must be positive, got {width}x{height} at {gsd_cm} cm/px")
+    plan = plan_frame(rng, width, height, 100.0 / gsd_cm)
+    canvas = Canvas.blank(height, width)
+    u, v = plan.axis.coords(height, width)
+    fields = texture.GroundFields.make(rng, height, width, plan.px_per_m)
+    paved, tone, tint = _paint_ground(rng, canvas, plan, u, v, fields)
+    _paint_patches(rng, canvas, plan, paved, fields, tone, tint)
+    _paint_markings(rng, canvas, plan, u, v, fields)
+    _paint_sealing(rng, canvas, plan, paved, fields)
+    _paint_guardrails(rng, canvas, plan, u, v, fields)
+    _paint_cones(rng, canvas, plan, fields)
+    _cast_scene_shadows(rng, canvas, plan)
+    canvas.image *= canvas.shade[..., None]
+    return texture.apply_lighting(rng, canvas.image), canvas.label
+
+
+def render_tile(rng: np.random.Generator, size: int = 800, gsd_cm: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """Returns ((size, size, 3) uint8, (size, size) uint8): a square frame, for tests."""
+    return render_frame(rng, size, size, gsd_cm)
