@@ -1,0 +1,356 @@
+"""Stage 3, ``embed``: one embedding per mask, from its bounding-box crop (paper §3.2.2, §4.3).
+
+For every tile and each of its masks: crop the mask's box from the tile (optionally
+greying the pixels outside the mask), resize to ``crop_size`` and encode. Crops are
+batched across tile boundaries. Each finished tile's rows go to
+``embed/.parts/<tile>.npz`` (atomically) and are journalled, so an interrupted run
+resumes; at the end the parts are assembled, in ``list_tiles`` order and mask order,
+into ``features_layer<L>.npy`` per layer and ``index.parquet`` (see docs/artifacts.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from roadparse.artifacts import Tile, features_path, index_path, list_tiles, read_tile_masks
+from roadparse.config import EmbedSettings, Settings
+from roadparse.io import rle
+from roadparse.io.images import read_image
+from roadparse.models.encoders import Encoder, load_encoder
+from roadparse.workspace import StageRun, Workspace, atomic_output
+
+log = logging.getLogger(__name__)
+
+MIN_CROP_SIDE = 8
+"""Boxes thinner than this (e.g. a 1x1 mask) are widened around their centre first."""
+BACKGROUND_RGB = (124, 116, 104)
+"""Grey for pixels outside the mask when ``mask_background`` is on: the ImageNet mean colour."""
+_PARTS = ".parts"
+
+
+def padded_box(box: tuple[int, int, int, int], min_side: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """Returns ``box`` (x0, y0, x1, y1, end-exclusive) clipped to the image and widened to ``min_side``.
+
+    A box thinner than ``min_side`` grows around its centre, shifted inward at the
+    image border; it never exceeds the image.
+    """
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, x1 = _widen(max(0, min(x0, width - 1)), max(1, min(x1, width)), min_side, width)
+    y0, y1 = _widen(max(0, min(y0, height - 1)), max(1, min(y1, height)), min_side, height)
+    return x0, y0, x1, y1
+
+
+def _widen(lo: int, hi: int, min_side: int, limit: int) -> tuple[int, int]:
+    hi = max(hi, lo + 1)
+    side = min(max(hi - lo, min_side), limit)
+    if hi - lo >= side:
+        return lo, hi
+    start = (lo + hi) // 2 - side // 2
+    start = max(0, min(start, limit - side))
+    return start, start + side
+
+
+def crop_mask(image: np.ndarray, box: tuple[int, int, int, int], size: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Returns the (size, size, 3) uint8 crop of ``image`` under ``box``, resized without keeping aspect.
+
+    Args:
+        image: (H, W, 3) uint8 RGB tile.
+        box: (x0, y0, x1, y1) end-exclusive, inside the image (see :func:`padded_box`).
+        size: output side.
+        mask: optional (H, W) bool; pixels outside it become BACKGROUND_RGB.
+    """
+    x0, y0, x1, y1 = box
+    crop = image[y0:y1, x0:x1]
+    if mask is not None:
+        crop = np.where(mask[y0:y1, x0:x1, None], crop, np.array(BACKGROUND_RGB, dtype=np.uint8))
+    shrink = crop.shape[0] >= size and crop.shape[1] >= size
+    return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+@dataclass
+class TileCrops:
+    """The crops of one tile waiting to be encoded, and the features gathered so far."""
+
+    tile: Tile
+    mask_ids: list[Any]
+    boxes: np.ndarray
+    """(n, 4) int64 mask boxes (x0, y0, x1, y1) as recorded by the masks stage."""
+    areas: np.ndarray
+    """(n,) int64 mask areas in pixels."""
+    crops: np.ndarray
+    """(n, S, S, 3) uint8; released once encoded."""
+    features: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    encoded: int = 0
+
+    @property
+    def count(self) -> int:
+        """Returns the number of masks of the tile."""
+        return len(self.mask_ids)
+
+
+def tile_crops(workspace: Workspace, tile: Tile, settings: EmbedSettings) -> TileCrops:
+    """Returns the crops of every mask of ``tile``.
+
+    Raises:
+        ValueError / OSError: unreadable tile image or mask file, or a mask that does not fit the tile.
+    """
+    masks = read_tile_masks(workspace, tile.id)
+    size = settings.crop_size
+    if not masks:
+        empty = np.zeros((0, 4), dtype=np.int64)
+        return TileCrops(tile, [], empty, np.zeros(0, np.int64), np.zeros((0, size, size, 3), np.uint8))
+    image = read_image(tile.path)
+    height, width = image.shape[:2]
+    crops = np.empty((len(masks), size, size, 3), dtype=np.uint8)
+    boxes = np.empty((len(masks), 4), dtype=np.int64)
+    areas = np.empty(len(masks), dtype=np.int64)
+    for i, record in enumerate(masks):
+        needs_mask = settings.mask_background or "bbox" not in record
+        mask = rle.decode(record["rle"]) if needs_mask else None
+        if mask is not None and mask.shape != (height, width):
+            raise ValueError(f"tile {tile.id}: mask {record.get('id')} is {mask.shape}, tile image is {(height, width)}")
+        box = tuple(record["bbox"]) if "bbox" in record else rle.bbox_xyxy(mask)
+        boxes[i] = box
+        areas[i] = record["area"] if "area" in record else rle.area(record["rle"])
+        crop_box = padded_box(box, MIN_CROP_SIDE, width, height)
+        crops[i] = crop_mask(image, crop_box, size, mask if settings.mask_background else None)
+    return TileCrops(tile, [record.get("id", i) for i, record in enumerate(masks)], boxes, areas, crops)
+
+
+def _safe_name(tile_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", tile_id)
+
+
+def part_path(run: StageRun, tile_id: str) -> Path:
+    """Returns the path of a tile's partial features ``embed/.parts/<tile>.npz``."""
+    return run.dir / _PARTS / f"{_safe_name(tile_id)}.npz"
+
+
+def _write_part(run: StageRun, entry: TileCrops, layers: list[int]) -> dict[str, Any]:
+    arrays: dict[str, np.ndarray] = {
+        "fingerprint": np.array(run.fingerprint),
+        "mask_ids": np.array(entry.mask_ids if entry.mask_ids else [], dtype=None if entry.mask_ids else np.int64),
+        "boxes": entry.boxes,
+        "areas": entry.areas,
+    }
+    dims = {}
+    for layer in layers:
+        chunks = entry.features.get(layer, [])
+        matrix = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 0), np.float32)
+        arrays[f"layer{layer}"] = matrix
+        dims[str(layer)] = int(matrix.shape[1]) if chunks else None
+    with atomic_output(part_path(run, entry.tile.id)) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    return {"masks": entry.count, "dims": dims}
+
+
+def _part_valid(run: StageRun, tile_id: str) -> bool:
+    path = part_path(run, tile_id)
+    if not (run.item_done(tile_id) and path.exists()):
+        return False
+    with np.load(path) as part:
+        return str(part["fingerprint"]) == run.fingerprint
+
+
+class _Batcher:
+    """Queues tile crops, encodes them in batches that cross tile boundaries, hands back finished tiles."""
+
+    def __init__(self, get_encoder: Any, layers: list[int], batch_size: int):
+        self.get_encoder = get_encoder
+        self.layers = layers
+        self.batch_size = batch_size
+        self.pending: deque[TileCrops] = deque()
+        self.queued = 0
+
+    def add(self, entry: TileCrops) -> list[TileCrops]:
+        """Queues a tile; returns the tiles completed by any full batches encoded now."""
+        self.pending.append(entry)
+        self.queued += entry.count
+        done = []
+        while self.queued >= self.batch_size:
+            done += self._encode(self.batch_size)
+        return done + self._pop_finished()
+
+    def flush(self) -> list[TileCrops]:
+        """Encodes whatever is queued; returns every remaining tile."""
+        done = []
+        while self.queued:
+            done += self._encode(min(self.queued, self.batch_size))
+        return done + self._pop_finished()
+
+    def _encode(self, count: int) -> list[TileCrops]:
+        slices: list[tuple[TileCrops, int, int]] = []
+        need = count
+        for entry in self.pending:
+            take = min(entry.count - entry.encoded, need)
+            if take:
+                slices.append((entry, entry.encoded, entry.encoded + take))
+                need -= take
+            if not need:
+                break
+        batch = np.concatenate([entry.crops[start:stop] for entry, start, stop in slices])
+        features = self.get_encoder().encode(batch)
+        offset = 0
+        for entry, start, stop in slices:
+            for layer in self.layers:
+                entry.features.setdefault(layer, []).append(features[layer][offset : offset + stop - start])
+            entry.encoded = stop
+            offset += stop - start
+        self.queued -= count
+        return self._pop_finished()
+
+    def _pop_finished(self) -> list[TileCrops]:
+        done = []
+        while self.pending and self.pending[0].encoded == self.pending[0].count:
+            entry = self.pending.popleft()
+            entry.crops = entry.crops[:0]  # free the pixels
+            done.append(entry)
+        return done
+
+
+def _expected_crops(masks_manifest: dict[str, Any], tiles: list[Tile]) -> int | None:
+    total = 0
+    for tile in tiles:
+        record = masks_manifest["items"].get(tile.id, {})
+        count = record.get("n_masks", record.get("masks"))
+        if not isinstance(count, int):
+            return None
+        total += count
+    return total
+
+
+def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, Any]:
+    """Writes features_layer<L>.npy and index.parquet from the parts of ``tiles``; returns counts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = [(tile, np.load(part_path(run, tile.id))) for tile in tiles]
+    try:
+        counts = [len(part["areas"]) for _, part in parts]
+        total = sum(counts)
+        if total == 0:
+            raise ValueError(
+                f"{run.dir}: nothing to embed: the masks stage left no masks on any of {len(tiles)} tile(s); "
+                "check masks.min_mask_area and the roi/masks outputs"
+            )
+        dims = {layer: next(part[f"layer{layer}"].shape[1] for _, part in parts if len(part["areas"])) for layer in layers}
+        for stale in run.dir.glob("features_layer*.npy"):
+            if stale.stem.removeprefix("features_layer") not in {str(layer) for layer in layers}:
+                stale.unlink()
+        workspace = run.workspace
+        for layer in layers:
+            with atomic_output(features_path(workspace, layer)) as tmp:
+                matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, dims[layer]))
+                row = 0
+                for (_, part), count in zip(parts, counts, strict=True):
+                    if count:
+                        matrix[row : row + count] = part[f"layer{layer}"]
+                    row += count
+                matrix.flush()
+                del matrix
+        mask_ids = [part["mask_ids"] for _, part in parts]
+        if all(ids.dtype.kind in "iu" for ids in mask_ids):
+            mask_id_column = np.concatenate(mask_ids).astype(np.int64)
+        else:
+            mask_id_column = np.concatenate([ids.astype(str) for ids in mask_ids])
+        boxes = np.concatenate([part["boxes"] for _, part in parts]).reshape(-1, 4)
+        table = pa.table(
+            {
+                "mask_id": mask_id_column,
+                "tile_id": np.repeat([tile.id for tile, _ in parts], counts).astype(str),
+                "x0": boxes[:, 0], "y0": boxes[:, 1], "x1": boxes[:, 2], "y1": boxes[:, 3],
+                "area": np.concatenate([part["areas"] for _, part in parts]).astype(np.int64),
+            }
+        )
+        with atomic_output(index_path(workspace)) as tmp:
+            pq.write_table(table, tmp)
+    finally:
+        for _, part in parts:
+            part.close()
+    return {"masks": total, "dims": {str(layer): int(dim) for layer, dim in dims.items()}}
+
+
+def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = None) -> dict[str, Any]:
+    """Embeds every mask of the finished ``masks`` stage; returns the stage manifest.
+
+    Args:
+        workspace: the run directory.
+        settings: resolved settings; ``settings.embed`` is used.
+        encoder: an already loaded encoder to use instead of loading ``settings.embed.encoder``
+            (it must give ``settings.embed.layers``).
+
+    Raises:
+        ValueError: the masks stage has not finished, the encoder or a layer is unknown,
+            or there are no masks at all.
+    """
+    cfg = settings.embed
+    masks_manifest = workspace.require_manifest("masks")
+    stage = workspace.begin("embed", cfg, inputs={"masks": masks_manifest["fingerprint"]})
+    if stage.complete:
+        log.info("embed: already complete for these settings and masks")
+        return stage.manifest  # type: ignore[return-value]
+    tiles = [tile for tile in list_tiles(workspace) if tile.id in masks_manifest["items"]]
+    stage.set_total(len(tiles))
+    layers = sorted(set(cfg.layers))
+    todo = [tile for tile in tiles if not _part_valid(stage, tile.id)]
+    if len(todo) < len(tiles):
+        log.info("embed: resuming, %d of %d tiles already done", len(tiles) - len(todo), len(tiles))
+
+    loaded: list[Encoder] = [encoder] if encoder is not None else []
+
+    def get_encoder() -> Encoder:
+        if not loaded:  # loaded lazily: a run with nothing left to encode needs no model
+            loaded.append(load_encoder(cfg.encoder, layers, cfg.device, final_norm=cfg.final_norm))
+        return loaded[0]
+
+    if encoder is not None and not set(layers) <= set(encoder.layers):
+        raise ValueError(f"the given encoder gives layers {encoder.layers}, settings ask for {layers}")
+    batcher = _Batcher(get_encoder, layers, cfg.batch_size)
+    started = time.perf_counter()
+    encoded = 0
+    with tqdm(total=_expected_crops(masks_manifest, todo), desc="embed", unit="crop", dynamic_ncols=True) as bar:
+
+        def finish_tiles(entries: list[TileCrops]) -> None:
+            nonlocal encoded
+            for entry in entries:
+                stage.record_item(entry.tile.id, _write_part(stage, entry, layers))
+                encoded += entry.count
+                bar.update(entry.count)
+
+        for tile in todo:
+            try:
+                entry = tile_crops(workspace, tile, cfg)
+            except (ValueError, OSError, KeyError) as exc:
+                log.warning("embed: tile %s failed: %s", tile.id, exc)
+                stage.record_failure(tile.id, f"{type(exc).__name__}: {exc}")
+                continue
+            finish_tiles(batcher.add(entry))
+        finish_tiles(batcher.flush())
+    seconds = time.perf_counter() - started
+    done = [tile for tile in tiles if _part_valid(stage, tile.id)]
+    counts = _assemble(stage, done, layers)
+    rate = encoded / seconds if seconds > 0 and encoded else None
+    manifest = stage.finish(
+        {
+            **counts,
+            "tiles": len(done),
+            "encoder": cfg.encoder,
+            "layers": layers,
+            "crops_encoded_now": encoded,
+            "crops_per_second": round(rate, 2) if rate else None,
+        }
+    )
+    shutil.rmtree(stage.dir / _PARTS, ignore_errors=True)  # the assembled matrices hold the same rows
+    log.info("embed: %d masks from %d tiles, %s crops/s", counts["masks"], len(done), manifest["summary"]["crops_per_second"])
+    return manifest

@@ -1,0 +1,244 @@
+"""Tests for the encoders (layer selection, real EfficientNet-Lite0 weights) and the embed stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from roadparse.artifacts import read_features, read_index
+from roadparse.config import load_settings
+from roadparse.io import rle
+from roadparse.io.images import write_image
+from roadparse.models.efficientnet_lite import LAYER_CHANNELS, load_efficientnet_lite0
+from roadparse.models.encoders import IMAGENET_MEAN, IMAGENET_STD, list_encoders, load_encoder
+from roadparse.stages import embed
+from roadparse.stages.embed import crop_mask, padded_box
+from roadparse.workspace import Workspace
+
+transformers = pytest.importorskip("transformers")
+
+
+def _crops(n: int, size: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+
+
+def _normalised(crops: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
+    return (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def _tiny_vit(kind: str, path: Path) -> tuple[object, int]:
+    common = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 64}
+    if kind == "dinov2":
+        model = transformers.Dinov2Model(transformers.Dinov2Config(patch_size=14, image_size=28, **common))
+        size = 28
+    else:
+        model = transformers.DINOv3ViTModel(transformers.DINOv3ViTConfig(patch_size=16, image_size=32, **common))
+        size = 32
+    model.eval().save_pretrained(path)
+    return model, size
+
+
+@pytest.mark.parametrize("kind", ["dinov2", "dinov3"])
+def test_vit_layers_are_cls_of_hidden_states(tmp_path: Path, kind: str) -> None:
+    model, size = _tiny_vit(kind, tmp_path / kind)
+    encoder = load_encoder(tmp_path / kind, [1, 3], "cpu")
+    assert encoder.available_layers == [1, 2, 3]
+    crops = _crops(3, size)
+    features = encoder.encode(crops)
+    with torch.no_grad():
+        out = model(pixel_values=_normalised(crops), output_hidden_states=True)
+    for layer in (1, 3):
+        assert features[layer].shape == (3, 32) and features[layer].dtype == np.float32
+        np.testing.assert_allclose(features[layer], out.hidden_states[layer][:, 0].numpy(), atol=1e-5)
+    normed = load_encoder(tmp_path / kind, [3], "cpu", final_norm=True).encode(crops)[3]
+    np.testing.assert_allclose(normed, out.pooler_output.numpy(), atol=1e-5)
+
+
+def test_resnet_stages_are_pooled_hidden_states(tmp_path: Path) -> None:
+    config = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 16, 32], depths=[1, 1, 1, 1])
+    model = transformers.ResNetModel(config).eval()
+    model.save_pretrained(tmp_path / "resnet")
+    encoder = load_encoder(str(tmp_path / "resnet"), [1, 2, 5], "cpu")
+    assert encoder.available_layers == [1, 2, 3, 4, 5]
+    crops = _crops(2, 64)
+    features = encoder.encode(crops)
+    with torch.no_grad():
+        hidden = model(pixel_values=_normalised(crops), output_hidden_states=True).hidden_states
+    for layer, dim in ((1, 8), (2, 8), (5, 32)):
+        assert features[layer].shape == (2, dim)
+        np.testing.assert_allclose(features[layer], hidden[layer - 1].mean(dim=(2, 3)).numpy(), atol=1e-5)
+
+
+def test_unknown_layer_and_family_name_the_valid_choices(tmp_path: Path) -> None:
+    config = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 8], depths=[1, 1])
+    transformers.ResNetModel(config).save_pretrained(tmp_path / "resnet")
+    with pytest.raises(ValueError, match=r"valid layers: 1\.\.3"):
+        load_encoder(tmp_path / "resnet", [4], "cpu")
+    with pytest.raises(ValueError, match=r"valid layers: 1\.\.8"):
+        load_encoder("efficientnet-lite0", [12], "cpu")
+    transformers.BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1).save_pretrained(tmp_path / "bert")
+    with pytest.raises(ValueError, match="supported families"):
+        load_encoder(tmp_path / "bert", [1], "cpu")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_encoder(tmp_path / "missing", [1], "cpu")
+    assert "efficientnet-lite0" in list_encoders()
+
+
+def _skimage_photo(name: str) -> np.ndarray:
+    data = pytest.importorskip("skimage.data")
+    return cv2.resize(getattr(data, name)(), (224, 224), interpolation=cv2.INTER_AREA)
+
+
+def test_efficientnet_lite0_real_weights_recognise_photos() -> None:
+    model = load_efficientnet_lite0()
+    photos = np.stack([_skimage_photo("chelsea"), _skimage_photo("coffee")])
+    x = (torch.from_numpy(photos).permute(0, 3, 1, 2).float() - 127.0) / 128.0
+    with torch.no_grad():
+        probs = model(x).softmax(dim=1)
+    top = probs.argmax(dim=1).tolist()
+    assert top[0] in range(281, 286)  # chelsea: a cat (tabby / tiger / Persian / Siamese / Egyptian)
+    assert top[1] in (967, 968)  # coffee: espresso / cup
+    assert probs.max(dim=1).values.min() > 0.5  # peaked, not random weights (1/1000)
+
+
+def test_efficientnet_lite0_matches_timm_architecture() -> None:
+    timm = pytest.importorskip("timm")
+    ours = load_efficientnet_lite0()
+    reference = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    mapped = {}
+    for (key, value), (ref_key, ref_value) in zip(ours.state_dict().items(), reference.state_dict().items(), strict=True):
+        assert value.shape == ref_value.shape, (key, ref_key)
+        mapped[ref_key] = value
+    reference.load_state_dict(mapped)
+    x = torch.randn(2, 3, 96, 80, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), atol=1e-4, rtol=1e-4)
+
+
+def test_efficientnet_encoder_layers_and_batching() -> None:
+    encoder = load_encoder("efficientnet-lite0", [1, 7, 8], "cpu")
+    crops = _crops(4, 64, seed=1)
+    batched = encoder.encode(crops)
+    assert {layer: f.shape[1] for layer, f in batched.items()} == {layer: LAYER_CHANNELS[layer] for layer in (1, 7, 8)}
+    for i in range(len(crops)):
+        single = encoder.encode(crops[i : i + 1])
+        for layer in (1, 7, 8):
+            np.testing.assert_allclose(single[layer][0], batched[layer][i], rtol=1e-4, atol=1e-4)
+
+
+def test_crop_geometry() -> None:
+    assert padded_box((5, 5, 6, 6), 8, 100, 100) == (1, 1, 9, 9)
+    assert padded_box((0, 0, 1, 1), 8, 100, 100) == (0, 0, 8, 8)
+    assert padded_box((99, 50, 100, 51), 8, 100, 100) == (92, 46, 100, 54)
+    assert padded_box((10, 10, 60, 40), 8, 100, 100) == (10, 10, 60, 40)
+    image = np.zeros((20, 20, 3), np.uint8)
+    image[:, 10:] = 200
+    mask = np.zeros((20, 20), bool)
+    mask[:, :5] = True
+    crop = crop_mask(image, (0, 0, 20, 20), 4, mask)
+    assert crop.shape == (4, 4, 3) and crop.dtype == np.uint8
+    assert (crop[:, 0] == 0).all() and (crop[:, -1] == embed.BACKGROUND_RGB).all()
+
+
+# --- the stage, end to end on a hand-built workspace ---------------------------------------------
+
+
+def _mask(box: tuple[int, int, int, int], size: int = 48) -> dict:
+    x0, y0, x1, y1 = box
+    pixels = np.zeros((size, size), bool)
+    pixels[y0:y1, x0:x1] = True
+    return {"rle": rle.encode(pixels), "bbox": list(box), "area": int(pixels.sum())}
+
+
+def _build_workspace(root: Path, masks_per_tile: dict[str, list[tuple[int, int, int, int]]], broken: set[str] = frozenset()) -> Workspace:
+    workspace = Workspace(root)
+    rng = np.random.default_rng(0)
+    tiles = []
+    for tile_id in masks_per_tile:
+        path = root / "roi" / "tiles" / f"{tile_id}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if tile_id in broken:
+            path.write_bytes(b"not a png")
+        else:
+            write_image(path, rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+        tiles.append({"id": tile_id, "path": f"tiles/{tile_id}.png", "offset": [0, 0], "size": [48, 48]})
+    workspace.begin("roi", {"mode": "none"}).finish()
+    roi = workspace.read_manifest("roi")
+    roi["items"] = {"frame0": {"frame": "frame0.png", "tiles": tiles}}
+    (root / "roi" / "manifest.json").write_text(json.dumps(roi))
+    masks_run = workspace.begin("masks", {"generator": "hand"}, inputs={"roi": roi["fingerprint"]})
+    for tile_id, boxes in masks_per_tile.items():
+        masks = [{"id": f"{tile_id}_m{i}", **_mask(box)} for i, box in enumerate(boxes)]
+        (root / "masks" / f"{tile_id}.json").write_text(json.dumps({"tile": tile_id, "height": 48, "width": 48, "masks": masks}))
+        masks_run.record_item(tile_id, {"n_masks": len(masks)})
+    masks_run.finish()
+    return workspace
+
+
+class _FailingEncoder:
+    """Wraps an encoder and raises on call number ``fail_at`` (simulates an interrupted run)."""
+
+    def __init__(self, encoder, fail_at: int):
+        self.encoder, self.layers, self.fail_at, self.calls = encoder, encoder.layers, fail_at, 0
+
+    def encode(self, crops: np.ndarray) -> dict[int, np.ndarray]:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("interrupted")
+        return self.encoder.encode(crops)
+
+
+def test_stage_end_to_end_with_resume(tmp_path: Path) -> None:
+    layout = {"t0": [(2, 3, 30, 20), (10, 10, 40, 44)], "t1": [], "t2": [(0, 0, 9, 9)], "t3": [(5, 5, 6, 6), (0, 0, 48, 48), (20, 1, 47, 9)]}
+    workspace = _build_workspace(tmp_path / "work", layout, broken={"t2"})
+    settings = load_settings(None, ["embed.encoder=efficientnet-lite0", "embed.layers=[7, 8]", "embed.crop_size=32",
+                                    "embed.batch_size=2", "embed.device=cpu"])
+    encoder = load_encoder("efficientnet-lite0", [7, 8], "cpu")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        embed.run(workspace, settings, encoder=_FailingEncoder(encoder, fail_at=2))
+    manifest = embed.run(workspace, settings, encoder=encoder)
+    summary = manifest["summary"]
+    assert summary["crops_encoded_now"] == 3  # t0 (and empty t1) were done before the interruption
+    assert summary["masks"] == 5 and summary["tiles"] == 3 and summary["dims"] == {"7": 320, "8": 1280}
+    assert list(manifest["failed"]) == ["t2"] and "t2.png" in manifest["failed"]["t2"]
+    index = read_index(workspace).to_pydict()
+    assert index["tile_id"] == ["t0", "t0", "t3", "t3", "t3"]
+    assert index["mask_id"] == ["t0_m0", "t0_m1", "t3_m0", "t3_m1", "t3_m2"]
+    assert (index["x0"][2], index["x1"][2], index["area"][2]) == (5, 6, 1)
+    features = read_features(workspace, 8)
+    assert features.shape == (5, 1280) and features.dtype == np.float32
+    # every row equals its crop encoded on its own: batching across tiles kept the row order
+    tile3 = cv2.cvtColor(cv2.imread(str(tmp_path / "work/roi/tiles/t3.png")), cv2.COLOR_BGR2RGB)
+    crop = crop_mask(tile3, padded_box((20, 1, 47, 9), embed.MIN_CROP_SIDE, 48, 48), 32)
+    np.testing.assert_allclose(features[4], encoder.encode(crop[None])[8][0], rtol=1e-4, atol=1e-4)
+    assert not (workspace.root / "embed" / ".parts").exists()
+    again = embed.run(workspace, settings, encoder=_FailingEncoder(encoder, fail_at=1))  # complete: nothing encoded
+    assert again["fingerprint"] == manifest["fingerprint"]
+
+
+def test_stage_without_masks_is_a_clear_error(tmp_path: Path) -> None:
+    workspace = _build_workspace(tmp_path / "work", {"t0": [], "t1": []})
+    settings = load_settings(None, ["embed.encoder=efficientnet-lite0", "embed.layers=[8]", "embed.device=cpu"])
+    with pytest.raises(ValueError, match="nothing to embed"):
+        embed.run(workspace, settings)
+
+
+def test_cli_embeds_and_reports(tmp_path: Path) -> None:
+    from roadparse.cli import main
+
+    workspace = _build_workspace(tmp_path / "work", {"t0": [(2, 3, 30, 20)], "t1": [(0, 0, 48, 48)]})
+    result = CliRunner().invoke(main, ["embed", str(workspace.root), "--encoder", "efficientnet-lite0", "--layer", "6",
+                                       "--layer", "8", "--device", "cpu", "--set", "embed.crop_size=32"])
+    assert result.exit_code == 0, result.output
+    assert "embedded 2 masks from 2 tiles" in result.output
+    assert read_features(workspace, 6).shape == (2, 192)
+    with pytest.raises(ValueError, match="embedded layers: 6, 8"):
+        read_features(workspace, 12)
