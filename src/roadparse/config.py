@@ -64,6 +64,9 @@ class MasksSettings(_Section):
     min_mask_area: int = Field(3000, ge=0, description="drop masks under this many pixels (paper: 3000)")
     offline_scale: float = Field(400.0, gt=0, description="offline generator: Felzenszwalb scale")
     offline_sigma: float = Field(0.8, ge=0, description="offline generator: Gaussian smoothing before segmentation")
+    offline_segments: int = Field(400, gt=0, description="offline 'slic': superpixels before merging similar neighbours")
+    offline_merge: float = Field(20.0, ge=0, description="offline 'slic': merge neighbours whose mean RGB differs by less than this")
+    image_batch: int = Field(1, gt=0, description="SAM: tiles whose image embeddings are computed in one batch")
     device: str = Field("auto", description="torch device: auto, cpu, cuda ...")
 
 
@@ -111,6 +114,7 @@ class TrainSettings(_Section):
     architecture: Literal["segformer", "deeplabv3plus"] = Field("segformer", description="segmentation network")
     backbone: str = Field("nvidia/mit-b0", description="SegFormer id/path, or a DeepLabV3+ encoder name (e.g. resnet50)")
     pretrained: bool = Field(True, description="load backbone weights (false: build from config, random init)")
+    encoder_weights: str | None = Field(None, description="DeepLabV3+ with pretrained: local file of the encoder's ImageNet state dict (no download here)")
     scale_range: tuple[int, int] = Field((512, 1024), description="random resize: short side sampled in this range (paper: 512-1024)")
     crop_size: int = Field(512, gt=0, description="random crop side (paper: 512)")
     flip: bool = Field(True, description="random horizontal flip (paper: yes)")

@@ -1,0 +1,231 @@
+"""Segmentation networks for self-training: SegFormer (transformers) and DeepLabV3+ (smp).
+
+Every segmenter built here takes (B, 3, H, W) float RGB in [0, 1] (ImageNet normalisation
+happens inside the module) and returns (B, C, H, W) float logits at input resolution.
+A saved segmenter is a folder with ``segmenter.json`` (what to build, class names,
+settings, git SHA, seed) and ``weights.pt``; it is rebuilt from that record without any
+download, so a trained model can be applied on an offline machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from roadparse.models import ModelLoadError, load_pretrained
+from roadparse.workspace import atomic_output, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURES = ("segformer", "deeplabv3plus")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MODEL_RECORD = "segmenter.json"
+MODEL_WEIGHTS = "weights.pt"
+
+# Mix Transformer encoder sizes (SegFormer paper, Table 6), for building b0..b5 from config.
+_MIT_SIZES: dict[str, dict[str, Any]] = {
+    "b0": {"hidden_sizes": [32, 64, 160, 256], "depths": [2, 2, 2, 2], "decoder_hidden_size": 256},
+    "b1": {"hidden_sizes": [64, 128, 320, 512], "depths": [2, 2, 2, 2], "decoder_hidden_size": 256},
+    "b2": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 4, 6, 3], "decoder_hidden_size": 768},
+    "b3": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 4, 18, 3], "decoder_hidden_size": 768},
+    "b4": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 8, 27, 3], "decoder_hidden_size": 768},
+    "b5": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 6, 40, 3], "decoder_hidden_size": 768},
+}
+
+
+class Segmenter(nn.Module):
+    """Normalises RGB in [0, 1], runs ``net`` and returns logits at input resolution.
+
+    ``spec`` records what was built (architecture, backbone, num_classes, and for SegFormer
+    the full config), so the module can be rebuilt offline from a saved record.
+    """
+
+    def __init__(self, net: nn.Module, spec: dict[str, Any]):
+        super().__init__()
+        self.net = net
+        self.spec = spec
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def num_classes(self) -> int:
+        """Returns the number of output classes C."""
+        return int(self.spec["num_classes"])
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Returns (B, C, H, W) logits of (B, 3, H, W) float RGB in [0, 1]."""
+        x = (pixels - self.mean) / self.std
+        if self.spec["architecture"] == "segformer":
+            logits = self.net(pixel_values=x).logits  # 1/4 resolution
+        else:
+            logits = self.net(x)
+        if logits.shape[-2:] != pixels.shape[-2:]:
+            logits = F.interpolate(logits, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+        return logits
+
+
+def _segformer_config(backbone: str, num_classes: int) -> Any:
+    from transformers import SegformerConfig
+
+    path = Path(backbone).expanduser()
+    if path.is_dir():
+        config = SegformerConfig.from_pretrained(str(path))
+    else:
+        size = backbone.rsplit("-", 1)[-1].lower()
+        if size not in _MIT_SIZES:
+            raise ValueError(
+                f"cannot build SegFormer {backbone!r} from config: use one of "
+                f"{', '.join('nvidia/mit-' + s for s in _MIT_SIZES)} or a local model folder"
+            )
+        config = SegformerConfig(**_MIT_SIZES[size])
+    config.num_labels = num_classes
+    config.id2label = {i: str(i) for i in range(num_classes)}
+    config.label2id = {str(i): i for i in range(num_classes)}
+    return config
+
+
+def _build_segformer(backbone: str, num_classes: int, pretrained: bool) -> tuple[Any, dict[str, Any]]:
+    from transformers import SegformerForSemanticSegmentation
+
+    if pretrained:
+        net = load_pretrained(
+            SegformerForSemanticSegmentation,
+            backbone,
+            num_labels=num_classes,
+            ignore_mismatched_sizes=True,  # the decode head is re-initialised for our classes
+        )
+    else:
+        net = SegformerForSemanticSegmentation(_segformer_config(backbone, num_classes))
+    return net, {"hf_config": net.config.to_dict()}
+
+
+def _build_deeplab(backbone: str, num_classes: int, pretrained: bool, encoder_weights: str | None) -> tuple[Any, dict[str, Any]]:
+    import segmentation_models_pytorch as smp
+
+    if pretrained and not encoder_weights:
+        raise ModelLoadError(
+            f"DeepLabV3+ with a pretrained {backbone!r} encoder needs its weights as a local file: "
+            "set train.encoder_weights=/path/to/encoder_state_dict.pth (e.g. torchvision's "
+            f"{backbone} ImageNet weights, downloaded elsewhere), or train.pretrained=false"
+        )
+    try:
+        net = smp.DeepLabV3Plus(encoder_name=backbone, encoder_weights=None, classes=num_classes)
+    except KeyError as exc:
+        raise ValueError(f"unknown DeepLabV3+ encoder {backbone!r}: {exc}") from None
+    if pretrained and encoder_weights:
+        path = Path(encoder_weights).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"encoder weights {str(path)!r} not found")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        missing, unexpected = net.encoder.load_state_dict(state, strict=False)
+        unexpected = [k for k in unexpected if not k.startswith("fc.")]  # classifier head is not used
+        if missing or unexpected:
+            raise ModelLoadError(
+                f"{path}: does not fit the {backbone} encoder (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+    return net, {}
+
+
+def build_segmenter(
+    architecture: str,
+    backbone: str,
+    num_classes: int,
+    pretrained: bool,
+    encoder_weights: str | None = None,
+) -> Any:
+    """Returns a ``torch.nn.Module`` mapping (B, 3, H, W) RGB in [0, 1] to (B, C, H, W) logits.
+
+    Args:
+        architecture: ``segformer`` or ``deeplabv3plus``.
+        backbone: SegFormer: hub id (``nvidia/mit-b0`` ... ``b5``) or local folder;
+            DeepLabV3+: smp encoder name (``resnet18``, ``resnet50`` ...).
+        num_classes: number of output classes C.
+        pretrained: load backbone weights (SegFormer through :func:`load_pretrained`;
+            DeepLabV3+ from ``encoder_weights``); False builds from config, randomly initialised.
+        encoder_weights: DeepLabV3+ only: local file with the encoder's state dict.
+
+    Raises:
+        ValueError: unknown architecture or backbone.
+        ModelLoadError: pretrained weights cannot be found or loaded.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; available: {', '.join(ARCHITECTURES)}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    if architecture == "segformer":
+        net, extra = _build_segformer(backbone, num_classes, pretrained)
+    else:
+        net, extra = _build_deeplab(backbone, num_classes, pretrained, encoder_weights)
+    spec = {"architecture": architecture, "backbone": backbone, "num_classes": num_classes, **extra}
+    return Segmenter(net, spec)
+
+
+def _rebuild(spec: dict[str, Any]) -> Any:
+    """Returns an untrained segmenter with the structure recorded in ``spec`` (no download)."""
+    if spec["architecture"] == "segformer":
+        from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+        net = SegformerForSemanticSegmentation(SegformerConfig.from_dict(spec["hf_config"]))
+        return Segmenter(net, spec)
+    return build_segmenter(spec["architecture"], spec["backbone"], int(spec["num_classes"]), pretrained=False)
+
+
+def unwrap(model: Any) -> Any:
+    """Returns the segmenter inside a DDP / compiled wrapper."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def segmenter_record(model: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """Returns the JSON record saved with a segmenter: its build spec plus ``meta``."""
+    return {"spec": unwrap(model).spec, **meta}
+
+
+def save_segmenter(model: Any, directory: str | Path, meta: dict[str, Any]) -> Path:
+    """Saves a segmenter to ``directory`` (weights first, record last, both atomic); returns the folder.
+
+    ``meta`` should hold class_names, settings, git_sha and seed.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_output(directory / MODEL_WEIGHTS) as tmp:
+        torch.save(unwrap(model).state_dict(), tmp)
+    atomic_write_json(directory / MODEL_RECORD, segmenter_record(model, meta))
+    return directory
+
+
+def load_segmenter(path: str | Path, device: Any = "cpu") -> tuple[Any, dict[str, Any]]:
+    """Returns (segmenter in eval mode on ``device``, its record) from a model folder or a checkpoint.
+
+    Raises:
+        ModelLoadError: the path is neither a saved segmenter folder nor a training checkpoint.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        record_path = path / MODEL_RECORD
+        if not record_path.is_file():
+            raise ModelLoadError(f"{path}: not a roadparse model folder (no {MODEL_RECORD})")
+        record = json.loads(record_path.read_text())
+        state = torch.load(path / MODEL_WEIGHTS, map_location="cpu", weights_only=True)
+    elif path.is_file():
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        except (RuntimeError, OSError, EOFError) as exc:
+            raise ModelLoadError(f"{path}: not a readable checkpoint: {exc}") from None
+        if not isinstance(checkpoint, dict) or "model" not in checkpoint or "record" not in checkpoint:
+            raise ModelLoadError(f"{path}: not a roadparse training checkpoint")
+        record, state = checkpoint["record"], checkpoint["model"]
+    else:
+        raise ModelLoadError(f"model {str(path)!r} does not exist (give a model folder or a .pt checkpoint)")
+    model = _rebuild(record["spec"])
+    model.load_state_dict(state)
+    return model.to(device).eval(), record

@@ -1,0 +1,358 @@
+"""Sliding-window prediction on tiles and whole frames, without seams and in bounded memory.
+
+Windows overlap; each window's softmax is weighted by a 2-D raised-cosine (Hann) window
+that is high in the centre and near zero at the border, summed, and divided by the summed
+weights, so no pixel's label depends on where a window border happens to fall. Windows
+are processed one horizontal band at a time and rows are finalised as soon as no later
+window touches them: the accumulator holds C × (window + stride) × W floats, not C × H × W
+(7 classes on a 7952×5304 frame: ~0.2 GB instead of 1.2 GB).
+
+:func:`predict_files` applies a saved model to files and folders and writes, per input, a
+palette label PNG, a colour overlay, a GeoTIFF for georeferenced inputs, and per-class areas.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from roadparse.config import PredictSettings, Settings
+from roadparse.io.images import list_images, read_image, write_image
+from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
+from roadparse.models import resolve_device
+from roadparse.models.segmenters import load_segmenter
+from roadparse.workspace import atomic_output, atomic_write_json, atomic_write_text, git_sha
+
+log = logging.getLogger(__name__)
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Returns window offsets covering [0, length): every ``stride``, the last flush with the end.
+
+    ``length`` must be at least ``window``.
+    """
+    if length < window:
+        raise ValueError(f"length {length} is shorter than the window {window}")
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+def blend_weights(window: int) -> np.ndarray:
+    """Returns the (window, window) float32 blending weight: outer product of 1-D Hann windows.
+
+    Sampled at pixel centres, so it is strictly positive (a pixel seen by one window
+    only still gets that window's prediction) and symmetric.
+    """
+    ramp = 0.5 - 0.5 * np.cos(2.0 * np.pi * (np.arange(window) + 0.5) / window)
+    return np.outer(ramp, ramp).astype(np.float32)
+
+
+def _forward(model: torch.nn.Module, crops: torch.Tensor, amp: bool) -> torch.Tensor:
+    """Returns (B, C, h, w) float32 softmax probabilities of (B, 3, h, w) float crops in [0, 1]."""
+    with torch.autocast(crops.device.type, dtype=torch.bfloat16, enabled=amp and crops.device.type == "cuda"):
+        logits = model(crops)
+    if logits.shape[-2:] != crops.shape[-2:]:
+        raise ValueError(f"model returned logits of size {tuple(logits.shape[-2:])} for crops of {tuple(crops.shape[-2:])}")
+    return torch.softmax(logits.float(), dim=1)
+
+
+@torch.inference_mode()
+def predict_image(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    window: int = 512,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    device: torch.device | str | None = None,
+    return_probabilities: bool = False,
+    amp: bool = True,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Returns the (H, W) uint8 label map of an image (and optionally (C, H, W) float16 probabilities).
+
+    Args:
+        model: maps (B, 3, h, w) float RGB in [0, 1] to (B, C, h, w) logits; put in eval mode.
+        image: (H, W, 3) uint8 RGB of any size; sides shorter than ``window`` are
+            reflect-padded for the forward pass and cropped back.
+        window: window side in pixels.
+        overlap: fraction of the window shared by neighbouring windows, in [0, 1).
+        batch_size: windows per forward pass.
+        device: where the model runs (default: the model's device).
+        return_probabilities: also return the blended class probabilities.
+        amp: bfloat16 autocast on CUDA.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if device is None:
+        device = next(iter(model.parameters())).device
+    device = torch.device(device)
+    model.eval()
+    height, width = image.shape[:2]
+    pad = ((0, max(0, window - height)), (0, max(0, window - width)), (0, 0))
+    if pad[0][1] or pad[1][1]:
+        image = np.pad(image, pad, mode="reflect" if min(height, width) > 1 else "edge")
+    padded_h, padded_w = image.shape[:2]
+    stride = max(1, int(round(window * (1.0 - overlap))))
+    row_starts = window_starts(padded_h, window, stride)
+    col_starts = window_starts(padded_w, window, stride)
+    weight = torch.from_numpy(blend_weights(window)).to(device)
+    labels = np.empty((padded_h, padded_w), dtype=np.uint8)
+    probabilities: np.ndarray | None = None
+    acc: torch.Tensor | None = None  # (C, rows, W) weighted probability sums for rows [top, top + rows)
+    weight_sum = torch.zeros((0, padded_w), device=device)
+    top = 0
+    for row_index, y in enumerate(row_starts):
+        band = torch.from_numpy(np.ascontiguousarray(image[y : y + window])).to(device)
+        band = band.permute(2, 0, 1).float().div_(255.0)  # (3, window, W)
+        missing = y + window - (top + weight_sum.shape[0])
+        if missing > 0:
+            weight_sum = torch.cat([weight_sum, weight_sum.new_zeros((missing, padded_w))])
+            if acc is not None:
+                acc = torch.cat([acc, acc.new_zeros((acc.shape[0], missing, padded_w))], dim=1)
+        for first in range(0, len(col_starts), batch_size):
+            xs = col_starts[first : first + batch_size]
+            crops = torch.stack([band[:, :, x : x + window] for x in xs])
+            probs = _forward(model, crops, amp) * weight
+            if acc is None:
+                acc = probs.new_zeros((probs.shape[1], weight_sum.shape[0], padded_w))
+            rows = slice(y - top, y - top + window)
+            for prob, x in zip(probs, xs, strict=True):
+                acc[:, rows, x : x + window] += prob
+                weight_sum[rows, x : x + window] += weight
+        assert acc is not None
+        done = (row_starts[row_index + 1] if row_index + 1 < len(row_starts) else padded_h) - top
+        blended = acc[:, :done] / weight_sum[:done]
+        labels[top : top + done] = blended.argmax(dim=0).to(torch.uint8).cpu().numpy()
+        if return_probabilities:
+            if probabilities is None:
+                probabilities = np.empty((acc.shape[0], padded_h, padded_w), dtype=np.float16)
+            probabilities[:, top : top + done] = blended.half().cpu().numpy()
+        acc, weight_sum, top = acc[:, done:].clone(), weight_sum[done:].clone(), top + done
+    labels = np.ascontiguousarray(labels[:height, :width])
+    if return_probabilities:
+        assert probabilities is not None
+        return labels, np.ascontiguousarray(probabilities[:, :height, :width])
+    return labels
+
+
+@torch.inference_mode()
+def predict_naive(
+    model: torch.nn.Module, image: np.ndarray, window: int = 512, batch_size: int = 4, device: Any = None
+) -> np.ndarray:
+    """Returns the (H, W) uint8 labels from non-overlapping windows without blending (reference for benchmarks)."""
+    return predict_image(model, image, window=window, overlap=0.0, batch_size=batch_size, device=device)  # type: ignore[return-value]
+
+
+def seam_rates(labels: np.ndarray, row_borders: list[int], col_borders: list[int]) -> dict[str, float]:
+    """Returns how often neighbouring pixels change label across the given borders vs elsewhere.
+
+    ``row_borders`` / ``col_borders`` are the first row / column of each window after the
+    first one. A seam shows as a ``border`` rate well above the ``interior`` rate; the ratio
+    is 1 when borders are invisible.
+
+    Args:
+        labels: (H, W) uint8 label map.
+    """
+    col_changes = labels[:, 1:] != labels[:, :-1]  # (H, W-1): change between column c-1 and c
+    row_changes = labels[1:] != labels[:-1]  # (H-1, W)
+    col_mask = np.zeros(col_changes.shape[1], dtype=bool)
+    col_mask[[c - 1 for c in col_borders if 0 < c < labels.shape[1]]] = True
+    row_mask = np.zeros(row_changes.shape[0], dtype=bool)
+    row_mask[[r - 1 for r in row_borders if 0 < r < labels.shape[0]]] = True
+    border = col_changes[:, col_mask].sum() + row_changes[row_mask].sum()
+    n_border = col_changes[:, col_mask].size + row_changes[row_mask].size
+    interior = col_changes[:, ~col_mask].sum() + row_changes[~row_mask].sum()
+    n_interior = col_changes[:, ~col_mask].size + row_changes[~row_mask].size
+    border_rate = float(border / max(n_border, 1))
+    interior_rate = float(interior / max(n_interior, 1))
+    return {"border": border_rate, "interior": interior_rate, "ratio": border_rate / max(interior_rate, 1e-12)}
+
+
+# ----------------------------------------------------------------------------- file outputs
+
+
+@dataclass(frozen=True)
+class GeoReference:
+    """Where a raster lies on the ground: rasterio CRS and affine transform."""
+
+    crs: Any
+    transform: Any
+
+    def pixel_area_m2(self) -> float | None:
+        """Returns the ground area of one pixel in m², or None when the CRS is not projected."""
+        if self.crs is None or not self.crs.is_projected:
+            return None
+        factor = self.crs.linear_units_factor[1] if self.crs.linear_units_factor else 1.0
+        return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d) * factor**2
+
+
+def read_input(path: Path) -> tuple[np.ndarray, GeoReference | None]:
+    """Returns ((H, W, 3) uint8 RGB, its geo-reference or None) of an image file.
+
+    TIFFs are opened with rasterio (optional ``geo`` extra) to find a CRS and transform;
+    without rasterio they are read as plain images and the geo-reference is lost.
+    """
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            import rasterio
+            from rasterio.errors import NotGeoreferencedWarning
+        except ImportError:
+            log.warning("%s: rasterio is not installed (pip install 'roadparse[geo]'); geo-referencing is not kept", path)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(path) as source:
+                    if source.crs is not None or not source.transform.is_identity:
+                        bands = source.read(indexes=[1, 2, 3] if source.count >= 3 else [1])
+                        return _to_uint8_rgb(np.moveaxis(bands, 0, -1)), GeoReference(source.crs, source.transform)
+    return read_image(path), None
+
+
+def _to_uint8_rgb(data: np.ndarray) -> np.ndarray:
+    """Returns (H, W, 3) uint8 from (H, W, 1|3) raster bands of any integer/float type."""
+    if data.dtype != np.uint8:
+        high = 65535.0 if data.dtype == np.uint16 else max(float(data.max()), 1.0)
+        data = np.clip(data.astype(np.float32) / high * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if data.shape[2] == 1:
+        data = np.repeat(data, 3, axis=2)
+    return np.ascontiguousarray(data)
+
+
+def write_label_geotiff(path: Path, labels: np.ndarray, geo: GeoReference, classes: ClassSet) -> None:
+    """Writes (H, W) uint8 labels as a single-band GeoTIFF with ``geo``'s CRS and transform, atomically."""
+    try:
+        import rasterio
+    except ImportError:
+        raise ValueError(f"{path}: writing GeoTIFF labels needs rasterio: pip install 'roadparse[geo]'") from None
+    profile = {
+        "driver": "GTiff", "dtype": "uint8", "count": 1, "height": labels.shape[0], "width": labels.shape[1],
+        "crs": geo.crs, "transform": geo.transform, "nodata": IGNORE_INDEX, "compress": "deflate",
+    }
+    colormap = {i: (*color, 255) for i, color in enumerate(classes.colors)}
+    with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as sink:
+        sink.write(labels, 1)
+        sink.write_colormap(1, colormap)
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, classes: ClassSet, alpha: float = 0.5) -> np.ndarray:
+    """Returns (H, W, 3) uint8: the image blended with the class colours of (H, W) ``labels``."""
+    colors = classes.colorize(labels)
+    blended = image.astype(np.float32) * (1.0 - alpha) + colors.astype(np.float32) * alpha
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def collect_inputs(inputs: list[Path]) -> list[Path]:
+    """Returns the image files named by ``inputs`` (files, or folders listed non-recursively).
+
+    Raises:
+        ValueError: nothing to predict, or two inputs share a file stem (their outputs would collide).
+    """
+    files: list[Path] = []
+    for item in inputs:
+        files.extend(list_images(item))
+    if not files:
+        raise ValueError(f"no images found in {', '.join(map(str, inputs))}")
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.stem in seen and seen[path.stem] != path:
+            raise ValueError(f"{seen[path.stem]} and {path} share the name {path.stem!r}; predict them into separate --out folders")
+        seen[path.stem] = path
+    return list(dict.fromkeys(files))
+
+
+def class_set_for(record: dict[str, Any], classes_path: str | None) -> ClassSet:
+    """Returns the classes a saved model predicts: from its record, else the classes file."""
+    names = record.get("class_names")
+    colors = record.get("class_colors")
+    if names and colors and len(names) == len(colors):
+        return ClassSet(tuple(names), tuple(tuple(c) for c in colors))  # type: ignore[arg-type]
+    classes = load_classes(classes_path)
+    n_classes = int(record["spec"]["num_classes"])
+    if len(classes) != n_classes:
+        raise ValueError(f"the model predicts {n_classes} classes but the classes file has {len(classes)}")
+    return classes
+
+
+def predict_one(
+    model: torch.nn.Module, path: Path, out_dir: Path, classes: ClassSet, settings: PredictSettings, device: torch.device
+) -> dict[str, Any]:
+    """Predicts one file, writes its outputs (label PNG, overlay, GeoTIFF) and returns its record."""
+    started = time.perf_counter()
+    image, geo = read_input(path)
+    labels = predict_image(model, image, settings.window, settings.overlap, settings.batch_size, device)
+    assert isinstance(labels, np.ndarray)
+    write_label_png(out_dir / f"{path.stem}_label.png", labels, classes)
+    write_image(out_dir / f"{path.stem}_overlay.jpg", overlay(image, labels, classes), quality=90)
+    pixel_m2 = geo.pixel_area_m2() if geo is not None else None
+    gsd_source = "geotiff" if pixel_m2 is not None else None
+    if pixel_m2 is None and settings.gsd_cm is not None:
+        pixel_m2, gsd_source = (settings.gsd_cm / 100.0) ** 2, "settings"
+    if geo is not None:
+        write_label_geotiff(out_dir / f"{path.stem}_label.tif", labels, geo, classes)
+    counts = np.bincount(labels.ravel(), minlength=len(classes))[: len(classes)]
+    areas = {
+        name: {"pixels": int(count), "share": round(float(count) / labels.size, 6),
+               "m2": round(float(count) * pixel_m2, 4) if pixel_m2 is not None else None}
+        for name, count in zip(classes.names, counts, strict=True)
+    }
+    return {
+        "input": str(path), "width": int(labels.shape[1]), "height": int(labels.shape[0]),
+        "georeferenced": geo is not None, "pixel_area_m2": pixel_m2, "gsd_source": gsd_source,
+        "seconds": round(time.perf_counter() - started, 3), "areas": areas,
+    }
+
+
+def predict_files(
+    model_path: str | Path, inputs: list[Path], out_dir: str | Path, settings: Settings
+) -> dict[str, Any]:
+    """Applies a saved model to every input image and returns the summary written to ``summary.json``.
+
+    Inputs already predicted into ``out_dir`` (a record in ``out_dir/.records``) are
+    skipped, so an interrupted run resumes; an unreadable input is reported and skipped.
+    ``areas.csv`` holds one row per (input, class): pixels, share, m².
+    """
+    out_dir = Path(out_dir)
+    device = resolve_device(settings.predict.device)
+    model, record = load_segmenter(model_path, device)
+    classes = class_set_for(record, settings.classes)
+    files = collect_inputs(inputs)
+    records_dir = out_dir / ".records"
+    results: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    with tqdm(files, desc="predict", unit="image", dynamic_ncols=True) as bar:
+        for path in bar:
+            record_path = records_dir / f"{path.stem}.json"
+            if record_path.is_file():
+                results[path.stem] = json.loads(record_path.read_text())
+                continue
+            try:
+                results[path.stem] = predict_one(model, path, out_dir, classes, settings.predict, device)
+            except (ValueError, OSError, RuntimeError) as exc:
+                log.warning("predict: %s failed: %s", path, exc)
+                failed[str(path)] = str(exc)
+                continue
+            atomic_write_json(record_path, results[path.stem])
+    rows = ["input,class,pixels,share,area_m2"]
+    for result in results.values():
+        for name, area in result["areas"].items():
+            m2 = "" if area["m2"] is None else area["m2"]
+            rows.append(f"{result['input']},{name},{area['pixels']},{area['share']},{m2}")
+    atomic_write_text(out_dir / "areas.csv", "\n".join(rows) + "\n")
+    summary = {
+        "model": str(model_path), "classes": list(classes.names), "settings": settings.predict.model_dump(mode="json"),
+        "git_sha": git_sha(), "images": list(results.values()), "failed": failed,
+    }
+    atomic_write_json(out_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,269 @@
+"""Stage 5: teacher-student self-training on pseudo-labels (paper §3.3, §4.5).
+
+Round 1 trains a teacher on the pseudo-labels; every round then relabels all training
+tiles with its model (sliding window over the full tile, argmax) and the next round
+trains a fresh student of the same kind on those labels. Rounds stop after
+``train.rounds`` or, from round 2 on, when a round no longer improves: by dev-set mIoU
+when a dev label folder is given, else when successive rounds' labels agree on at least
+``1 - train.min_improvement`` of the pixels. The manifest records which rule stopped it.
+
+Layout: ``train/round_<r>/{checkpoints/last.pt, model/, labels/<tile_id>.png, metrics.json}``.
+Each finished round is journalled, so a rerun skips finished rounds and resumes an
+interrupted one from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from roadparse.artifacts import Tile, list_tiles, tile_ground_truth
+from roadparse.config import Settings, dump_settings
+from roadparse.io.images import read_image
+from roadparse.io.labels import (
+    IGNORE_INDEX,
+    ClassSet,
+    load_classes,
+    read_label_png,
+    write_label_png,
+)
+from roadparse.models.segmenters import build_segmenter, save_segmenter, segmenter_record
+from roadparse.predict import predict_image
+from roadparse.training.dataset import TileLabelDataset
+from roadparse.training.loop import (
+    DistContext,
+    distributed_context,
+    resolve_optimizer,
+    train_segmenter,
+)
+from roadparse.workspace import Workspace, atomic_write_json, atomic_write_text, git_sha
+
+log = logging.getLogger(__name__)
+
+STAGE = "train"
+
+
+def label_agreement(previous_dir: Path, current_dir: Path, tiles: list[Tile]) -> float | None:
+    """Returns the share of pixels labelled in both folders whose label did not change (None: no pixels)."""
+    same = total = 0
+    for tile in tiles:
+        before, after = previous_dir / f"{tile.id}.png", current_dir / f"{tile.id}.png"
+        if not (before.is_file() and after.is_file()):
+            continue
+        a, b = read_label_png(before), read_label_png(after)
+        valid = (a != IGNORE_INDEX) & (b != IGNORE_INDEX)
+        same += int((a[valid] == b[valid]).sum())
+        total += int(valid.sum())
+    return same / total if total else None
+
+
+def dev_scores(labels_dir: Path, dev_tiles: list[Tile], dev_labels: Path, classes: ClassSet) -> dict[str, Any]:
+    """Returns {iou, miou, pixel_accuracy} (in %) of the labels in ``labels_dir`` against dev ground truth.
+
+    The confusion matrix is summed over all dev tiles; unlabelled (255) predictions count as errors.
+    """
+    from roadparse.evaluation import confusion_matrix, scores
+
+    confusion = np.zeros((len(classes) + 1, len(classes)), dtype=np.int64)
+    for tile in dev_tiles:
+        prediction = read_label_png(labels_dir / f"{tile.id}.png")
+        truth = tile_ground_truth(tile, dev_labels)
+        confusion += confusion_matrix(prediction, truth, len(classes), len(classes), IGNORE_INDEX)
+    return scores(confusion, classes.names)
+
+
+def relabel_tiles(
+    model: torch.nn.Module, tiles: list[Tile], labels_dir: Path, settings: Settings,
+    device: torch.device, dist: DistContext, desc: str,
+) -> None:
+    """Writes ``labels_dir/<tile_id>.png``: the model's argmax over each full tile (padding = ignore).
+
+    Tiles already relabelled (by an interrupted run of the same round) are skipped; under
+    DDP each rank relabels its own share of the tiles.
+    """
+    mine = tiles[dist.rank :: dist.world_size]
+    classes = load_classes(settings.classes)
+    model.eval()
+    for tile in tqdm(mine, desc=desc, unit="tile", dynamic_ncols=True, disable=not dist.is_main):
+        path = labels_dir / f"{tile.id}.png"
+        if path.is_file():
+            continue
+        image = read_image(tile.path)
+        labels = predict_image(
+            model, image, settings.predict.window, settings.predict.overlap, settings.predict.batch_size, device,
+            amp=settings.train.amp,
+        )
+        assert isinstance(labels, np.ndarray)
+        valid_w, valid_h = tile.valid
+        labels[valid_h:] = IGNORE_INDEX
+        labels[:, valid_w:] = IGNORE_INDEX
+        write_label_png(path, labels, classes)
+    dist.barrier()
+
+
+def _dev_tiles(tiles: list[Tile], dev_labels: Path | None, dev_tile_ids: list[str] | None) -> list[Tile]:
+    if dev_labels is None:
+        return []
+    if dev_tile_ids is not None:
+        wanted = set(dev_tile_ids)
+        unknown = wanted - {tile.id for tile in tiles}
+        if unknown:
+            raise ValueError(f"dev tiles not found in the roi stage: {sorted(unknown)[:10]}")
+        return [tile for tile in tiles if tile.id in wanted]
+    chosen = [tile for tile in tiles if (dev_labels / f"{Path(tile.frame).stem}.png").is_file()]
+    if not chosen:
+        raise ValueError(f"{dev_labels}: no ground-truth label PNG (<frame stem>.png) for any tile's frame")
+    return chosen
+
+
+def _stop_rule(
+    round_index: int, rounds: int, metrics: dict[str, Any], history: list[dict[str, Any]], min_improvement: float
+) -> str | None:
+    """Returns why self-training stops after this round (None: go on)."""
+    if round_index >= 2 and metrics.get("dev") is not None and history[-2].get("dev") is not None:
+        gain = (metrics["dev"]["miou"] - history[-2]["dev"]["miou"]) / 100.0
+        if gain < min_improvement:
+            return f"dev mIoU improved by {gain:.4f} < {min_improvement}"
+    elif round_index >= 2 and metrics.get("agreement") is not None:
+        if metrics["agreement"] >= 1.0 - min_improvement:
+            return f"label agreement {metrics['agreement']:.4f} >= {1.0 - min_improvement}"
+    if round_index >= rounds:
+        return f"reached train.rounds = {rounds}"
+    return None
+
+
+def run(
+    workspace: Workspace,
+    settings: Settings,
+    dev_labels: Path | None = None,
+    dev_tiles: list[str] | None = None,
+    callback: Any = None,
+) -> dict[str, Any]:
+    """Runs self-training rounds and returns the stage manifest.
+
+    Args:
+        workspace: the run directory (needs finished ``roi`` and ``pseudolabel`` stages).
+        settings: resolved settings (``train``, ``predict`` for relabelling, ``classes``).
+        dev_labels: optional folder of frame ground-truth PNGs (``<frame stem>.png``);
+            enables the dev-mIoU stopping rule.
+        dev_tiles: tile ids of the dev split (default: every tile whose frame has ground truth).
+        callback: ``callback(iteration, loss)`` after each training step (tests use it to interrupt).
+    """
+    pseudo = workspace.require_manifest("pseudolabel")
+    tiles = list_tiles(workspace)
+    classes = load_classes(settings.classes)
+    dev_labels = Path(dev_labels) if dev_labels is not None else None
+    dev = _dev_tiles(tiles, dev_labels, dev_tiles)
+    dist, device = distributed_context(settings.train.device)
+    stage_settings = {
+        "train": settings.train.model_dump(mode="json"),
+        "relabel": {"window": settings.predict.window, "overlap": settings.predict.overlap},
+        "classes": list(classes.names),
+    }
+    inputs = {"pseudolabel": pseudo["fingerprint"], "dev_labels": str(dev_labels) if dev_labels else None,
+              "dev_tiles": sorted(t.id for t in dev) or None}
+    if not dist.is_main:
+        dist.barrier()  # rank 0 prepares the journal first
+    stage = workspace.begin(STAGE, stage_settings, inputs=inputs)
+    if dist.is_main:
+        dist.barrier()
+    if stage.complete:
+        return stage.manifest  # type: ignore[return-value]
+
+    history: list[dict[str, Any]] = []
+    previous_labels = workspace.root / "pseudolabel" / "labels"
+    if dev:
+        history.append({"round": 0, "dev": dev_scores(previous_labels, dev, dev_labels, classes)})  # type: ignore[arg-type]
+    stopped_by = None
+    for round_index in range(1, settings.train.rounds + 1):
+        round_dir = stage.dir / f"round_{round_index}"
+        item = f"round_{round_index}"
+        if stage.item_done(item):
+            metrics = stage.items()[item]
+        else:
+            metrics = _train_round(round_index, round_dir, previous_labels, tiles, dev, dev_labels,
+                                   classes, settings, stage.fingerprint, device, dist, callback)
+            metrics["stop"] = _stop_rule(round_index, settings.train.rounds, metrics, [*history, metrics],
+                                         settings.train.min_improvement)
+            metrics = dist.broadcast(metrics)  # every rank takes rank 0's decision
+            if dist.is_main:
+                atomic_write_json(round_dir / "metrics.json", metrics)
+                stage.record_item(item, metrics)
+        history.append(metrics)
+        previous_labels = round_dir / "labels"
+        if metrics["stop"]:
+            stopped_by = metrics["stop"]
+            break
+    trained = [m for m in history if m["round"] >= 1]
+    if dev:
+        best = max(trained, key=lambda m: m["dev"]["miou"])
+    else:
+        best = trained[-1]
+    summary = {
+        "rounds_run": len(trained),
+        "stopped_by": stopped_by,
+        "stop_rule": "dev_miou" if dev else "label_agreement",
+        "best_round": best["round"],
+        "model": f"round_{best['round']}/model",
+        "dev_miou": {m["round"]: m["dev"]["miou"] for m in history if m.get("dev")} or None,
+    }
+    if not dist.is_main:
+        return {"summary": summary}
+    log.info("self-training: %d round(s), stopped because %s; best model %s", len(trained), stopped_by, summary["model"])
+    return stage.finish(summary)
+
+
+def _train_round(
+    round_index: int, round_dir: Path, source_labels: Path, tiles: list[Tile], dev: list[Tile],
+    dev_labels: Path | None, classes: ClassSet, settings: Settings, run_fingerprint: str,
+    device: torch.device, dist: DistContext, callback: Any,
+) -> dict[str, Any]:
+    """Trains one round's model on ``source_labels``, saves it, relabels the tiles; returns its metrics."""
+    train = settings.train
+    stamp = round_dir / ".fingerprint"
+    if dist.is_main and round_dir.exists() and (not stamp.is_file() or stamp.read_text().strip() != run_fingerprint):
+        shutil.rmtree(round_dir)  # left by a run with other settings or inputs
+    dist.barrier()
+    if dist.is_main:
+        atomic_write_text(stamp, run_fingerprint)
+    samples = [(t.path, source_labels / f"{t.id}.png") for t in tiles if (source_labels / f"{t.id}.png").is_file()]
+    if len(samples) < len(tiles):
+        log.warning("round %d: %d of %d tiles have no label in %s", round_index, len(tiles) - len(samples), len(tiles), source_labels)
+    dataset = TileLabelDataset(samples, train.scale_range, train.crop_size, train.flip)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train.seed + round_index)  # same initial weights on every rank and every rerun
+        model = build_segmenter(train.architecture, train.backbone, len(classes), train.pretrained, train.encoder_weights)
+    meta = {
+        "class_names": list(classes.names),
+        "class_colors": [list(c) for c in classes.colors],
+        "settings": dump_settings(settings),
+        "git_sha": git_sha(),
+        "seed": train.seed,
+        "round": round_index,
+        "fingerprint": run_fingerprint,
+    }
+    summary = train_segmenter(
+        model, dataset, train, round_dir / "checkpoints" / "last.pt", segmenter_record(model, meta),
+        device, dist, callback, desc=f"round {round_index}",
+    )
+    if dist.is_main:
+        save_segmenter(model, round_dir / "model", meta)
+    labels_dir = round_dir / "labels"
+    relabel_tiles(model, tiles, labels_dir, settings, device, dist, desc=f"relabel {round_index}")
+    optimizer, lr, decay = resolve_optimizer(train)
+    metrics: dict[str, Any] = {
+        "round": round_index,
+        "trained_on": str(source_labels),
+        "samples": len(samples),
+        "optimizer": {"name": optimizer, "lr": lr, "weight_decay": decay},
+        "training": summary,
+        "agreement": label_agreement(source_labels, labels_dir, tiles) if dist.is_main else None,
+        "dev": dev_scores(labels_dir, dev, dev_labels, classes) if dev and dev_labels and dist.is_main else None,
+    }
+    return metrics

@@ -1,0 +1,1 @@
+"""Training of segmentation networks on tiles and (pseudo-)labels: augmentation, data, loop."""
