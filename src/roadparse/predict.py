@@ -13,6 +13,8 @@ palette label PNG, a colour overlay, a GeoTIFF for georeferenced inputs, and per
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import time
@@ -344,12 +346,13 @@ def predict_files(
                 failed[str(path)] = str(exc)
                 continue
             atomic_write_json(record_path, results[path.stem])
-    rows = ["input,class,pixels,share,area_m2"]
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["input", "class", "pixels", "share", "area_m2"])
     for result in results.values():
         for name, area in result["areas"].items():
-            m2 = "" if area["m2"] is None else area["m2"]
-            rows.append(f"{result['input']},{name},{area['pixels']},{area['share']},{m2}")
-    atomic_write_text(out_dir / "areas.csv", "\n".join(rows) + "\n")
+            writer.writerow([result["input"], name, area["pixels"], area["share"], "" if area["m2"] is None else area["m2"]])
+    atomic_write_text(out_dir / "areas.csv", table.getvalue())
     summary = {
         "model": str(model_path), "classes": list(classes.names), "settings": settings.predict.model_dump(mode="json"),
         "git_sha": git_sha(), "images": list(results.values()), "failed": failed,

@@ -1,7 +1,7 @@
 """The training loop: optimiser and schedule per paper Table 6, AMP, checkpoints, resume, DDP.
 
 Multi-GPU: launch the command under ``torchrun``, e.g.
-``torchrun --nproc_per_node 4 -m roadparse.cli train WORKDIR``; each process trains on its
+``torchrun --nproc_per_node 4 "$(which roadparse)" train WORKDIR``; each process trains on its
 own slice of every global batch (``batch_size`` per GPU), gradients are averaged by
 DistributedDataParallel, and only rank 0 writes checkpoints, models and manifests.
 """
