@@ -54,10 +54,16 @@ def _spectral_nndescent(features: np.ndarray, k: int, n_neighbors: int, seed: in
     from roadparse.clustering import _kmeans, knn_affinity, prepare_features
 
     points, _ = prepare_features(features, normalize=True, pca_dim=None, seed=seed)
-    index = NNDescent(points, n_neighbors=n_neighbors + 1, metric="cosine", random_state=seed, n_jobs=1)
+    index = NNDescent(
+        points, n_neighbors=n_neighbors + 1, metric="cosine", random_state=seed, n_jobs=1
+    )
     neighbors = index.neighbor_graph[0][:, 1:]
     embedding = spectral_embedding(
-        knn_affinity(neighbors, len(points)), n_components=k, eigen_solver="arpack", random_state=seed, drop_first=False
+        knn_affinity(neighbors, len(points)),
+        n_components=k,
+        eigen_solver="arpack",
+        random_state=seed,
+        drop_first=False,
     )
     return _kmeans(embedding.astype(np.float32), k, seed, n_init=10)[0]
 
@@ -71,7 +77,9 @@ def worker(variant: str, n: int, args: argparse.Namespace, out: Path) -> None:
     if variant == "ours":
         from roadparse.clustering import cluster
 
-        labels = cluster(features, "spectral", args.k, seed=args.seed, n_neighbors=args.neighbors).labels
+        labels = cluster(
+            features, "spectral", args.k, seed=args.seed, n_neighbors=args.neighbors
+        ).labels
     elif variant == "ours_nndescent":
         labels = _spectral_nndescent(features, args.k, args.neighbors, args.seed)
     elif variant == "sklearn":
@@ -79,7 +87,11 @@ def worker(variant: str, n: int, args: argparse.Namespace, out: Path) -> None:
 
         normed = features / np.linalg.norm(features, axis=1, keepdims=True)
         model = SpectralClustering(
-            args.k, affinity="nearest_neighbors", n_neighbors=args.neighbors, random_state=args.seed, n_jobs=1
+            args.k,
+            affinity="nearest_neighbors",
+            n_neighbors=args.neighbors,
+            random_state=args.seed,
+            n_jobs=1,
         )
         labels = model.fit_predict(normed)
     else:
@@ -92,7 +104,16 @@ def worker(variant: str, n: int, args: argparse.Namespace, out: Path) -> None:
 def run_one(variant: str, n: int, args: argparse.Namespace, tmp: Path) -> dict:
     """Returns {seconds, peak_gb, labels or error} of one run in a fresh subprocess."""
     out = tmp / f"{variant}_{n}.json"
-    cmd = [sys.executable, __file__, "--worker", variant, "--n", str(n), "--out", str(out)] + _shared_flags(args)
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        variant,
+        "--n",
+        str(n),
+        "--out",
+        str(out),
+    ] + _shared_flags(args)
     code = (
         "import resource, subprocess, sys, json;"
         "p = subprocess.run(sys.argv[1:]);"
@@ -100,7 +121,12 @@ def run_one(variant: str, n: int, args: argparse.Namespace, tmp: Path) -> dict:
         "print(json.dumps({'rc': p.returncode, 'maxrss_kb': r.ru_maxrss}))"
     )
     try:
-        proc = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, timeout=args.time_cap)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *cmd],
+            capture_output=True,
+            text=True,
+            timeout=args.time_cap,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"over {args.time_cap} s time cap"}
     status = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -116,15 +142,27 @@ def run_one(variant: str, n: int, args: argparse.Namespace, tmp: Path) -> dict:
 
 def _shared_flags(args: argparse.Namespace) -> list[str]:
     return [
-        "--dim", str(args.dim), "--groups", str(args.groups), "--k", str(args.k), "--seed", str(args.seed),
-        "--neighbors", str(args.neighbors), "--mem-cap-gb", str(args.mem_cap_gb),
-    ]  # fmt: skip
+        "--dim",
+        str(args.dim),
+        "--groups",
+        str(args.groups),
+        "--k",
+        str(args.k),
+        "--seed",
+        str(args.seed),
+        "--neighbors",
+        str(args.neighbors),
+        "--mem-cap-gb",
+        str(args.mem_cap_gb),
+    ]
 
 
 def main() -> None:
     from sklearn.metrics import adjusted_rand_score
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="5000,50000,250000", help="comma-separated N")
     parser.add_argument("--variants", default="ours,sklearn", help="ours, ours_nndescent, sklearn")
     parser.add_argument("--dim", type=int, default=768)
@@ -142,8 +180,12 @@ def main() -> None:
         worker(args.worker, args.n, args, args.out)
         return
     variants = args.variants.split(",")
-    print(f"# dim={args.dim} groups={args.groups} k={args.k} neighbors={args.neighbors} cap={args.mem_cap_gb} GB")
-    print("| N | variant | seconds | peak GB | ARI vs truth | time ratio vs sklearn | ARI vs sklearn |")
+    print(
+        f"# dim={args.dim} groups={args.groups} k={args.k} neighbors={args.neighbors} cap={args.mem_cap_gb} GB"
+    )
+    print(
+        "| N | variant | seconds | peak GB | ARI vs truth | time ratio vs sklearn | ARI vs sklearn |"
+    )
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(v) for v in args.sizes.split(",")):
@@ -151,7 +193,9 @@ def main() -> None:
             results = {}
             for variant in variants:
                 if variant == "sklearn" and n > SKLEARN_MAX_N:
-                    results[variant] = {"error": f"skipped above {SKLEARN_MAX_N} (dense eigensolve, shared machine)"}
+                    results[variant] = {
+                        "error": f"skipped above {SKLEARN_MAX_N} (dense eigensolve, shared machine)"
+                    }
                 else:
                     results[variant] = run_one(variant, n, args, Path(tmp))
             ref = results.get("sklearn", {})
@@ -160,9 +204,15 @@ def main() -> None:
                     print(f"| {n} | {variant} | – | – | – | – | {res['error']} |")
                     continue
                 ratio = f"{res['seconds'] / ref['seconds']:.2f}" if "seconds" in ref else "–"
-                vs_ref = f"{adjusted_rand_score(ref['labels'], res['labels']):.3f}" if "labels" in ref else "–"
+                vs_ref = (
+                    f"{adjusted_rand_score(ref['labels'], res['labels']):.3f}"
+                    if "labels" in ref
+                    else "–"
+                )
                 truth_ari = adjusted_rand_score(truth, res["labels"])
-                print(f"| {n} | {variant} | {res['seconds']:.1f} | {res['peak_gb']:.2f} | {truth_ari:.3f} | {ratio} | {vs_ref} |")
+                print(
+                    f"| {n} | {variant} | {res['seconds']:.1f} | {res['peak_gb']:.2f} | {truth_ari:.3f} | {ratio} | {vs_ref} |"
+                )
             sys.stdout.flush()
 
 

@@ -60,12 +60,16 @@ def check_features(features: np.ndarray, n_clusters: int) -> np.ndarray:
     if n_clusters < 2:
         raise ValueError(f"n_clusters must be at least 2, got {n_clusters}")
     if n_points < n_clusters:
-        raise ValueError(f"cannot make {n_clusters} clusters from {n_points} points; lower n_clusters")
+        raise ValueError(
+            f"cannot make {n_clusters} clusters from {n_points} points; lower n_clusters"
+        )
     features = np.ascontiguousarray(features, dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
     if bad.size:
         shown = ", ".join(str(i) for i in bad[:20]) + (" ..." if bad.size > 20 else "")
-        raise ValueError(f"{bad.size} feature rows contain NaN or inf (rows {shown}); re-run `roadparse embed`")
+        raise ValueError(
+            f"{bad.size} feature rows contain NaN or inf (rows {shown}); re-run `roadparse embed`"
+        )
     return features
 
 
@@ -86,10 +90,14 @@ def prepare_features(
     if pca_dim is not None and pca_dim < features.shape[1]:
         from sklearn.decomposition import PCA
 
-        features = PCA(n_components=pca_dim, random_state=seed).fit_transform(features).astype(np.float32)
+        features = (
+            PCA(n_components=pca_dim, random_state=seed).fit_transform(features).astype(np.float32)
+        )
     n_unique = len(np.unique(features[: min(len(features), 50000)].round(6), axis=0))
     if n_unique < len(features[:50000]):
-        notes.append(f"duplicate feature rows: {n_unique} distinct among the first {min(len(features), 50000)}")
+        notes.append(
+            f"duplicate feature rows: {n_unique} distinct among the first {min(len(features), 50000)}"
+        )
     for text in notes:
         log.warning("clustering: %s", text)
     return np.ascontiguousarray(features, dtype=np.float32), notes
@@ -112,7 +120,7 @@ def nearest_neighbors(
         block = query[start : start + _CHUNK]
         dot = block @ base.T
         if cosine:
-            dist = 1.0 - dot
+            dist = np.maximum(1.0 - dot, 0.0)
         else:
             dist = np.maximum((block**2).sum(axis=1)[:, None] + base_sq[None, :] - 2.0 * dot, 0.0)
         if exclude_self:
@@ -148,12 +156,16 @@ def knn_affinity(neighbors: np.ndarray, n_points: int) -> Any:
     k = neighbors.shape[1]
     rows = np.repeat(np.arange(n_points), k + 1)
     cols = np.concatenate([np.arange(n_points)[:, None], neighbors], axis=1).ravel()
-    connectivity = sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_points, n_points))
+    connectivity = sparse.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_points, n_points)
+    )
     connectivity.data[:] = 1.0  # duplicates summed above; keep the graph binary
     return (0.5 * (connectivity + connectivity.T)).tocsr()
 
 
-def _kmeans(points: np.ndarray, n_clusters: int, seed: int, n_init: int) -> tuple[np.ndarray, np.ndarray]:
+def _kmeans(
+    points: np.ndarray, n_clusters: int, seed: int, n_init: int
+) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.cluster import KMeans
 
     model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(points)
@@ -172,7 +184,13 @@ def _sample(n_points: int, size: int, rng: np.random.Generator) -> np.ndarray | 
 
 
 def spectral(
-    points: np.ndarray, n_clusters: int, *, n_neighbors: int, sample_size: int, cosine: bool, seed: int
+    points: np.ndarray,
+    n_clusters: int,
+    *,
+    n_neighbors: int,
+    sample_size: int,
+    cosine: bool,
+    seed: int,
 ) -> ClusterResult:
     """Returns spectral clusters of (N, D) float32 points (kNN graph, normalised Laplacian, k-means).
 
@@ -191,7 +209,11 @@ def spectral(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         embedding = spectral_embedding(
-            affinity, n_components=n_clusters, eigen_solver="arpack", random_state=seed, drop_first=False
+            affinity,
+            n_components=n_clusters,
+            eigen_solver="arpack",
+            random_state=seed,
+            drop_first=False,
         ).astype(np.float32)
     notes = [str(w.message) for w in caught]
     for note in notes:
@@ -215,8 +237,15 @@ def spectral(
     centroids /= np.maximum(np.bincount(labels, minlength=n_clusters), 1)[:, None]
     for start in range(0, len(points), 8 * _CHUNK):
         block = slice(start, start + 8 * _CHUNK)
-        distances[block] = np.linalg.norm(points[block] - centroids[labels[block]].astype(np.float32), axis=1)
-    info = {"graph_seconds": round(graph_s, 3), "n_neighbors": k, "edges": int(affinity.nnz), "notes": notes}
+        distances[block] = np.linalg.norm(
+            points[block] - centroids[labels[block]].astype(np.float32), axis=1
+        )
+    info = {
+        "graph_seconds": round(graph_s, 3),
+        "n_neighbors": k,
+        "edges": int(affinity.nnz),
+        "notes": notes,
+    }
     if sample is not None:
         info["fit_points"] = len(sample)
     return ClusterResult(labels, distances, info)
@@ -225,10 +254,16 @@ def spectral(
 def kmeans(points: np.ndarray, n_clusters: int, *, seed: int, n_init: int = 10) -> ClusterResult:
     """Returns k-means clusters of (N, D) float32 points (distances to the centroids)."""
     labels, centres = _kmeans(points, n_clusters, seed, n_init)
-    return ClusterResult(labels, np.linalg.norm(points - centres[labels], axis=1).astype(np.float32), {"n_init": n_init})
+    return ClusterResult(
+        labels,
+        np.linalg.norm(points - centres[labels], axis=1).astype(np.float32),
+        {"n_init": n_init},
+    )
 
 
-def kmedoids(points: np.ndarray, n_clusters: int, *, sample_size: int, cosine: bool, seed: int) -> ClusterResult:
+def kmedoids(
+    points: np.ndarray, n_clusters: int, *, sample_size: int, cosine: bool, seed: int
+) -> ClusterResult:
     """Returns k-medoids (FasterPAM) clusters, fitted on a sample, the rest sent to the nearest medoid."""
     import kmedoids as kmedoids_lib
 
@@ -244,20 +279,28 @@ def kmedoids(points: np.ndarray, n_clusters: int, *, sample_size: int, cosine: b
     return ClusterResult(idx[:, 0], dist.astype(np.float32), {"fit_points": len(fit_points)})
 
 
-def agglomerative(points: np.ndarray, n_clusters: int, *, sample_size: int, seed: int) -> ClusterResult:
+def agglomerative(
+    points: np.ndarray, n_clusters: int, *, sample_size: int, seed: int
+) -> ClusterResult:
     """Returns Ward agglomerative clusters, fitted on a sample, the rest sent to the nearest centroid."""
     from sklearn.cluster import AgglomerativeClustering
 
     rng = np.random.default_rng(seed)
     sample = _sample(len(points), min(sample_size, DENSE_SAMPLE_CAP), rng)
     fit_points = points if sample is None else points[sample]
-    fit_labels = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward").fit_predict(fit_points)
-    centres = np.stack([fit_points[fit_labels == c].mean(axis=0) for c in range(n_clusters)]).astype(np.float32)
+    fit_labels = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward").fit_predict(
+        fit_points
+    )
+    centres = np.stack(
+        [fit_points[fit_labels == c].mean(axis=0) for c in range(n_clusters)]
+    ).astype(np.float32)
     labels, distances = _nearest_centre(points, centres)
     if sample is not None:
         labels[sample] = fit_labels  # keep the tree's own decision for the points it saw
         distances[sample] = np.linalg.norm(fit_points - centres[fit_labels], axis=1)
-    return ClusterResult(labels.astype(np.int64), distances.astype(np.float32), {"fit_points": len(fit_points)})
+    return ClusterResult(
+        labels.astype(np.int64), distances.astype(np.float32), {"fit_points": len(fit_points)}
+    )
 
 
 def cluster(
@@ -287,15 +330,26 @@ def cluster(
         ValueError: unknown method, fewer points than clusters, NaN/inf rows.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ValueError(
+            f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}"
+        )
     features = check_features(features, n_clusters)
     started = time.perf_counter()
     points, notes = prepare_features(features, normalize=normalize, pca_dim=pca_dim, seed=seed)
     cosine = normalize and pca_dim is None
     if method == "spectral":
-        result = spectral(points, n_clusters, n_neighbors=n_neighbors, sample_size=sample_size, cosine=cosine, seed=seed)
+        result = spectral(
+            points,
+            n_clusters,
+            n_neighbors=n_neighbors,
+            sample_size=sample_size,
+            cosine=cosine,
+            seed=seed,
+        )
     elif method == "kmeans":
-        result = kmeans(points, n_clusters, seed=seed, n_init=10 if len(points) <= sample_size else 3)
+        result = kmeans(
+            points, n_clusters, seed=seed, n_init=10 if len(points) <= sample_size else 3
+        )
     elif method == "kmedoids":
         result = kmedoids(points, n_clusters, sample_size=sample_size, cosine=cosine, seed=seed)
     else:

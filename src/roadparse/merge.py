@@ -1,0 +1,308 @@
+"""Merge maps (cluster -> class or discard): painting, exact coverage statistics, suggestions, YAML.
+
+The merge map is COMRP's one human step: over-clusters are merged into classes, and
+mixed clusters are discarded (paper §3.2.3). This module holds the pure logic:
+
+- :func:`class_table` validates a map against the clusters and the class names.
+- :func:`paint_masks` paints masks larger-first so small ones on top stay visible.
+- :class:`TileCoverage` summarises a tile once (which masks cover which pixels, and the
+  ground truth there), so any merge map can then be evaluated exactly without
+  repainting, and every mask's ground-truth class histogram is known.
+- :func:`suggest_from_histograms` names clusters by majority vote (labels used for
+  naming only), :func:`suggest_zero_shot` by CLIP/SigLIP on typical crops.
+- :func:`merge_map_yaml` writes the editable YAML.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import yaml
+
+from roadparse.io import rle as rle_io
+from roadparse.io.labels import IGNORE_INDEX, ClassSet
+
+log = logging.getLogger(__name__)
+
+DISCARD = "discard"
+
+
+def class_table(merge_map: dict[int, str], n_clusters: int, classes: ClassSet) -> np.ndarray:
+    """Returns the (n_clusters,) uint8 class id of every cluster (IGNORE_INDEX for discard).
+
+    Raises:
+        ValueError: a class name is not in ``classes`` (the valid names are listed),
+            or a cluster is unknown or unmapped.
+    """
+    unknown_ids = sorted(k for k in merge_map if not 0 <= k < n_clusters)
+    missing = sorted(set(range(n_clusters)) - set(merge_map))
+    if unknown_ids:
+        raise ValueError(
+            f"merge map: unknown cluster ids {unknown_ids} (clusters are 0..{n_clusters - 1})"
+        )
+    if missing:
+        raise ValueError(
+            f"merge map: clusters {missing} are not mapped; map each to a class or '{DISCARD}'"
+        )
+    bad = sorted(
+        {name for name in merge_map.values() if name != DISCARD and name not in classes.names}
+    )
+    if bad:
+        raise ValueError(
+            f"merge map: unknown class names {bad}; use one of {', '.join(classes.names)} or '{DISCARD}'"
+        )
+    table = np.full(n_clusters, IGNORE_INDEX, dtype=np.uint8)
+    for cluster_id, name in merge_map.items():
+        if name != DISCARD:
+            table[cluster_id] = classes.index(name)
+    return table
+
+
+def painting_order(areas: Sequence[int]) -> np.ndarray:
+    """Returns mask indices larger-first (ties by index), the order in which masks are painted."""
+    areas = np.asarray(areas, dtype=np.int64)
+    return np.lexsort((np.arange(len(areas)), -areas))
+
+
+def paint_masks(
+    height: int, width: int, masks: Sequence[dict[str, Any]], class_ids: Sequence[int]
+) -> np.ndarray:
+    """Returns the (height, width) uint8 pseudo-label of masks painted with their class ids.
+
+    Masks are painted larger first, so a small mask lying on a large one stays visible.
+    Masks with class IGNORE_INDEX (discarded clusters, unembedded masks) are not painted;
+    pixels no painted mask covers are IGNORE_INDEX.
+
+    Args:
+        masks: dicts with ``rle`` (COCO RLE of the tile) and ``area``.
+        class_ids: class id per mask, IGNORE_INDEX to skip it.
+    """
+    label = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
+    for index in painting_order([m["area"] for m in masks]):
+        if class_ids[index] == IGNORE_INDEX:
+            continue
+        mask = rle_io.decode(masks[index]["rle"])
+        if mask.shape != label.shape:
+            raise ValueError(
+                f"mask {masks[index].get('id')} is {mask.shape}, tile is {label.shape}"
+            )
+        label[mask] = class_ids[index]
+    return label
+
+
+@dataclass(frozen=True)
+class TileCoverage:
+    """A tile reduced to groups of pixels covered by the same set of masks, with their ground truth."""
+
+    stacks: list[np.ndarray]
+    """Per group: (d,) int64 mask indices covering it, in painting order (topmost = last)."""
+    histograms: np.ndarray
+    """(G, C) int64 ground-truth class counts per group (GT ignore pixels left out)."""
+    uncovered: np.ndarray
+    """(C,) int64 ground-truth counts of pixels no mask covers."""
+
+
+def tile_coverage(
+    masks: Sequence[dict[str, Any]], ground_truth: np.ndarray, n_classes: int
+) -> TileCoverage:
+    """Returns the coverage summary of one tile's masks over its (H, W) uint8 ground truth.
+
+    Raises:
+        ValueError: the ground truth holds ids that are neither classes nor IGNORE_INDEX.
+    """
+    bad = np.setdiff1d(np.unique(ground_truth), [*range(n_classes), IGNORE_INDEX])
+    if bad.size:
+        raise ValueError(
+            f"ground truth has unknown class ids {bad.tolist()} (classes are 0..{n_classes - 1})"
+        )
+    order = painting_order([m["area"] for m in masks])
+    rng = np.random.default_rng(0)  # fixed: only a hash of the mask sets
+    codes = rng.integers(1, 2**63 - 1, size=len(masks), dtype=np.int64).view(np.uint64)
+    key = np.zeros(ground_truth.size, dtype=np.uint64)
+    decoded = []
+    for index in order:
+        mask = rle_io.decode(masks[index]["rle"]).ravel()
+        if mask.size != key.size:
+            raise ValueError(
+                f"mask {masks[index].get('id')} does not fit the {ground_truth.shape} ground truth"
+            )
+        key[mask] ^= codes[index]
+        decoded.append(mask)
+    gt = ground_truth.ravel()
+    labelled = gt != IGNORE_INDEX
+    uncovered = np.bincount(gt[labelled & (key == 0)], minlength=n_classes).astype(np.int64)
+    groups, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    keep = groups != 0
+    flat = inverse[labelled] * n_classes + gt[labelled]
+    histograms = np.bincount(flat, minlength=len(groups) * n_classes).reshape(
+        len(groups), n_classes
+    )
+    stacks = [
+        np.array(
+            [index for index, mask in zip(order, decoded, strict=True) if mask[pixel]],
+            dtype=np.int64,
+        )
+        for pixel in first[keep]
+    ]
+    return TileCoverage(stacks, histograms[keep].astype(np.int64), uncovered)
+
+
+def mask_histograms(coverage: TileCoverage, n_masks: int) -> np.ndarray:
+    """Returns the (n_masks, C) int64 ground-truth class counts under each whole mask."""
+    out = np.zeros((n_masks, coverage.histograms.shape[1]), dtype=np.int64)
+    for stack, histogram in zip(coverage.stacks, coverage.histograms, strict=True):
+        out[stack] += histogram
+    return out
+
+
+def coverage_confusion(
+    coverage: TileCoverage, mask_classes: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """Returns the (C + 1, C) confusion of the painted pseudo-label (unlabelled row last).
+
+    Exactly what :func:`paint_masks` would give with ``mask_classes`` ((n_masks,) uint8,
+    IGNORE_INDEX = not painted), without decoding a mask.
+    """
+    confusion = np.zeros((n_classes + 1, n_classes), dtype=np.int64)
+    confusion[n_classes] += coverage.uncovered
+    for stack, histogram in zip(coverage.stacks, coverage.histograms, strict=True):
+        painted = mask_classes[stack]
+        kept = np.flatnonzero(painted != IGNORE_INDEX)
+        confusion[painted[kept[-1]] if kept.size else n_classes] += histogram
+    return confusion
+
+
+def suggest_from_histograms(
+    mask_clusters: np.ndarray,
+    histograms: np.ndarray,
+    n_clusters: int,
+    class_names: Sequence[str],
+    min_purity: float,
+) -> list[dict[str, Any]]:
+    """Returns one suggestion per cluster by majority vote of the ground truth under its masks.
+
+    Args:
+        mask_clusters: (M,) int cluster id per mask.
+        histograms: (M, C) int64 ground-truth class counts under each mask.
+        min_purity: below this share of the majority class the cluster is 'discard' (mixed).
+
+    Returns:
+        Dicts ``{cluster, class, majority, purity, pixels, masks}``; ``class`` is the
+        majority class or 'discard'; clusters without labelled pixels are 'discard'.
+    """
+    totals = np.zeros((n_clusters, histograms.shape[1]), dtype=np.int64)
+    np.add.at(totals, np.asarray(mask_clusters, dtype=np.int64), histograms)
+    counts = np.bincount(np.asarray(mask_clusters, dtype=np.int64), minlength=n_clusters)
+    suggestions = []
+    for cluster_id in range(n_clusters):
+        pixels = int(totals[cluster_id].sum())
+        best = int(np.argmax(totals[cluster_id]))
+        purity = float(totals[cluster_id, best] / pixels) if pixels else 0.0
+        majority = class_names[best] if pixels else None
+        name = majority if pixels and purity >= min_purity else DISCARD
+        suggestions.append(
+            {
+                "cluster": cluster_id,
+                "class": name,
+                "majority": majority,
+                "purity": round(purity, 4),
+                "pixels": pixels,
+                "masks": int(counts[cluster_id]),
+            }
+        )
+    return suggestions
+
+
+def suggest_zero_shot(
+    crops_by_cluster: dict[int, list[np.ndarray]],
+    class_names: Sequence[str],
+    classifier: Any,
+    min_purity: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Returns one suggestion per cluster from zero-shot scores of its typical crops.
+
+    The cluster's class is the label with the highest mean probability over its
+    (h, w, 3) uint8 crops; ``purity`` is that mean probability (below ``min_purity``
+    the cluster is 'discard'). ``classifier.classify(images, labels) -> (N, L)``.
+    """
+    prompts = [f"an aerial photo of a {name.replace('_', ' ')}" for name in class_names]
+    suggestions = []
+    for cluster_id in sorted(crops_by_cluster):
+        crops = crops_by_cluster[cluster_id]
+        if not crops:
+            suggestions.append(
+                {
+                    "cluster": cluster_id,
+                    "class": DISCARD,
+                    "majority": None,
+                    "purity": 0.0,
+                    "masks": 0,
+                }
+            )
+            continue
+        mean = np.asarray(classifier.classify(crops, prompts), dtype=np.float64).mean(axis=0)
+        best = int(np.argmax(mean))
+        name = class_names[best] if mean[best] >= min_purity else DISCARD
+        suggestions.append(
+            {
+                "cluster": cluster_id,
+                "class": name,
+                "majority": class_names[best],
+                "purity": round(float(mean[best]), 4),
+                "masks": len(crops),
+            }
+        )
+    return suggestions
+
+
+def merge_map_yaml(
+    suggestions: Sequence[dict[str, Any]], class_names: Sequence[str], source: str
+) -> str:
+    """Returns an editable merge-map YAML (``clusters: {id: class}``) with the evidence as comments.
+
+    ``source`` says how the suggestion was made, e.g. "majority vote of dev labels".
+    """
+    lines = [
+        f"# Suggested merge map ({source}).",
+        "# Ground-truth labels (if any) were used for NAMING clusters only, never for training.",
+        f"# Classes: {', '.join(class_names)}; '{DISCARD}' leaves a cluster's pixels unlabelled (255).",
+        "# Copy to WORKDIR/merge_map.yaml, edit, then run `roadparse pseudolabel WORKDIR`.",
+        "clusters:",
+    ]
+    for item in suggestions:
+        evidence = (
+            f"majority {item['majority']}, purity {item['purity']:.2f}, {item['masks']} masks"
+        )
+        if "pixels" in item:
+            evidence += f", {item['pixels']} labelled px"
+        lines.append(f"  {item['cluster']}: {item['class']}  # {evidence}")
+    text = "\n".join(lines) + "\n"
+    yaml.safe_load(text)  # what we write must read back
+    return text
+
+
+def merge_map_from_suggestions(suggestions: Sequence[dict[str, Any]]) -> dict[int, str]:
+    """Returns cluster id -> class name from suggestions."""
+    return {int(item["cluster"]): str(item["class"]) for item in suggestions}
+
+
+def suggest_and_write(
+    workspace: Any,
+    settings: Any,
+    *,
+    labels_dir: Any,
+    tiles: list[Any] | None = None,
+    min_purity: float | None = None,
+) -> Any:
+    """Writes ``cluster/merge_map.suggested.yaml`` by majority vote and refreshes the gallery; returns its path."""
+    from roadparse.stages.cluster import suggest_by_majority, write_gallery_safely
+
+    path, suggestions = suggest_by_majority(
+        workspace, settings, labels_dir, tiles=tiles, min_purity=min_purity
+    )
+    write_gallery_safely(workspace, settings, suggestions)
+    return path

@@ -1,0 +1,158 @@
+"""Stage 4b: paint each tile's masks with the class of their cluster (via the merge map).
+
+Writes ``pseudolabel/labels/<tile_id>.png`` (palette PNG, 255 = unlabelled). Masks are
+painted larger first so small masks on top stay visible; masks of discarded clusters
+and masks without an embedding are not painted. Resumable per tile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from roadparse.artifacts import Tile, list_tiles, masks_path, read_merge_map
+from roadparse.config import Settings
+from roadparse.executor import process_items
+from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
+from roadparse.merge import class_table, paint_masks
+from roadparse.stages.cluster import SUGGESTED, mask_key, read_assignments
+from roadparse.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def labels_dir(workspace: Workspace) -> Path:
+    """Returns the folder of the pseudo-label PNGs."""
+    return workspace.root / "pseudolabel" / "labels"
+
+
+def merge_map_file(
+    workspace: Workspace, settings: Settings, merge_map_path: str | Path | None = None
+) -> Path:
+    """Returns the merge map to use, or raises saying where the gallery and the suggestion are.
+
+    Raises:
+        ValueError: the merge map does not exist.
+    """
+    path = (
+        Path(merge_map_path)
+        if merge_map_path is not None
+        else workspace.root / settings.pseudolabel.merge_map
+    )
+    if path.exists():
+        return path
+    gallery = workspace.root / "cluster" / "gallery" / "index.html"
+    suggested = workspace.root / "cluster" / SUGGESTED
+    how = (
+        f"start from the suggestion: cp {suggested} {path}"
+        if suggested.exists()
+        else f"write it by hand (clusters: {{0: road, 1: discard, ...}}), or get a suggestion with "
+        f"`roadparse cluster suggest {workspace.root} --labels GT_DIR` (or --zero-shot MODEL)"
+    )
+    raise ValueError(
+        f"{path}: merge map not found. Look at the clusters in {gallery}; {how}; "
+        f"edit it, then run `roadparse pseudolabel {workspace.root}` again"
+    )
+
+
+def _paint_tile(
+    tile: Tile,
+    workspace: Workspace,
+    classes: ClassSet,
+    table: np.ndarray,
+    clusters: dict[tuple[str, str], int],
+) -> dict[str, Any]:
+    import json
+
+    path = masks_path(workspace, tile.id)
+    if not path.exists():
+        raise ValueError(f"{path}: no masks for tile {tile.id}; run `roadparse masks`")
+    record = json.loads(path.read_text())
+    masks = record["masks"]
+    height, width = int(record.get("height", tile.size[1])), int(record.get("width", tile.size[0]))
+    mask_classes = []
+    missing = 0
+    for mask in masks:
+        cluster_id = clusters.get(mask_key(tile.id, mask["id"]))
+        if cluster_id is None:
+            missing += 1
+        mask_classes.append(IGNORE_INDEX if cluster_id is None else int(table[cluster_id]))
+    label = paint_masks(height, width, masks, mask_classes)
+    write_label_png(labels_dir(workspace) / f"{tile.id}.png", label, classes)
+    pixels = np.bincount(label.ravel(), minlength=256)
+    mask_counts = np.bincount(
+        [c for c in mask_classes if c != IGNORE_INDEX], minlength=len(classes)
+    )
+    return {
+        "pixels": {name: int(pixels[i]) for i, name in enumerate(classes.names)},
+        "masks": {name: int(mask_counts[i]) for i, name in enumerate(classes.names)},
+        "unlabelled": int(pixels[IGNORE_INDEX]),
+        "total": int(label.size),
+        "unembedded_masks": missing,
+    }
+
+
+def _summary(items: dict[str, dict[str, Any]], classes: ClassSet) -> dict[str, Any]:
+    pixels = {name: sum(r["pixels"][name] for r in items.values()) for name in classes.names}
+    masks = {name: sum(r["masks"][name] for r in items.values()) for name in classes.names}
+    total = sum(r["total"] for r in items.values())
+    unlabelled = sum(r["unlabelled"] for r in items.values())
+    return {
+        "pixels": pixels,
+        "masks": masks,
+        "unlabelled_pixels": unlabelled,
+        "unlabelled_share": round(unlabelled / total, 6) if total else 0.0,
+        "unembedded_masks": sum(r["unembedded_masks"] for r in items.values()),
+    }
+
+
+def run(
+    workspace: Workspace, settings: Settings, merge_map_path: str | Path | None = None
+) -> dict[str, Any]:
+    """Paints the pseudo-labels of every tile; returns the pseudolabel manifest.
+
+    Raises:
+        ValueError: the cluster stage has not run, or the merge map is missing or invalid.
+    """
+    cluster_manifest = workspace.require_manifest("cluster")
+    path = merge_map_file(workspace, settings, merge_map_path)
+    n_clusters = int(cluster_manifest["summary"]["n_clusters"])
+    classes = load_classes(settings.classes)
+    try:
+        table = class_table(read_merge_map(path, n_clusters), n_clusters, classes)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    inputs = {
+        "cluster": cluster_manifest["fingerprint"],
+        "merge_map": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+        "classes": list(classes.names),
+    }
+    stage_run = workspace.begin("pseudolabel", settings.pseudolabel, inputs=inputs)
+    if stage_run.complete:
+        return stage_run.manifest  # type: ignore[return-value]
+    assignments = read_assignments(workspace)
+    clusters = {
+        mask_key(t, m): int(c)
+        for t, m, c in zip(
+            assignments.column("tile_id").to_pylist(),
+            assignments.column("mask_id").to_pylist(),
+            assignments.column("cluster").to_pylist(),
+            strict=True,
+        )
+    }
+    tiles = {tile.id: tile for tile in list_tiles(workspace)}
+    process_items(
+        stage_run,
+        tiles,
+        lambda tile: _paint_tile(tile, workspace, classes, table, clusters),
+        desc="pseudolabel",
+        unit="tiles",
+    )
+    summary = _summary(stage_run.items(), classes)
+    summary["merge_map"] = str(path)
+    log.info("pseudo-labels: %s unlabelled", f"{summary['unlabelled_share']:.1%}")
+    return stage_run.finish(summary)
