@@ -36,9 +36,9 @@ class OfflineFinderSettings:
     """Darker pixels are deep shadow or water, not road (0..255)."""
     max_value: int = 215
     """Brighter pixels are markings, roofs or sky glare (0..255); markings are closed over."""
-    max_texture: float = 22.0
+    max_texture: float = 30.0
     """Largest local standard deviation of grey (0..255) in a 9×9 window."""
-    close_fraction: float = 0.02
+    close_fraction: float = 0.04
     """Closing kernel side as a fraction of the long side: bridges markings and cars."""
     min_area_fraction: float = 0.02
     """Regions smaller than this fraction of the frame are dropped."""
