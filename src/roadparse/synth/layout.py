@@ -62,8 +62,8 @@ def _road_axis(rng: np.random.Generator, height: int, width: int, px_per_m: floa
     angle = np.deg2rad(rng.uniform(-20.0, 20.0)) + (0.0 if width >= height else np.pi / 2)
     angle += np.pi * int(rng.integers(0, 2))
     half_length = 0.5 * max(height, width)
-    # At most ~0.3 m of lateral drift across the frame.
-    curvature = rng.uniform(-1.0, 1.0) * 0.3 * px_per_m / max(half_length, 1.0) ** 2
+    # At most ~0.12 m of lateral drift between the frame centre and its ends.
+    curvature = rng.uniform(-1.0, 1.0) * 0.12 * px_per_m / max(half_length, 1.0) ** 2
     return RoadAxis(origin=(width / 2.0, height / 2.0), angle=float(angle), curvature=curvature)
 
 

@@ -111,11 +111,13 @@ def rotated_rect(center: tuple[float, float], size: tuple[float, float], angle: 
 
 
 def polyline_mask(shape: tuple[int, int], points: np.ndarray, thickness: int) -> np.ndarray:
-    """Returns (H, W) bool: an open polyline of (N, 2) vertices (x, y) drawn ``thickness`` px wide."""
+    """Returns (H, W) bool: an open polyline of (N, 2) vertices (x, y) ``thickness`` px wide
+    (exactly for odd thickness, one more for even), with round caps and joints."""
     canvas = np.zeros(shape, dtype=np.uint8)
     fixed = np.round(np.asarray(points, dtype=np.float64) * 16).astype(np.int32)
+    # OpenCV draws thickness t as t + 1 (even t) or t + 2 (odd t) pixels across.
     cv2.polylines(
-        canvas, [fixed.reshape(-1, 1, 2)], False, 1, thickness=max(1, int(thickness)),
+        canvas, [fixed.reshape(-1, 1, 2)], False, 1, thickness=max(1, int(thickness) - 1),
         lineType=cv2.LINE_8, shift=4,
     )
     return canvas.astype(bool)

@@ -61,6 +61,19 @@ class Canvas:
         if class_id is not None:
             self.label[mask] = class_id
 
+    def window(self, x0: float, y0: float, x1: float, y1: float) -> tuple[Canvas, int, int] | None:
+        """Returns (view canvas, x0, y0) over the box clipped to the frame, or None if outside.
+
+        The view shares memory with this canvas: painting it paints the frame.
+        """
+        height, width = self.shape
+        ix0, iy0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+        ix1, iy1 = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
+        if ix0 >= ix1 or iy0 >= iy1:
+            return None
+        rows, cols = slice(iy0, iy1), slice(ix0, ix1)
+        return Canvas(self.image[rows, cols], self.label[rows, cols], self.shade[rows, cols]), ix0, iy0
+
     def cast_shadow(self, darkness: np.ndarray, exclude: np.ndarray | None = None) -> None:
         """Darkens by ``darkness`` ((H, W) float32, 0 = none, 1 = black) outside ``exclude``."""
         factor = 1.0 - darkness
@@ -79,7 +92,7 @@ def _paint_ground(
 ) -> tuple[np.ndarray, float, np.ndarray]:
     """Paints vegetation, gravel and asphalt; returns (asphalt mask, tone, tint)."""
     section = plan.section
-    green = np.ones(canvas.shape, dtype=bool)
+    green = ~band_mask(v, section.beam[0], section.outer_beam[1])  # posts stand on it
     canvas.paint(green, texture.vegetation(rng, fields, green, plan.px_per_m), OTHER)
     stones = band_mask(v, *section.gravel) | band_mask(v, *section.outer_gravel)
     canvas.paint(stones, texture.gravel(rng, fields, stones, plan.px_per_m), OTHER)
@@ -157,21 +170,49 @@ def _paint_sealing(
         length = min(_metres(plan, 0.5, 2.5, rng), 0.8 * frame_size)
         path = meander(rng, tuple(start), heading, length, step=0.02 * plan.px_per_m)
         thickness = int(round(_metres(plan, 0.02, 0.05, rng)))
-        mask = polyline_mask(canvas.shape, path, thickness)
+        paths = [(path, thickness)]
         if rng.random() < 0.4:
             fork = int(rng.integers(1, len(path) - 1))
             branch = meander(
                 rng, tuple(path[fork]), heading + rng.choice([-1, 1]) * rng.uniform(0.4, 1.2),
                 length * rng.uniform(0.3, 0.6), step=0.02 * plan.px_per_m,
             )
-            mask |= polyline_mask(canvas.shape, branch, max(2, int(thickness * 0.8)))
-        mask &= paved
-        base = rng.uniform(26.0, 40.0)
-        colours = (base + 1.2 * fields.grain[mask] + 1.5 * fields.mid[mask])[:, None] * np.ones(3, np.float32)
-        canvas.paint(mask, colours, CRACK_SEALING)
-        # Gloss: a thinner, lighter streak along the middle of the sealant.
-        gloss = polyline_mask(canvas.shape, path, max(1, thickness // 3)) & mask
-        canvas.image[gloss] += np.float32(rng.uniform(10.0, 24.0))
+            paths.append((branch, max(2, int(thickness * 0.8))))
+        _paint_strip(rng, canvas, paved, fields, paths)
+
+
+def _paint_strip(
+    rng: np.random.Generator, canvas: Canvas, paved: np.ndarray, fields: texture.GroundFields,
+    paths: list[tuple[np.ndarray, int]],
+) -> None:
+    """Paints one sealing strip (its main path and branches) inside its bounding window."""
+    corners = np.vstack([path for path, _ in paths])
+    pad = max(thickness for _, thickness in paths) + 2
+    (x0, y0), (x1, y1) = corners.min(axis=0) - pad, corners.max(axis=0) + pad
+    found = canvas.window(x0, y0, x1, y1)
+    if found is None:
+        return
+    view, ox, oy = found
+    offset = np.array([ox, oy], dtype=np.float64)
+    mask = np.zeros(view.shape, dtype=bool)
+    for path, thickness in paths:
+        mask |= polyline_mask(view.shape, path - offset, thickness)
+    rows, cols = slice(oy, oy + view.shape[0]), slice(ox, ox + view.shape[1])
+    mask &= paved[rows, cols]
+    local = fields.crop(oy, oy + view.shape[0], ox, ox + view.shape[1])
+    base = rng.uniform(26.0, 40.0)
+    colours = (base + 1.2 * local.grain[mask] + 1.5 * local.mid[mask])[:, None] * np.ones(3, np.float32)
+    view.paint(mask, colours, CRACK_SEALING)
+    # Gloss: a thinner, lighter streak along the middle of the sealant.
+    main, thickness = paths[0]
+    gloss = polyline_mask(view.shape, main - offset, max(1, thickness // 3)) & mask
+    view.image[gloss] += np.float32(rng.uniform(10.0, 24.0))
+
+
+def _soft_band(v: np.ndarray, lo: float, hi: float, softness: float) -> np.ndarray:
+    """Returns float32 in [0, 1]: 1 inside [lo, hi], ramping to 0 over ``softness`` px outside."""
+    inside = np.minimum(v - np.float32(lo), np.float32(hi) - v) / np.float32(2 * softness) + 0.5
+    return np.clip(inside, 0.0, 1.0).astype(np.float32)
 
 
 def _paint_guardrails(
@@ -184,25 +225,28 @@ def _paint_guardrails(
     sun_v = np.sin(plan.sun_angle - plan.axis.angle)  # sun direction across the road
     for beam, posts in ((section.beam, section.posts), (section.outer_beam, section.outer_posts)):
         beam_mask = band_mask(v, *beam)
-        post_mask = band_mask(v, *posts) & (np.mod(u, np.float32(section.post_spacing)) < section.post_length)
+        post_mask = band_mask(v, *posts)
+        post_mask[post_mask] = np.mod(u[post_mask], np.float32(section.post_spacing)) < section.post_length
         width = beam[1] - beam[0]
         t = (v[beam_mask] - beam[0]) / np.float32(width)
         colours = texture.guardrail_beam(t, fields.grain[beam_mask], base)
         canvas.paint(post_mask, rng.uniform(80, 100) + 4 * fields.grain[post_mask][:, None], GUARDRAIL)
         canvas.paint(beam_mask, colours, GUARDRAIL)
-        splice = beam_mask & (np.mod(u, np.float32(2 * section.post_spacing)) < 0.03 * plan.px_per_m)
+        splice = beam_mask.copy()
+        splice[beam_mask] = np.mod(u[beam_mask], np.float32(2 * section.post_spacing)) < 0.03 * plan.px_per_m
         canvas.image[splice] *= np.float32(0.8)
         # The beam stands ~0.7 m high: its shadow falls beside it, away from the sun.
         reach = width * rng.uniform(0.5, 1.0)
         lo, hi = (beam[1], beam[1] + reach) if sun_v < 0 else (beam[0] - reach, beam[0])
-        shadow = band_mask(v, lo, hi).astype(np.float32) * np.float32(rng.uniform(0.3, 0.45))
-        canvas.cast_shadow(cv2.GaussianBlur(shadow, (0, 0), 3.0), exclude=beam_mask | post_mask)
+        darkness = np.float32(rng.uniform(0.3, 0.45))
+        near = band_mask(v, lo - 8.0, hi + 8.0) & ~(beam_mask | post_mask)
+        canvas.shade[near] = np.minimum(canvas.shade[near], 1.0 - darkness * _soft_band(v[near], lo, hi, 4.0))
 
 
 def _paint_cones(
     rng: np.random.Generator, canvas: Canvas, plan: FramePlan, fields: texture.GroundFields,
 ) -> None:
-    """Paints a row of traffic cones seen from above, with their shadows."""
+    """Paints a row of traffic cones in lane 1; the outer two may be cut by the frame border."""
     section = plan.section
     lane_v = section.lane1[0] + (section.lane1[1] - section.lane1[0]) * rng.uniform(0.3, 0.7)
     extent = u_extent(plan, lane_v, 2.0 * plan.sample_step)
@@ -211,32 +255,51 @@ def _paint_cones(
     n_cones = int(rng.integers(3, 6)) + int(plan.height * plan.width / plan.px_per_m**2 / 40)
     spacing = min(_metres(plan, 0.9, 2.0, rng), (extent[1] - extent[0]) / (n_cones + 0.5))
     first = extent[0] + rng.uniform(0.2, 0.7) * spacing
-    sun = np.array([np.cos(plan.sun_angle), np.sin(plan.sun_angle)])
     orange = rng.uniform([225, 80, 15], [250, 120, 40]).astype(np.float32)
-    for k in range(-1, n_cones + 1):  # the outer two may be cut by the frame border
-        centre_u = first + k * spacing
-        x, y = plan.axis.to_xy(centre_u, lane_v + rng.normal(0, 0.08 * plan.px_per_m))
-        centre = (float(x), float(y))
+    for k in range(-1, n_cones + 1):
+        x, y = plan.axis.to_xy(first + k * spacing, lane_v + rng.normal(0, 0.08 * plan.px_per_m))
         radius = _metres(plan, 0.15, 0.2, rng)
-        body = disc_mask(canvas.shape, centre, radius)
-        base = polygon_mask(canvas.shape, rotated_rect(centre, (1.9 * radius, 1.9 * radius), rng.uniform(0, np.pi)))
-        cone = body | base
-        if not cone.any():
-            continue
-        offset = sun * radius * rng.uniform(0.8, 1.6)
-        shadow = disc_mask(canvas.shape, (centre[0] - offset[0], centre[1] - offset[1]), radius * 0.9)
-        shadow_blur = cv2.GaussianBlur(shadow.astype(np.float32), (0, 0), max(1.0, 0.15 * radius))
-        canvas.cast_shadow(shadow_blur * np.float32(0.45), exclude=cone)
-        canvas.paint(base & ~body, rng.uniform(28, 45) + 3 * fields.grain[base & ~body][:, None], TRAFFIC_CONE)
-        ys, xs = np.nonzero(body)
-        dist = np.hypot(xs - centre[0], ys - centre[1]) / radius
-        lit = np.cos(np.arctan2(ys - centre[1], xs - centre[0]) - plan.sun_angle)
-        shading = (1.04 - 0.22 * dist + 0.1 * lit * dist).astype(np.float32)
-        canvas.paint(body, shading[:, None] * orange[None, :], TRAFFIC_CONE)
-        band = ring_mask(canvas.shape, centre, 0.42 * radius, 0.62 * radius)
-        canvas.image[band] = np.float32(rng.uniform(225, 240)) + 3 * fields.grain[band][:, None]
-        tip = disc_mask(canvas.shape, centre, 0.13 * radius)
-        canvas.image[tip] = np.minimum(orange * 1.12, 255.0)
+        paint_cone(rng, canvas, fields, (float(x), float(y)), radius, plan.sun_angle, orange)
+
+
+def paint_cone(
+    rng: np.random.Generator, canvas: Canvas, fields: texture.GroundFields,
+    centre: tuple[float, float], radius: float, sun_angle: float, orange: np.ndarray,
+) -> np.ndarray | None:
+    """Paints one traffic cone seen from above and its shadow; returns its (h, w) bool mask
+    in the window it was painted in, or None when it lies outside the frame.
+
+    The cone is an orange disc of ``radius`` px with a white reflective ring (0.42-0.62 of
+    the radius) and a lighter tip, on a dark square base 1.9 radii wide; disc and base are
+    both labelled traffic_cone.
+    """
+    sun = np.array([np.cos(sun_angle), np.sin(sun_angle)])
+    offset = sun * radius * rng.uniform(0.8, 1.6)
+    reach = 2.2 * radius + np.abs(offset).max()
+    found = canvas.window(centre[0] - reach, centre[1] - reach, centre[0] + reach, centre[1] + reach)
+    if found is None:
+        return None
+    view, ox, oy = found
+    local = fields.crop(oy, oy + view.shape[0], ox, ox + view.shape[1])
+    cx, cy = centre[0] - ox, centre[1] - oy
+    body = disc_mask(view.shape, (cx, cy), radius)
+    base = polygon_mask(view.shape, rotated_rect((cx, cy), (1.9 * radius, 1.9 * radius), rng.uniform(0, np.pi)))
+    cone = body | base
+    if not cone.any():
+        return None
+    shadow = disc_mask(view.shape, (cx - offset[0], cy - offset[1]), radius * 0.9).astype(np.float32)
+    view.cast_shadow(cv2.GaussianBlur(shadow, (0, 0), max(1.0, 0.15 * radius)) * np.float32(0.45), exclude=cone)
+    rim = base & ~body
+    view.paint(rim, rng.uniform(28, 45) + 3 * local.grain[rim][:, None], TRAFFIC_CONE)
+    ys, xs = np.nonzero(body)
+    dist = np.hypot(xs - cx, ys - cy) / radius
+    lit = np.cos(np.arctan2(ys - cy, xs - cx) - sun_angle)
+    shading = (1.04 - 0.22 * dist + 0.1 * lit * dist).astype(np.float32)
+    view.paint(body, shading[:, None] * orange[None, :], TRAFFIC_CONE)
+    band = ring_mask(view.shape, (cx, cy), 0.42 * radius, 0.62 * radius)
+    view.image[band] = np.float32(rng.uniform(225, 240)) + 3 * local.grain[band][:, None]
+    view.image[disc_mask(view.shape, (cx, cy), 0.13 * radius)] = np.minimum(orange * 1.12, 255.0)
+    return cone
 
 
 def _cast_scene_shadows(rng: np.random.Generator, canvas: Canvas, plan: FramePlan) -> None:
@@ -245,16 +308,25 @@ def _cast_scene_shadows(rng: np.random.Generator, canvas: Canvas, plan: FramePla
     height, width = canvas.shape
     if rng.random() < 0.6:
         blob = texture.value_noise(rng, height, width, 1.2 * plan.px_per_m)
-        darkness = (blob > np.float32(rng.uniform(0.9, 1.6))).astype(np.float32)
-        darkness = cv2.GaussianBlur(darkness, (0, 0), 0.05 * plan.px_per_m) * np.float32(rng.uniform(0.35, 0.55))
-        canvas.cast_shadow(darkness)
+        # A smooth step on the smooth field gives soft edges without a full-frame blur.
+        edge = np.float32(rng.uniform(0.9, 1.6))
+        ramp = np.clip((blob - edge) * np.float32(6.0) + 0.5, 0.0, 1.0)
+        canvas.cast_shadow(ramp * np.float32(rng.uniform(0.35, 0.55)))
     n_thin = int(rng.integers(1, 4)) + int(height * width / plan.px_per_m**2 / 30)
     for start in sample_points(rng, plan, plan.section.asphalt, n_thin):
-        heading = rng.uniform(0, np.pi)
-        path = meander(rng, tuple(start), heading, _metres(plan, 1.0, 4.0, rng), 0.1 * plan.px_per_m, 0.02)
-        line = polyline_mask(canvas.shape, path, int(round(_metres(plan, 0.02, 0.08, rng)))).astype(np.float32)
+        path = meander(rng, tuple(start), rng.uniform(0, np.pi), _metres(plan, 1.0, 4.0, rng),
+                       0.1 * plan.px_per_m, 0.02)
+        thickness = int(round(_metres(plan, 0.02, 0.08, rng)))
         sigma = max(1.0, 0.008 * plan.px_per_m * rng.uniform(0.5, 1.5))
-        canvas.cast_shadow(cv2.GaussianBlur(line, (0, 0), sigma) * np.float32(rng.uniform(0.35, 0.5)))
+        pad = thickness + 3 * sigma + 2
+        (x0, y0), (x1, y1) = path.min(axis=0) - pad, path.max(axis=0) + pad
+        darkness = np.float32(rng.uniform(0.35, 0.5))
+        found = canvas.window(x0, y0, x1, y1)
+        if found is None:
+            continue
+        view, ox, oy = found
+        line = polyline_mask(view.shape, path - np.array([ox, oy]), thickness).astype(np.float32)
+        view.cast_shadow(cv2.GaussianBlur(line, (0, 0), sigma) * darkness)
 
 
 def render_frame(
