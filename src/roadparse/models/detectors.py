@@ -100,6 +100,9 @@ class GroundingDinoDetector:
         import torch
 
         height, width = image.shape[:2]
+        image = (
+            image if image.flags.writeable else image.copy()
+        )  # torch.from_numpy warns on read-only arrays
         text = prompt.strip().lower()
         if not text.endswith("."):
             text += "."  # Grounding DINO expects phrases terminated by "."
@@ -136,6 +139,7 @@ class OwlDetector:
         import torch
 
         height, width = image.shape[:2]
+        image = image if image.flags.writeable else image.copy()
         queries = prompt_queries(prompt)
         if not queries:
             raise ValueError(f"detector prompt {prompt!r} holds no phrase")

@@ -81,7 +81,10 @@ class ContrastiveClassifier:
             return np.zeros((0, len(labels)), dtype=np.float32)
         probabilities = []
         for start in range(0, len(images), self.batch_size):
-            batch = images[start : start + self.batch_size]
+            batch = [
+                image if image.flags.writeable else image.copy()
+                for image in images[start : start + self.batch_size]
+            ]
             inputs = self.processor(
                 images=batch, text=list(labels), return_tensors="pt", **self._text_kwargs()
             )
