@@ -1,0 +1,101 @@
+"""The mask-generator family: SAM (by Hugging Face id, local folder or official ``.pth``) or offline superpixels.
+
+Every generator has ``generate(image (H, W, 3) uint8) -> list[dict]`` and
+``generate_batch(images) -> list[list[dict]]``; records hold ``rle``, ``bbox``
+[x0, y0, x1, y1] end-exclusive, ``area``, ``predicted_iou``, ``stability_score`` and
+``point`` [x, y].
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from roadparse.config import MasksSettings
+from roadparse.models import load_pretrained, resolve_device
+
+log = logging.getLogger(__name__)
+
+SAM_MODELS = ("facebook/sam-vit-base", "facebook/sam-vit-large", "facebook/sam-vit-huge")
+OFFLINE_METHODS = ("felzenszwalb", "slic")
+_SUPPORTED_TYPES = ("sam",)
+
+
+class MaskGenerator(Protocol):
+    """Anything that turns an image into mask records."""
+
+    def generate(self, image: np.ndarray) -> list[dict[str, Any]]: ...
+
+    def generate_batch(self, images: list[np.ndarray]) -> list[list[dict[str, Any]]]: ...
+
+
+def list_mask_generators() -> list[str]:
+    """Returns the generator names this build knows (any SAM folder or ``.pth`` path works too)."""
+    return [*SAM_MODELS, *OFFLINE_METHODS]
+
+
+def _load_sam_model(name_or_path: str) -> Any:
+    """Returns a ``transformers.SamModel`` from a hub id, a saved folder or an official checkpoint."""
+    if name_or_path.endswith((".pth", ".pt")):
+        from roadparse.models.sam_convert import load_official_checkpoint
+
+        return load_official_checkpoint(name_or_path)
+    from transformers import AutoConfig, SamModel
+
+    config = load_pretrained(AutoConfig, name_or_path)
+    if config.model_type not in _SUPPORTED_TYPES:
+        raise ValueError(
+            f"{name_or_path!r} is a {config.model_type!r} model; the automatic mask generator supports "
+            f"{', '.join(_SUPPORTED_TYPES)} (SAM ViT-B/L/H: {', '.join(SAM_MODELS)}, a folder saved from one, "
+            f"or an official .pth), or the offline generators {', '.join(OFFLINE_METHODS)}"
+        )
+    return load_pretrained(SamModel, name_or_path)
+
+
+def load_mask_generator(settings: MasksSettings, device: str | None = None) -> MaskGenerator:
+    """Returns the generator named by ``settings.generator`` configured from ``settings``.
+
+    Raises:
+        ModelLoadError: a SAM id/path that cannot be loaded (the message says how to give a local path).
+        ValueError: a model that is not a supported mask generator.
+    """
+    name = settings.generator
+    if name in OFFLINE_METHODS:
+        from roadparse.models.offline_masks import OfflineMaskGenerator
+
+        return OfflineMaskGenerator(
+            name,
+            scale=settings.offline_scale,
+            sigma=settings.offline_sigma,
+            n_segments=settings.offline_segments,
+            merge_threshold=settings.offline_merge,
+            min_mask_area=settings.min_mask_area,
+        )
+    from roadparse.models.sam_amg import SamAutomaticMasks
+
+    looks_like_path = Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
+    if "/" not in name and not looks_like_path and not name.endswith((".pth", ".pt")):
+        raise ValueError(
+            f"unknown mask generator {name!r}; available: {', '.join(list_mask_generators())}, "
+            "or a path to a SAM folder or official .pth checkpoint"
+        )
+    model = _load_sam_model(name)
+    return SamAutomaticMasks(
+        model,
+        points_per_side=settings.points_per_side,
+        points_per_batch=settings.points_per_batch,
+        pred_iou_thresh=settings.pred_iou_thresh,
+        stability_score_thresh=settings.stability_score_thresh,
+        stability_score_offset=settings.stability_score_offset,
+        mask_threshold=settings.mask_threshold,
+        box_nms_thresh=settings.box_nms_thresh,
+        crop_n_layers=settings.crop_n_layers,
+        crop_nms_thresh=settings.crop_nms_thresh,
+        crop_overlap_ratio=settings.crop_overlap_ratio,
+        crop_n_points_downscale_factor=settings.crop_n_points_downscale_factor,
+        min_mask_area=settings.min_mask_area,
+        device=resolve_device(device or settings.device),
+    )

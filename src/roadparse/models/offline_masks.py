@@ -1,0 +1,113 @@
+"""Mask generators that need no model weights: graph-based superpixels from scikit-image.
+
+They stand in for SAM in the offline demo and in tests. Segments are disjoint, so the
+records carry no model scores: ``predicted_iou`` and ``stability_score`` are ``None``
+(written as JSON null).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from roadparse.io import rle as rle_io
+
+log = logging.getLogger(__name__)
+
+
+def segment_felzenszwalb(image: np.ndarray, scale: float, sigma: float, min_size: int) -> np.ndarray:
+    """Returns the (H, W) int label map of Felzenszwalb's graph segmentation of an (H, W, 3) uint8 image."""
+    from skimage.segmentation import felzenszwalb
+
+    return felzenszwalb(image, scale=scale, sigma=sigma, min_size=max(1, min_size))
+
+
+def segment_slic(image: np.ndarray, n_segments: int, sigma: float, merge_threshold: float) -> np.ndarray:
+    """Returns the (H, W) int label map of SLIC superpixels whose neighbours of similar mean colour are merged.
+
+    Args:
+        image: (H, W, 3) uint8.
+        n_segments: SLIC superpixels before merging.
+        sigma: Gaussian smoothing before SLIC.
+        merge_threshold: neighbours whose mean RGB colours differ by less than this are merged.
+    """
+    from skimage import graph
+    from skimage.segmentation import slic
+
+    superpixels = slic(image, n_segments=n_segments, compactness=10.0, sigma=sigma, start_label=0)
+    rag = graph.rag_mean_color(image, superpixels)
+    return graph.cut_threshold(superpixels, rag, merge_threshold)
+
+
+def inner_point(mask: np.ndarray) -> list[float]:
+    """Returns [x, y] of the mask pixel nearest the mask's centroid (inside even for curved masks)."""
+    ys, xs = np.nonzero(mask)
+    cy, cx = ys.mean(), xs.mean()
+    nearest = int(np.argmin((ys - cy) ** 2 + (xs - cx) ** 2))
+    return [float(xs[nearest]), float(ys[nearest])]
+
+
+def label_map_to_records(labels: np.ndarray, min_area: int) -> list[dict[str, Any]]:
+    """Returns one mask record per label of an (H, W) int label map with at least ``min_area`` pixels.
+
+    Records are sorted by area, largest first; format as ``SamAutomaticMasks.generate``.
+    """
+    values, counts = np.unique(labels, return_counts=True)
+    records = []
+    for value, count in sorted(zip(values, counts, strict=True), key=lambda pair: -pair[1]):
+        if count < max(1, min_area):
+            continue
+        mask = labels == value
+        records.append(
+            {
+                "rle": rle_io.encode(mask),
+                "bbox": list(rle_io.bbox_xyxy(mask)),
+                "area": int(count),
+                "predicted_iou": None,
+                "stability_score": None,
+                "point": inner_point(mask),
+            }
+        )
+    return records
+
+
+class OfflineMaskGenerator:
+    """Superpixel masks (``felzenszwalb`` or ``slic``) behind the mask-generator interface."""
+
+    METHODS = ("felzenszwalb", "slic")
+
+    def __init__(
+        self,
+        method: str = "felzenszwalb",
+        *,
+        scale: float = 400.0,
+        sigma: float = 0.8,
+        n_segments: int = 400,
+        merge_threshold: float = 20.0,
+        min_mask_area: int = 3000,
+    ):
+        if method not in self.METHODS:
+            raise ValueError(f"unknown offline mask method {method!r}; available: {', '.join(self.METHODS)}")
+        self.method = method
+        self.scale = scale
+        self.sigma = sigma
+        self.n_segments = n_segments
+        self.merge_threshold = merge_threshold
+        self.min_mask_area = min_mask_area
+
+    def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
+        """Returns the mask records of an (H, W, 3) uint8 image (largest first)."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+        if self.method == "felzenszwalb":
+            # min_size keeps tiny fragments from splitting big regions; a fraction of the area filter.
+            labels = segment_felzenszwalb(image, self.scale, self.sigma, self.min_mask_area // 4)
+        else:
+            labels = segment_slic(image, self.n_segments, self.sigma, self.merge_threshold)
+        return label_map_to_records(labels, self.min_mask_area)
+
+    def generate_batch(self, images: list[np.ndarray]) -> list[list[dict[str, Any]]]:
+        """Returns the mask records of each image."""
+        return [self.generate(image) for image in images]
