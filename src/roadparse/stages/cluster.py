@@ -123,11 +123,7 @@ def run(
                 "clustering": result.info,
             }
         )
-    labels_dir = (
-        labels_dir
-        if labels_dir is not None
-        else getattr(getattr(settings, "run", None), "dev_labels", None)
-    )
+    labels_dir = labels_dir if labels_dir is not None else settings.run.dev_labels
     suggestions = None
     if labels_dir is not None:
         _, suggestions = suggest_by_majority(workspace, settings, labels_dir)

@@ -8,6 +8,7 @@ and masks without an embedding are not painted. Resumable per tile.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,6 @@ def _paint_tile(
     table: np.ndarray,
     clusters: dict[tuple[str, str], int],
 ) -> dict[str, Any]:
-    import json
-
     path = masks_path(workspace, tile.id)
     if not path.exists():
         raise ValueError(f"{path}: no masks for tile {tile.id}; run `roadparse masks`")
