@@ -116,7 +116,7 @@ def predict_image(
     weight_sum = torch.zeros((0, padded_w), device=device)
     top = 0
     for row_index, y in enumerate(row_starts):
-        band = torch.from_numpy(np.ascontiguousarray(image[y : y + window])).to(device)
+        band = torch.from_numpy(np.array(image[y : y + window])).to(device)  # copy: inputs may be read-only
         band = band.permute(2, 0, 1).float().div_(255.0)  # (3, window, W)
         missing = y + window - (top + weight_sum.shape[0])
         if missing > 0:

@@ -162,7 +162,8 @@ def run(
     dev = _dev_tiles(tiles, dev_labels, dev_tiles)
     dist, device = distributed_context(settings.train.device)
     stage_settings = {
-        "train": settings.train.model_dump(mode="json"),
+        # where and how fast it runs must not invalidate finished rounds or checkpoints
+        "train": settings.train.model_dump(mode="json", exclude={"device", "num_workers", "checkpoint_every"}),
         "relabel": {"window": settings.predict.window, "overlap": settings.predict.overlap},
         "classes": list(classes.names),
     }
@@ -211,7 +212,7 @@ def run(
         "stop_rule": "dev_miou" if dev else "label_agreement",
         "best_round": best["round"],
         "model": f"round_{best['round']}/model",
-        "dev_miou": {m["round"]: m["dev"]["miou"] for m in history if m.get("dev")} or None,
+        "dev_miou": {str(m["round"]): m["dev"]["miou"] for m in history if m.get("dev")} or None,
     }
     if not dist.is_main:
         return {"summary": summary}

@@ -1,0 +1,97 @@
+"""Benchmark: training iterations/s of the roadparse loop vs a bare forward/backward/step loop.
+
+Models: SegFormer-B0 built from config (random init) and DeepLabV3+ with a ResNet-18
+encoder (no weights), both with 7 classes. "roadparse" runs ``train_segmenter`` on
+800x800 PNG tiles with pseudo-labels on disk (decode, random resize 512-1024, crop,
+flip, masked loss, optimiser of paper Table 6, poly schedule, checkpoint at the end);
+"bare" runs the same model and optimiser on pre-made random tensors of the crop size,
+so the ratio shows what data loading and the loop around the step cost.
+
+    python bench/train.py                          # 512 crops, batch 2, 6 iterations each
+    python bench/train.py --crop 256 --iterations 3 --models segformer
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from roadparse.config import load_settings
+from roadparse.io.images import write_image
+from roadparse.io.labels import load_classes, write_label_png
+from roadparse.models.segmenters import build_segmenter
+from roadparse.training.dataset import TileLabelDataset
+from roadparse.training.loop import make_optimizer, masked_cross_entropy, train_segmenter
+
+MODELS = {"segformer": ("segformer", "nvidia/mit-b0"), "deeplabv3plus": ("deeplabv3plus", "resnet18")}
+
+
+def make_tiles(root: Path, n: int, size: int) -> list[tuple[Path, Path]]:
+    """Returns (tile, label) paths of ``n`` random ``size``-square tiles with 7-class labels on disk."""
+    rng = np.random.default_rng(0)
+    classes = load_classes(None)
+    samples = []
+    for i in range(n):
+        image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        label = rng.integers(0, 7, (size // 16, size // 16), dtype=np.uint8).repeat(16, 0).repeat(16, 1)
+        write_image(root / f"t{i}.png", image)
+        write_label_png(root / f"t{i}_label.png", label, classes)
+        samples.append((root / f"t{i}.png", root / f"t{i}_label.png"))
+    return samples
+
+
+def bare_loop(model: torch.nn.Module, settings, crop: int, iterations: int) -> float:
+    """Returns iterations/s of forward + masked loss + backward + step on fixed random tensors."""
+    optimizer = make_optimizer(model, settings)
+    images = torch.rand(settings.batch_size, 3, crop, crop)
+    labels = torch.randint(0, 7, (settings.batch_size, crop, crop))
+    model.train()  # no warm-up: the roadparse run's time includes its first iteration too
+    start = time.perf_counter()
+    for _ in range(iterations):
+        optimizer.zero_grad(set_to_none=True)
+        masked_cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    return iterations / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--crop", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--tile", type=int, default=800)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    scale = (args.crop, 2 * args.crop)
+    print(f"CPU, {args.threads} threads, crop {args.crop}, batch {args.batch}, {args.iterations} iterations, tiles {args.tile}px")
+    print(f"{'model':<16}{'params (M)':>11}{'bare it/s':>11}{'roadparse it/s':>16}{'ratio':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        samples = make_tiles(Path(tmp), 4, args.tile)
+        dataset = TileLabelDataset(samples, scale, args.crop, True)
+        for name in args.models:
+            architecture, backbone = MODELS[name]
+            settings = load_settings(None, [
+                f"train.architecture={architecture}", f"train.backbone={backbone}", "train.pretrained=false",
+                f"train.batch_size={args.batch}", f"train.iterations={args.iterations}", f"train.crop_size={args.crop}",
+                f"train.scale_range=[{scale[0]}, {scale[1]}]", "train.device=cpu",
+            ]).train
+            torch.manual_seed(0)
+            model = build_segmenter(architecture, backbone, 7, pretrained=False)
+            params = sum(p.numel() for p in model.parameters()) / 1e6
+            bare = bare_loop(model, settings, args.crop, args.iterations)
+            torch.manual_seed(0)
+            model = build_segmenter(architecture, backbone, 7, pretrained=False)
+            summary = train_segmenter(model, dataset, settings, Path(tmp) / f"{name}.pt", {}, torch.device("cpu"), desc=name)
+            ours = summary["iterations_per_second"]
+            print(f"{name:<16}{params:>11.1f}{bare:>11.3f}{ours:>16.3f}{ours / bare:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
