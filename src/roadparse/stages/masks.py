@@ -1,0 +1,110 @@
+"""Stage 2, ``masks``: automatic masks of every tile (paper §3.2.1, §4.2).
+
+Each tile of the finished ``roi`` stage goes through the mask generator (SAM ViT-L,
+16x16 grid by default, or an offline superpixel generator); masks under
+``min_mask_area`` pixels are dropped. Per tile, ``masks/<tile_id>.json`` is written
+atomically in the format of docs/artifacts.md and journalled, so an interrupted run
+resumes. A tile that cannot be read is recorded as failed and the run goes on; a
+model that cannot be loaded stops the stage at once with the loader's message.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from roadparse.artifacts import Tile, list_tiles, masks_path
+from roadparse.config import Settings
+from roadparse.executor import process_items
+from roadparse.io import rle as rle_io
+from roadparse.io.images import read_image
+from roadparse.models.mask_generators import MaskGenerator, load_mask_generator
+from roadparse.workspace import Workspace, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def coverage(records: list[dict[str, Any]], height: int, width: int) -> float:
+    """Returns the share of an (height, width) tile covered by the union of the records' masks."""
+    if not records or height * width == 0:
+        return 0.0
+    union = np.zeros((height, width), dtype=bool)
+    for record in records:
+        union |= rle_io.decode(record["rle"])
+    return float(union.mean())
+
+
+def is_flat(image: np.ndarray) -> bool:
+    """True for an (H, W, 3) image of a single colour (all black, all white, padding only)."""
+    return bool((image == image.reshape(-1, 3)[0]).all())
+
+
+def tile_masks(generator: MaskGenerator, tile_id: str, image: np.ndarray) -> list[dict[str, Any]]:
+    """Returns the tile's mask records with ids ``<tile_id>/<k>`` first, in generator order."""
+    records = generator.generate(image)
+    return [{"id": f"{tile_id}/{k}", **record} for k, record in enumerate(records)]
+
+
+def _process_tile(workspace: Workspace, generator: MaskGenerator, tile: Tile) -> dict[str, Any]:
+    image = read_image(tile.path)
+    height, width = image.shape[:2]
+    flat = is_flat(image)
+    records = [] if flat else tile_masks(generator, tile.id, image)
+    payload = {"tile": tile.id, "height": height, "width": width, "masks": records}
+    atomic_write_json(masks_path(workspace, tile.id), payload)
+    if flat:
+        log.warning("masks: tile %s is a single colour; no masks", tile.id)
+    elif not records:
+        log.warning("masks: tile %s has no mask over the area threshold", tile.id)
+    return {
+        "masks": len(records),
+        "coverage": round(coverage(records, height, width), 4),
+        "pixels": height * width,
+        "flat": flat,
+    }
+
+
+def run(workspace: Workspace, settings: Settings, generator: MaskGenerator | None = None) -> dict[str, Any]:
+    """Returns the ``masks`` manifest after generating the masks of every tile (skips when complete).
+
+    Args:
+        generator: use this generator instead of loading ``settings.masks.generator`` (tests, notebooks).
+
+    Raises:
+        ValueError: ``roi`` has not finished, or the generator cannot be loaded
+            (``ModelLoadError`` says how to give a local path).
+    """
+    roi_manifest = workspace.require_manifest("roi")
+    run_ = workspace.begin("masks", settings.masks, inputs={"roi": roi_manifest["fingerprint"]})
+    if run_.complete:
+        log.info("masks: complete, skipping")
+        return run_.manifest  # type: ignore[return-value]
+    tiles = list_tiles(workspace)
+    todo = [tile for tile in tiles if not run_.item_done(tile.id)]
+    if todo and generator is None:
+        generator = load_mask_generator(settings.masks)
+    process_items(
+        run_,
+        {tile.id: tile for tile in tiles},
+        lambda tile: _process_tile(workspace, generator, tile),  # type: ignore[arg-type]
+        desc="masks",
+        unit="tile",
+    )
+    return run_.finish(_summary(run_.items(), len(tiles)))
+
+
+def _summary(items: dict[str, dict[str, Any]], n_tiles: int) -> dict[str, Any]:
+    done = list(items.values())
+    n_masks = sum(item["masks"] for item in done)
+    pixels = sum(item["pixels"] for item in done)
+    covered = sum(item["coverage"] * item["pixels"] for item in done)
+    return {
+        "tiles": n_tiles,
+        "masks": n_masks,
+        "masks_per_tile": round(n_masks / len(done), 2) if done else 0.0,
+        "coverage": round(covered / pixels, 4) if pixels else 0.0,
+        "tiles_without_masks": sum(1 for item in done if item["masks"] == 0),
+        "flat_tiles": sum(1 for item in done if item.get("flat")),
+    }
