@@ -230,54 +230,60 @@ def _expected_crops(masks_manifest: dict[str, Any], tiles: list[Tile]) -> int | 
     return total
 
 
+def _read_part(run: StageRun, tile_id: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    # Opened and closed per use: thousands of tiles must not hold thousands of open files.
+    with np.load(part_path(run, tile_id)) as part:
+        return {key: part[key] for key in keys}
+
+
 def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, Any]:
-    """Writes features_layer<L>.npy and index.parquet from the parts of ``tiles``; returns counts."""
+    """Writes features_layer<L>.npy and index.parquet from the parts of ``tiles``; returns counts.
+
+    Raises:
+        ValueError: no tile has any mask (nothing to embed).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parts = [(tile, np.load(part_path(run, tile.id))) for tile in tiles]
-    try:
-        counts = [len(part["areas"]) for _, part in parts]
-        total = sum(counts)
-        if total == 0:
-            raise ValueError(
-                f"{run.dir}: nothing to embed: the masks stage left no masks on any of {len(tiles)} tile(s); "
-                "check masks.min_mask_area and the roi/masks outputs"
-            )
-        dims = {layer: next(part[f"layer{layer}"].shape[1] for _, part in parts if len(part["areas"])) for layer in layers}
-        for stale in run.dir.glob("features_layer*.npy"):
-            if stale.stem.removeprefix("features_layer") not in {str(layer) for layer in layers}:
-                stale.unlink()
-        workspace = run.workspace
-        for layer in layers:
-            with atomic_output(features_path(workspace, layer)) as tmp:
-                matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, dims[layer]))
-                row = 0
-                for (_, part), count in zip(parts, counts, strict=True):
-                    if count:
-                        matrix[row : row + count] = part[f"layer{layer}"]
-                    row += count
-                matrix.flush()
-                del matrix
-        mask_ids = [part["mask_ids"] for _, part in parts]
-        if all(ids.dtype.kind in "iu" for ids in mask_ids):
-            mask_id_column = np.concatenate(mask_ids).astype(np.int64)
-        else:
-            mask_id_column = np.concatenate([ids.astype(str) for ids in mask_ids])
-        boxes = np.concatenate([part["boxes"] for _, part in parts]).reshape(-1, 4)
-        table = pa.table(
-            {
-                "mask_id": mask_id_column,
-                "tile_id": np.repeat([tile.id for tile, _ in parts], counts).astype(str),
-                "x0": boxes[:, 0], "y0": boxes[:, 1], "x1": boxes[:, 2], "y1": boxes[:, 3],
-                "area": np.concatenate([part["areas"] for _, part in parts]).astype(np.int64),
-            }
+    rows = [_read_part(run, tile.id, ("mask_ids", "boxes", "areas")) for tile in tiles]
+    counts = [len(part["areas"]) for part in rows]
+    total = sum(counts)
+    if total == 0:
+        raise ValueError(
+            f"{run.dir}: nothing to embed: the masks stage left no masks on any of {len(tiles)} tile(s); "
+            "check masks.min_mask_area and the roi/masks outputs"
         )
-        with atomic_output(index_path(workspace)) as tmp:
-            pq.write_table(table, tmp)
-    finally:
-        for _, part in parts:
-            part.close()
+    first = next(tile for tile, count in zip(tiles, counts, strict=True) if count)
+    dims = {layer: _read_part(run, first.id, (f"layer{layer}",))[f"layer{layer}"].shape[1] for layer in layers}
+    for stale in run.dir.glob("features_layer*.npy"):  # layers of an earlier run must not look current
+        if stale.stem.removeprefix("features_layer") not in {str(layer) for layer in layers}:
+            stale.unlink()
+    for layer in layers:
+        with atomic_output(features_path(run.workspace, layer)) as tmp:
+            matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, dims[layer]))
+            row = 0
+            for tile, count in zip(tiles, counts, strict=True):
+                if count:
+                    matrix[row : row + count] = _read_part(run, tile.id, (f"layer{layer}",))[f"layer{layer}"]
+                row += count
+            matrix.flush()
+            del matrix
+    mask_ids = [part["mask_ids"] for part in rows]
+    if all(ids.dtype.kind in "iu" for ids in mask_ids):
+        mask_id_column = np.concatenate(mask_ids).astype(np.int64)
+    else:
+        mask_id_column = np.concatenate([ids.astype(str) for ids in mask_ids])
+    boxes = np.concatenate([part["boxes"] for part in rows]).reshape(-1, 4)
+    table = pa.table(
+        {
+            "mask_id": mask_id_column,
+            "tile_id": np.repeat(np.array([tile.id for tile in tiles], dtype=str), counts),
+            "x0": boxes[:, 0], "y0": boxes[:, 1], "x1": boxes[:, 2], "y1": boxes[:, 3],
+            "area": np.concatenate([part["areas"] for part in rows]).astype(np.int64),
+        }
+    )
+    with atomic_output(index_path(run.workspace)) as tmp:
+        pq.write_table(table, tmp)
     return {"masks": total, "dims": {str(layer): int(dim) for layer, dim in dims.items()}}
 
 
