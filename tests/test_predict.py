@@ -113,8 +113,13 @@ def test_predict_files_outputs_and_geotiff(tmp_path: Path) -> None:
     ortho_pixels = sum(int(r["pixels"]) for r in rows if r["input"].endswith("ortho.tif"))
     ortho_m2 = sum(float(r["area_m2"]) for r in rows if r["input"].endswith("ortho.tif"))
     assert ortho_pixels == 50 * 60 and ortho_m2 == pytest.approx(50 * 60 * 0.25)
-    # rerun: both inputs are recognised as done, summary unchanged
-    main.main(["predict", str(model_dir), str(inputs), "--out", str(out), "--set", "predict.window=32"], standalone_mode=False)
+    # rerun: both inputs are recognised as done (outputs untouched); other settings redo them
+    stamp = (out / "ortho_label.png").stat().st_mtime_ns
+    again = ["predict", str(model_dir), str(inputs), "--out", str(out), "--set", "predict.window=32", "--set", "predict.gsd_cm=2.0"]
+    main.main(again, standalone_mode=False)
+    assert (out / "ortho_label.png").stat().st_mtime_ns == stamp
+    main.main([*again[:-1], "predict.gsd_cm=3.0"], standalone_mode=False)
+    assert (out / "ortho_label.png").stat().st_mtime_ns != stamp
     assert len(json.loads((out / "summary.json").read_text())["images"]) == 2
 
 

@@ -254,3 +254,18 @@ def test_selftrain_resumes_an_interrupted_round(tmp_path: Path) -> None:
     metrics = manifest["items"]["round_1"]
     assert metrics["training"]["resumed_from"] == 2 and metrics["training"]["iterations_this_session"] == 2
     assert manifest["summary"]["stopped_by"] == "reached train.rounds = 1"
+
+
+def test_train_command(tmp_path: Path) -> None:
+    from roadparse.cli import main
+
+    workspace, gt_dir = make_workspace(tmp_path, n_tiles=2)
+    backbone = tiny_segformer_dir(tmp_path)
+    args = ["train", str(workspace.root), "--dev-labels", str(gt_dir), "--set", f"train.backbone={backbone}",
+            "--set", "train.pretrained=false", "--set", "train.iterations=2", "--set", "train.rounds=1",
+            "--set", "train.scale_range=[48, 64]", "--set", "train.crop_size=32", "--set", "train.batch_size=2",
+            "--set", "train.device=cpu", "--set", "predict.window=32"]
+    main.main(args, standalone_mode=False)
+    manifest = workspace.read_manifest("train")
+    assert manifest is not None and manifest["summary"]["best_round"] == 1
+    assert (workspace.root / "train" / "round_1" / "model" / "weights.pt").is_file()

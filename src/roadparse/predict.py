@@ -31,8 +31,14 @@ from roadparse.config import PredictSettings, Settings
 from roadparse.io.images import list_images, read_image, write_image
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
 from roadparse.models import resolve_device
-from roadparse.models.segmenters import load_segmenter
-from roadparse.workspace import atomic_output, atomic_write_json, atomic_write_text, git_sha
+from roadparse.models.segmenters import MODEL_WEIGHTS, load_segmenter
+from roadparse.workspace import (
+    atomic_output,
+    atomic_write_json,
+    atomic_write_text,
+    fingerprint,
+    git_sha,
+)
 
 log = logging.getLogger(__name__)
 
@@ -321,8 +327,9 @@ def predict_files(
 ) -> dict[str, Any]:
     """Applies a saved model to every input image and returns the summary written to ``summary.json``.
 
-    Inputs already predicted into ``out_dir`` (a record in ``out_dir/.records``) are
-    skipped, so an interrupted run resumes; an unreadable input is reported and skipped.
+    Inputs already predicted into ``out_dir`` with the same model and settings (a record
+    in ``out_dir/.records``) are skipped, so an interrupted run resumes; an unreadable
+    input is reported in ``failed`` and the others go on.
     ``areas.csv`` holds one row per (input, class): pixels, share, m².
     """
     out_dir = Path(out_dir)
@@ -330,6 +337,9 @@ def predict_files(
     model, record = load_segmenter(model_path, device)
     classes = class_set_for(record, settings.classes)
     files = collect_inputs(inputs)
+    weights = Path(model_path) / MODEL_WEIGHTS if Path(model_path).is_dir() else Path(model_path)
+    run_key = fingerprint({"model": str(Path(model_path).resolve()), "mtime": weights.stat().st_mtime_ns,
+                           "settings": settings.predict.model_dump(mode="json", exclude={"device", "batch_size"})})
     records_dir = out_dir / ".records"
     results: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
@@ -337,14 +347,17 @@ def predict_files(
         for path in bar:
             record_path = records_dir / f"{path.stem}.json"
             if record_path.is_file():
-                results[path.stem] = json.loads(record_path.read_text())
-                continue
+                previous = json.loads(record_path.read_text())
+                if previous.get("run_key") == run_key:  # same model and settings: already done
+                    results[path.stem] = previous
+                    continue
             try:
                 results[path.stem] = predict_one(model, path, out_dir, classes, settings.predict, device)
             except (ValueError, OSError, RuntimeError) as exc:
                 log.warning("predict: %s failed: %s", path, exc)
                 failed[str(path)] = str(exc)
                 continue
+            results[path.stem]["run_key"] = run_key
             atomic_write_json(record_path, results[path.stem])
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
