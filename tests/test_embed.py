@@ -242,3 +242,7 @@ def test_cli_embeds_and_reports(tmp_path: Path) -> None:
     assert read_features(workspace, 6).shape == (2, 192)
     with pytest.raises(ValueError, match="embedded layers: 6, 8"):
         read_features(workspace, 12)
+    # a mistyped encoder fails clearly and leaves the finished embedding valid
+    bad = CliRunner().invoke(main, ["embed", str(workspace.root), "--encoder", str(tmp_path / "nope"), "--layer", "6"])
+    assert bad.exit_code != 0 and "does not exist" in bad.output
+    assert workspace.read_manifest("embed") is not None

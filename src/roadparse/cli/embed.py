@@ -10,13 +10,13 @@ from roadparse.cli.common import config_options, fail, open_workspace, resolve_s
 
 
 @click.command("embed")
-@click.argument("workdir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("workdir", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option("--encoder", default=None, help="encoder id/path or efficientnet-lite0 (same as --set embed.encoder=...)")
 @click.option("--layer", "layers", type=int, multiple=True, help="layer to keep (repeatable; same as --set embed.layers=[...])")
 @click.option("--device", default=None, help="torch device: auto, cpu, cuda, cuda:1 ...")
 @click.option("--list-encoders", is_flag=True, help="list the known encoders and exit")
 @config_options
-def embed_cmd(workdir: Path, encoder: str | None, layers: tuple[int, ...], device: str | None, list_encoders: bool,
+def embed_cmd(workdir: Path | None, encoder: str | None, layers: tuple[int, ...], device: str | None, list_encoders: bool,
               config_path: Path | None, overrides: tuple[str, ...]) -> None:
     """Embed every mask crop of WORKDIR (after `roadparse masks`) with DINOv2 / DINOv3 / ResNet / EfficientNet-Lite0.
 
@@ -28,6 +28,8 @@ def embed_cmd(workdir: Path, encoder: str | None, layers: tuple[int, ...], devic
         for name, description in known().items():
             click.echo(f"{name:<45} {description}")
         return
+    if workdir is None:
+        raise click.UsageError("missing argument WORKDIR")
     extra = list(overrides)
     if encoder is not None:
         extra.append(f"embed.encoder={encoder}")

@@ -28,7 +28,7 @@ from roadparse.config import EmbedSettings, Settings
 from roadparse.io import rle
 from roadparse.io.images import read_image
 from roadparse.models.encoders import Encoder, load_encoder
-from roadparse.workspace import StageRun, Workspace, atomic_output
+from roadparse.workspace import StageRun, Workspace, atomic_output, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,8 @@ def _part_valid(run: StageRun, tile_id: str) -> bool:
 class _Batcher:
     """Queues tile crops, encodes them in batches that cross tile boundaries, hands back finished tiles."""
 
-    def __init__(self, get_encoder: Any, layers: list[int], batch_size: int):
-        self.get_encoder = get_encoder
+    def __init__(self, encoder: Encoder, layers: list[int], batch_size: int):
+        self.encoder = encoder
         self.layers = layers
         self.batch_size = batch_size
         self.pending: deque[TileCrops] = deque()
@@ -200,7 +200,7 @@ class _Batcher:
             if not need:
                 break
         batch = np.concatenate([entry.crops[start:stop] for entry, start, stop in slices])
-        features = self.get_encoder().encode(batch)
+        features = self.encoder.encode(batch)
         offset = 0
         for entry, start, stop in slices:
             for layer in self.layers:
@@ -302,27 +302,29 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
     """
     cfg = settings.embed
     masks_manifest = workspace.require_manifest("masks")
-    stage = workspace.begin("embed", cfg, inputs={"masks": masks_manifest["fingerprint"]})
+    inputs = {"masks": masks_manifest["fingerprint"]}
+    layers = sorted(set(cfg.layers))
+    existing = workspace.read_manifest("embed")
+    will_skip = existing is not None and existing.get("fingerprint") == fingerprint(
+        {"stage": "embed", "settings": cfg.model_dump(mode="json"), "inputs": inputs}
+    )
+    if encoder is None and not will_skip:
+        # Loaded before begin(): a mistyped encoder or layer must not invalidate a finished embedding.
+        encoder = load_encoder(cfg.encoder, layers, cfg.device, final_norm=cfg.final_norm)
+    if encoder is not None and not set(layers) <= set(encoder.layers):
+        raise ValueError(f"the given encoder gives layers {encoder.layers}, settings ask for {layers}")
+    stage = workspace.begin("embed", cfg, inputs=inputs)
     if stage.complete:
         log.info("embed: already complete for these settings and masks")
         return stage.manifest  # type: ignore[return-value]
+    if encoder is None:  # the finished manifest vanished after the check above
+        encoder = load_encoder(cfg.encoder, layers, cfg.device, final_norm=cfg.final_norm)
     tiles = [tile for tile in list_tiles(workspace) if tile.id in masks_manifest["items"]]
     stage.set_total(len(tiles))
-    layers = sorted(set(cfg.layers))
     todo = [tile for tile in tiles if not _part_valid(stage, tile.id)]
     if len(todo) < len(tiles):
         log.info("embed: resuming, %d of %d tiles already done", len(tiles) - len(todo), len(tiles))
-
-    loaded: list[Encoder] = [encoder] if encoder is not None else []
-
-    def get_encoder() -> Encoder:
-        if not loaded:  # loaded lazily: a run with nothing left to encode needs no model
-            loaded.append(load_encoder(cfg.encoder, layers, cfg.device, final_norm=cfg.final_norm))
-        return loaded[0]
-
-    if encoder is not None and not set(layers) <= set(encoder.layers):
-        raise ValueError(f"the given encoder gives layers {encoder.layers}, settings ask for {layers}")
-    batcher = _Batcher(get_encoder, layers, cfg.batch_size)
+    batcher = _Batcher(encoder, layers, cfg.batch_size)
     started = time.perf_counter()
     encoded = 0
     with tqdm(total=_expected_crops(masks_manifest, todo), desc="embed", unit="crop", dynamic_ncols=True) as bar:
