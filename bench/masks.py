@@ -1,0 +1,163 @@
+"""Benchmark: SAM automatic masks per tile — roadparse vs official segment_anything vs transformers pipeline.
+
+Full-size ViT-B / ViT-L with random weights (built from config, nothing downloaded; the
+same weights copied into every implementation), one 800x800 tile, 16x16 grid, every
+threshold at 0 so every candidate goes through post-processing. Prints seconds split
+into image encoder and decoder + post-processing, with ratios against the official run
+taken side by side in this process, and the encoder's GFLOP/s against a big matmul.
+
+    python bench/masks.py --models vit_b,vit_l --repeat 1 [--skip-pipeline] [--size 800]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from roadparse.models.sam_amg import SamAutomaticMasks
+from roadparse.models.sam_convert import official_to_hf_state_dict, sam_config_for_state_dict
+
+SETTINGS = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=0.7)
+
+
+def tile_image(size: int) -> np.ndarray:
+    """Returns a synthetic road tile (roadparse.synth when available, else a drawn one)."""
+    try:
+        from roadparse.synth import render_tile
+
+        return render_tile(np.random.default_rng(0), size)[0]
+    except ImportError:
+        from tests.sam_tiny import road_image
+
+        return road_image(size, size)
+
+
+def encoder_gflop(width: int, depth: int, global_blocks: int, tokens_side: int = 64, window: int = 14) -> float:
+    """Returns the approximate GFLOP of one SAM ViT image-encoder pass (2 x multiply-adds)."""
+    n = tokens_side**2
+    padded = (-(-tokens_side // window) * window) ** 2
+    linear = 12 * n * width**2
+    windowed = 2 * padded * window**2 * width
+    global_attn = 2 * n * n * width
+    macs = depth * linear + (depth - global_blocks) * windowed + global_blocks * global_attn
+    macs += n * 768 * width + n * width * 256 + n * 256 * 256 * 9
+    return 2 * macs / 1e9
+
+
+def matmul_gflops(side: int = 2048, repeat: int = 5) -> float:
+    """Returns this CPU's float32 matmul throughput in GFLOP/s."""
+    a, b = torch.randn(side, side), torch.randn(side, side)
+    torch.matmul(a, b)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        torch.matmul(a, b)
+    return 2 * side**3 * repeat / (time.perf_counter() - start) / 1e9
+
+
+def run_official(sam, image, points):
+    from segment_anything import SamAutomaticMaskGenerator
+
+    generator = SamAutomaticMaskGenerator(sam, points_per_side=points, min_mask_region_area=0, **SETTINGS)
+    timed = {}
+    set_image = generator.predictor.set_image
+
+    def timed_set_image(*args, **kw):
+        start = time.perf_counter()
+        set_image(*args, **kw)
+        timed["encoder"] = time.perf_counter() - start
+
+    generator.predictor.set_image = timed_set_image
+    start = time.perf_counter()
+    masks = generator.generate(image)
+    total = time.perf_counter() - start
+    return timed["encoder"], total - timed["encoder"], len(masks)
+
+
+def run_ours(model, image, points):
+    generator = SamAutomaticMasks(model, points_per_side=points, points_per_batch=256, **SETTINGS)
+    start = time.perf_counter()
+    embedding, sizes = generator.embed([image])
+    encoder = time.perf_counter() - start
+    from roadparse.models.sam_amg import CropGeometry
+
+    geometry = CropGeometry(box=[0, 0, image.shape[1], image.shape[0]], input_hw=sizes[0])
+    part = generator.process_crop(embedding, geometry, 0, image.shape[:2])
+    records = generator._records([part])
+    return encoder, time.perf_counter() - start - encoder, len(records)
+
+
+def run_pipeline(model, image, points):
+    from PIL import Image
+    from transformers import SamImageProcessor, pipeline
+
+    generator = pipeline("mask-generation", model=model, image_processor=SamImageProcessor(), device="cpu")
+    timed = {"encoder": 0.0}
+    embed = model.get_image_embeddings
+
+    def timed_embed(*args, **kw):
+        start = time.perf_counter()
+        out = embed(*args, **kw)
+        timed["encoder"] += time.perf_counter() - start
+        return out
+
+    model.get_image_embeddings = timed_embed
+    start = time.perf_counter()
+    out = generator(Image.fromarray(image), points_per_batch=64, points_per_crop=points, pred_iou_thresh=0.0,
+                    stability_score_thresh=0.0, crops_nms_thresh=0.7)
+    total = time.perf_counter() - start
+    model.get_image_embeddings = embed
+    return timed["encoder"], total - timed["encoder"], len(out["masks"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="vit_b,vit_l")
+    parser.add_argument("--size", type=int, default=800, help="tile side")
+    parser.add_argument("--points", type=int, default=16, help="points per side")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-pipeline", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from segment_anything import sam_model_registry
+    from transformers import SamModel
+
+    image = tile_image(args.size)
+    peak = matmul_gflops()
+    print(f"tile {args.size}x{args.size}, grid {args.points}x{args.points}, {args.threads} threads, "
+          f"thresholds 0; matmul peak {peak:.0f} GFLOP/s (CPU shared with other jobs: compare ratios)")
+    header = f"{'model':<6} {'implementation':<22} {'encoder s':>9} {'decode+post s':>13} {'total s':>8} {'masks':>6} {'total x':>8} {'dec+post x':>10} {'enc GFLOP/s':>11}"
+    print(header)
+    print("-" * len(header))
+    for name in args.models.split(","):
+        torch.manual_seed(0)
+        official = sam_model_registry[name](checkpoint=None).eval()
+        state = official.state_dict()
+        model = SamModel(sam_config_for_state_dict(state)).eval()
+        model.load_state_dict(official_to_hf_state_dict(state), strict=False)
+        cfg = model.config.vision_config
+        gflop = encoder_gflop(cfg.hidden_size, cfg.num_hidden_layers, len(cfg.global_attn_indexes))
+        runs = {"official segment_anything": lambda sam=official: run_official(sam, image, args.points),
+                "roadparse": lambda hf=model: run_ours(hf, image, args.points)}
+        if not args.skip_pipeline:
+            runs["transformers pipeline"] = lambda hf=model: run_pipeline(hf, image, args.points)
+        results = {}
+        with torch.inference_mode():
+            for label, fn in runs.items():
+                best = None
+                for _ in range(args.repeat):
+                    encoder, post, count = fn()
+                    if best is None or encoder + post < best[0] + best[1]:
+                        best = (encoder, post, count)
+                results[label] = best
+        ref_enc, ref_post, _ = results["official segment_anything"]
+        for label, (encoder, post, count) in results.items():
+            print(f"{name:<6} {label:<22} {encoder:>9.2f} {post:>13.2f} {encoder + post:>8.2f} {count:>6} "
+                  f"{(ref_enc + ref_post) / (encoder + post):>8.2f} {ref_post / post:>10.2f} {gflop / encoder:>11.0f}")
+
+
+if __name__ == "__main__":
+    main()
