@@ -118,9 +118,18 @@ def _paint_patches(
     for centre in sample_points(rng, plan, plan.section.asphalt, n_patches):
         size = (_metres(plan, 0.6, 2.5, rng), _metres(plan, 0.4, 1.5, rng))
         angle = plan.axis.angle + rng.normal(0, 0.05)
-        mask = polygon_mask(canvas.shape, rotated_rect(tuple(centre), size, angle)) & paved
-        shift = rng.uniform(12.0, 28.0) * rng.choice([-1.0, 1.0])
-        canvas.paint(mask, texture.asphalt(fields, mask, tone + shift, tint, rng.uniform(0.5, 1.5)), ROAD)
+        corners = rotated_rect(tuple(centre), size, angle)
+        # Fresh asphalt is mostly darker than the worn surface around it.
+        shift = -rng.uniform(12.0, 28.0) if rng.random() < 0.7 else rng.uniform(6.0, 12.0)
+        roughness = rng.uniform(0.5, 1.5)
+        found = canvas.window(*corners.min(axis=0), *(corners.max(axis=0) + 1))
+        if found is None:
+            continue
+        view, ox, oy = found
+        rows, cols = slice(oy, oy + view.shape[0]), slice(ox, ox + view.shape[1])
+        mask = polygon_mask(view.shape, corners - np.array([ox, oy])) & paved[rows, cols]
+        local = fields.crop(oy, oy + view.shape[0], ox, ox + view.shape[1])
+        view.paint(mask, texture.asphalt(local, mask, tone + shift, tint, roughness), ROAD)
 
 
 def _paint_markings(
@@ -167,7 +176,7 @@ def _paint_sealing(
         kind = rng.choice(3, p=[0.55, 0.3, 0.15])
         heading = plan.axis.angle + (np.pi / 2 if kind == 0 else 0.0 if kind == 1 else rng.uniform(0, np.pi))
         heading += np.pi * int(rng.integers(0, 2))
-        length = min(_metres(plan, 0.5, 2.5, rng), 0.8 * frame_size)
+        length = min(_metres(plan, 0.8, 3.0, rng), 0.8 * frame_size)
         path = meander(rng, tuple(start), heading, length, step=0.02 * plan.px_per_m)
         thickness = int(round(_metres(plan, 0.02, 0.05, rng)))
         paths = [(path, thickness)]
@@ -200,7 +209,7 @@ def _paint_strip(
     rows, cols = slice(oy, oy + view.shape[0]), slice(ox, ox + view.shape[1])
     mask &= paved[rows, cols]
     local = fields.crop(oy, oy + view.shape[0], ox, ox + view.shape[1])
-    base = rng.uniform(26.0, 40.0)
+    base = rng.uniform(18.0, 32.0)
     colours = (base + 1.2 * local.grain[mask] + 1.5 * local.mid[mask])[:, None] * np.ones(3, np.float32)
     view.paint(mask, colours, CRACK_SEALING)
     # Gloss: a thinner, lighter streak along the middle of the sealant.
@@ -221,7 +230,8 @@ def _paint_guardrails(
 ) -> None:
     """Paints both W-beam guardrails with their posts and casts their shadows."""
     section = plan.section
-    base = rng.uniform([138, 148, 160], [165, 175, 190]).astype(np.float32)
+    # Galvanised steel: blue-grey, clearly tinted next to neutral asphalt and white paint.
+    base = rng.uniform([145, 160, 188], [165, 180, 208]).astype(np.float32)
     sun_v = np.sin(plan.sun_angle - plan.axis.angle)  # sun direction across the road
     for beam, posts in ((section.beam, section.posts), (section.outer_beam, section.outer_posts)):
         beam_mask = band_mask(v, *beam)
@@ -238,7 +248,7 @@ def _paint_guardrails(
         # The beam stands ~0.7 m high: its shadow falls beside it, away from the sun.
         reach = width * rng.uniform(0.5, 1.0)
         lo, hi = (beam[1], beam[1] + reach) if sun_v < 0 else (beam[0] - reach, beam[0])
-        darkness = np.float32(rng.uniform(0.3, 0.45))
+        darkness = np.float32(rng.uniform(0.25, 0.4))
         near = band_mask(v, lo - 8.0, hi + 8.0) & ~(beam_mask | post_mask)
         canvas.shade[near] = np.minimum(canvas.shade[near], 1.0 - darkness * _soft_band(v[near], lo, hi, 4.0))
 
@@ -311,7 +321,7 @@ def _cast_scene_shadows(rng: np.random.Generator, canvas: Canvas, plan: FramePla
         # A smooth step on the smooth field gives soft edges without a full-frame blur.
         edge = np.float32(rng.uniform(0.9, 1.6))
         ramp = np.clip((blob - edge) * np.float32(6.0) + 0.5, 0.0, 1.0)
-        canvas.cast_shadow(ramp * np.float32(rng.uniform(0.35, 0.55)))
+        canvas.cast_shadow(ramp * np.float32(rng.uniform(0.3, 0.45)))
     n_thin = int(rng.integers(1, 4)) + int(height * width / plan.px_per_m**2 / 30)
     for start in sample_points(rng, plan, plan.section.asphalt, n_thin):
         path = meander(rng, tuple(start), rng.uniform(0, np.pi), _metres(plan, 1.0, 4.0, rng),
@@ -320,7 +330,7 @@ def _cast_scene_shadows(rng: np.random.Generator, canvas: Canvas, plan: FramePla
         sigma = max(1.0, 0.008 * plan.px_per_m * rng.uniform(0.5, 1.5))
         pad = thickness + 3 * sigma + 2
         (x0, y0), (x1, y1) = path.min(axis=0) - pad, path.max(axis=0) + pad
-        darkness = np.float32(rng.uniform(0.35, 0.5))
+        darkness = np.float32(rng.uniform(0.3, 0.45))
         found = canvas.window(x0, y0, x1, y1)
         if found is None:
             continue
