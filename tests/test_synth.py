@@ -207,8 +207,11 @@ def test_dataset_layout_tiles_and_determinism(tmp_path):
             tile_label = read_label_png(out / "tiles" / "labels" / f"{tile_id}.png")
             assert tile.shape == (200, 200, 3) and tile_label.shape == (200, 200)
             assert np.array_equal(tile_label, label[y : y + 200, x : x + 200])
+            # The tile is lossless, the frame a JPEG: equal up to JPEG noise, and far
+            # closer than the same crop a few pixels off.
             jpeg_error = np.abs(tile.astype(int) - frame[y : y + 200, x : x + 200]).mean()
-            assert jpeg_error < 3.0
+            shifted = np.abs(tile[3:, 3:].astype(int) - frame[y : y + 197, x : x + 197]).mean()
+            assert jpeg_error < 5.0 and jpeg_error < 0.5 * shifted
             covered[y : y + 200, x : x + 200] = True
         assert covered.all()
     assert len(list((out / "tiles" / "images").iterdir())) == 18
