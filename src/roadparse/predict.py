@@ -68,7 +68,9 @@ def blend_weights(window: int) -> np.ndarray:
 
 def _forward(model: torch.nn.Module, crops: torch.Tensor, amp: bool) -> torch.Tensor:
     """Returns (B, C, h, w) float32 softmax probabilities of (B, 3, h, w) float crops in [0, 1]."""
-    with torch.autocast(crops.device.type, dtype=torch.bfloat16, enabled=amp and crops.device.type == "cuda"):
+    on_cuda = crops.device.type == "cuda"
+    dtype = torch.bfloat16 if on_cuda and torch.cuda.is_bf16_supported() else torch.float16
+    with torch.autocast(crops.device.type, dtype=dtype, enabled=amp and on_cuda):
         logits = model(crops)
     if logits.shape[-2:] != crops.shape[-2:]:
         raise ValueError(f"model returned logits of size {tuple(logits.shape[-2:])} for crops of {tuple(crops.shape[-2:])}")
@@ -97,7 +99,7 @@ def predict_image(
         batch_size: windows per forward pass.
         device: where the model runs (default: the model's device).
         return_probabilities: also return the blended class probabilities.
-        amp: bfloat16 autocast on CUDA.
+        amp: mixed precision on CUDA (bfloat16 where supported, else float16).
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
@@ -256,9 +258,9 @@ def write_label_geotiff(path: Path, labels: np.ndarray, geo: GeoReference, class
 
 def overlay(image: np.ndarray, labels: np.ndarray, classes: ClassSet, alpha: float = 0.5) -> np.ndarray:
     """Returns (H, W, 3) uint8: the image blended with the class colours of (H, W) ``labels``."""
-    colors = classes.colorize(labels)
-    blended = image.astype(np.float32) * (1.0 - alpha) + colors.astype(np.float32) * alpha
-    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    import cv2
+
+    return cv2.addWeighted(image, 1.0 - alpha, classes.colorize(labels), alpha, 0.0)  # no float copies of big frames
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
