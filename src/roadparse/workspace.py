@@ -29,6 +29,8 @@ STAGES: tuple[str, ...] = ("roi", "masks", "embed", "cluster", "pseudolabel", "t
 
 MANIFEST = "manifest.json"
 _JOURNAL = ".items"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _FAILED = ".failed"
 
 
@@ -44,6 +46,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; final files get the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)
