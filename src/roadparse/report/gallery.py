@@ -28,7 +28,7 @@ from roadparse.workspace import Workspace, atomic_output, atomic_write_json, ato
 log = logging.getLogger(__name__)
 
 THUMB = 160
-_OUTLINE = np.array([255, 230, 0], dtype=np.uint8)
+_OUTLINE = np.array([255, 0, 255], dtype=np.uint8)  # magenta: rare on roads, unlike yellow
 _STYLE = """<style>
 .rp-gallery{font-family:sans-serif} .rp-row{display:flex;align-items:flex-start;gap:12px;border-top:1px solid #ccc;padding:8px 0}
 .rp-meta{min-width:170px;font-size:14px} .rp-meta b{font-size:20px} .rp-thumbs{display:flex;flex-wrap:wrap;gap:4px}
@@ -63,7 +63,7 @@ def select_members(
 def cut_crop(
     tile_image: np.ndarray, mask: dict[str, Any], outline: bool = True, margin: float = 0.1
 ) -> np.ndarray:
-    """Returns the (h, w, 3) uint8 crop of a mask's box (plus a margin), its outline drawn in yellow."""
+    """Returns the (h, w, 3) uint8 crop of a mask's box (plus a margin), its outline drawn in magenta."""
     x0, y0, x1, y1 = (int(v) for v in mask["bbox"])
     height, width = tile_image.shape[:2]
     pad_x, pad_y = int((x1 - x0) * margin) + 1, int((y1 - y0) * margin) + 1
@@ -90,8 +90,11 @@ def cut_crop(
 
 def _thumbnail(crop: np.ndarray) -> Image.Image:
     image = Image.fromarray(crop)
-    image.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
-    return image
+    scale = THUMB / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    # small crops are enlarged with hard pixels so outlines stay crisp
+    resample = Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST
+    return image.resize(size, resample)
 
 
 def _load_crops(
