@@ -58,8 +58,11 @@ class FramePlan:
 
 
 def _road_axis(rng: np.random.Generator, height: int, width: int, px_per_m: float) -> RoadAxis:
-    """Returns a road roughly along the frame's long side, either way round, gently curved."""
-    angle = np.deg2rad(rng.uniform(-20.0, 20.0)) + (0.0 if width >= height else np.pi / 2)
+    """Returns a road roughly along the frame's long side, either way round, gently curved.
+
+    Survey flights follow the road, so the road stays within 10 degrees of the long side.
+    """
+    angle = np.deg2rad(rng.uniform(-10.0, 10.0)) + (0.0 if width >= height else np.pi / 2)
     angle += np.pi * int(rng.integers(0, 2))
     half_length = 0.5 * max(height, width)
     # At most ~0.12 m of lateral drift between the frame centre and its ends.

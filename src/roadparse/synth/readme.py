@@ -63,7 +63,7 @@ asphalt shoulder, the yellow line, lane 1 (3.5-3.75 m), the dashed white line (d
 gravel, the outer guardrail and vegetation. The frame is placed across the road so that it
 always sees the median guardrail, the yellow line and the dashed line; frames under ~6 m
 across get a narrower lane 1, and frames under ~3 m across get the whole cross-section
-scaled down, so that every class appears in every frame. The road runs within 20 degrees
+scaled down, so that every class appears in every frame. The road runs within 10 degrees
 of the frame's long side, either way round, gently curved. Each frame holds a row of
 traffic cones in lane 1 (the outer ones may be cut by the frame border) and several
 crack-sealing strips.
@@ -73,7 +73,7 @@ crack-sealing strips.
 - Cast shadows, labelled as what lies under them: large soft blobs (trees, vehicles off
   frame), thin elongated ones (poles, cables) that look like crack sealing, the guardrail's
   shadow and the cones' shadows.
-- Worn markings: 3-25% of each line's paint is erased in patches; the label is the paint
+- Worn markings: 2-15% of each line's paint is erased in patches; the label is the paint
   that is **visible** (erased parts are road, with a faint light residue).
 - Repaired asphalt patches of a different tone and grain and lighter tyre tracks (road).
 - Asphalt grain: aggregate chips and voids at about 1 cm, stains at a few cm.

@@ -142,7 +142,7 @@ def _paint_markings(
     the label is the paint that is visible.
     """
     section = plan.section
-    wear_fraction = rng.uniform(0.03, 0.25)
+    wear_fraction = rng.uniform(0.02, 0.15)
     wear = texture.fractal_noise(
         rng, *canvas.shape, (0.05 * plan.px_per_m, 0.25 * plan.px_per_m), (0.6, 0.8)
     )
