@@ -62,6 +62,13 @@ def test_band_area_matches_the_analytic_area_of_a_tilted_marking():
     assert not (dashes & ~mask).any()
 
 
+def test_road_axis_to_xy_inverts_coords():
+    axis = RoadAxis(origin=(300.0, 200.0), angle=2.9, curvature=1e-4)
+    u, v = axis.coords(400, 600)
+    x, y = axis.to_xy(u[123, 456], v[123, 456])
+    assert (float(x), float(y)) == pytest.approx((456.0, 123.0), abs=1e-3)
+
+
 def test_disc_and_polyline_areas_match_geometry():
     radius = 0.175 * PX_PER_M  # a 35 cm cone
     assert disc_mask((300, 300), (150.3, 149.7), radius).sum() == pytest.approx(np.pi * radius**2, rel=0.01)

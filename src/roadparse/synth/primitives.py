@@ -44,14 +44,6 @@ class RoadAxis:
         y = self.origin[1] + u * sin + straight_v * cos
         return x, y
 
-    def direction(self, u: float) -> tuple[float, float]:
-        """Returns the unit (dx, dy) tangent of the road at ``u``."""
-        x0, y0 = self.to_xy(u, 0.0)
-        x1, y1 = self.to_xy(u + 1.0, 0.0)
-        dx, dy = float(x1 - x0), float(y1 - y0)
-        norm = np.hypot(dx, dy)
-        return dx / norm, dy / norm
-
 
 def band_mask(v: np.ndarray, v0: float, v1: float) -> np.ndarray:
     """Returns (H, W) bool: pixels with ``v0 <= v < v1`` (a strip along the road)."""

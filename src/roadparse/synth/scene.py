@@ -101,10 +101,11 @@ def _paint_ground(
     tint = 1.0 + rng.uniform(-0.035, 0.035, size=3)
     canvas.paint(paved, texture.asphalt(fields, paved, tone, tint), ROAD)
     # Tyre tracks: slightly polished, lighter strips along each lane (still road).
-    for lane_start in (section.lane1[0], section.dashed[1]):
+    for lane_start, lane_end in (section.lane1, (section.dashed[1], section.edge_line[0])):
+        half_width = 0.085 * (lane_end - lane_start)  # ~0.3 m in a 3.5 m lane
         for offset in (0.25, 0.7):
-            centre = lane_start + offset * _metres(plan, 3.5, 3.6, rng)
-            track = paved & band_mask(v, centre - 0.3 * plan.px_per_m, centre + 0.3 * plan.px_per_m)
+            centre = lane_start + offset * (lane_end - lane_start)
+            track = paved & band_mask(v, centre - half_width, centre + half_width)
             canvas.image[track] *= np.float32(rng.uniform(1.02, 1.07))
     return paved, tone, tint
 

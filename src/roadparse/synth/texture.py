@@ -103,7 +103,7 @@ def vegetation(
 ) -> np.ndarray:
     """Returns (N, 3) float32 grass-and-soil colours of the ``mask`` pixels."""
     height, width = mask.shape
-    soil = np.clip(value_noise(rng, height, width, 0.35 * px_per_m)[mask] * 0.8 - 0.2, 0.0, 1.0)
+    soil = np.clip(value_noise(rng, height, width, 0.35 * px_per_m)[mask] * 0.8 - 0.6, 0.0, 1.0)
     blades = cv2.blur(fields.grain, (1, 5))[mask] * np.float32(1.8)  # short grass blades
     luma = 1.0 + 0.18 * fields.mid[mask] + 0.12 * fields.large[mask] + 0.22 * blades
     green = np.array(rng.uniform([60, 95, 35], [85, 125, 55]), dtype=np.float32)
