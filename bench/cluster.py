@@ -30,11 +30,16 @@ SKLEARN_MAX_N = 50000
 """Above this sklearn builds a dense eigenproblem it cannot finish in the caps on this machine."""
 
 
-def make_features(n: int, dim: int, n_groups: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def make_features(
+    n: int, dim: int, n_groups: int, seed: int, spread: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
     """Returns ((n, dim) float32 features, (n,) int64 group ids) from anisotropic Gaussians."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(0.0, 0.3, size=(n_groups, dim)).astype(np.float32)
-    bases = rng.normal(0.0, 1.0, size=(n_groups, 16, dim)).astype(np.float32) / np.sqrt(dim)
+    centres = rng.normal(0.0, spread, size=(n_groups, dim)).astype(np.float32)
+    # each group stretches along its own 16 directions, half of them shared by all groups
+    common = rng.normal(0.0, 1.0, size=(1, 8, dim)).repeat(n_groups, axis=0)
+    own = rng.normal(0.0, 1.0, size=(n_groups, 8, dim))
+    bases = np.concatenate([common, own], axis=1).astype(np.float32) / np.sqrt(dim)
     scales = rng.uniform(0.5, 2.0, size=(n_groups, 16)).astype(np.float32)
     weights = rng.dirichlet(np.full(n_groups, 3.0))
     groups = rng.choice(n_groups, size=n, p=weights)
@@ -174,6 +179,7 @@ def main() -> None:
     parser.add_argument("--variants", default="ours,sklearn", help="ours, ours_nndescent, sklearn")
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--groups", type=int, default=20, help="generating Gaussian clusters")
+    parser.add_argument("--spread", type=float, default=0.3, help="centre spread: smaller = harder")
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--neighbors", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
@@ -196,7 +202,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(v) for v in args.sizes.split(",")):
-            features, truth = make_features(n, args.dim, args.groups, args.seed)
+            features, truth = make_features(n, args.dim, args.groups, args.seed, args.spread)
             np.save(Path(tmp) / f"features_{n}.npy", features)
             del features
             results = {}

@@ -260,3 +260,32 @@ def test_cli_zero_shot_without_model_is_skipped_clearly(clustered: tuple[Workspa
     )
     assert result.exit_code == 1 and "zero-shot naming skipped" in result.output
     assert "does not exist" in result.output
+
+
+def test_zero_shot_suggestion_on_typical_crops(
+    clustered: tuple[Workspace, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace, _ = clustered
+
+    class BrightnessClassifier:  # stands in for CLIP: white crops are markings, green "other", grey road
+        def classify(self, images: list[np.ndarray], labels: list[str]) -> np.ndarray:
+            out = np.full((len(images), len(labels)), 0.01)
+            for i, image in enumerate(images):
+                mean = image.reshape(-1, 3).mean(axis=0)
+                best = 1 if mean.mean() > 150 else 6 if mean[1] > mean[0] + 30 else 0
+                out[i, best] = 1.0
+            return out / out.sum(axis=1, keepdims=True)
+
+    import roadparse.models.zero_shot as zero_shot
+
+    monkeypatch.setattr(
+        zero_shot, "load_zero_shot_classifier", lambda name, device="auto": BrightnessClassifier()
+    )
+    path, suggestions = cluster.suggest_by_zero_shot(
+        workspace, load_settings(overrides=SETTINGS), "fake-clip"
+    )
+    table = pq.read_table(workspace.root / "cluster" / "assignments.parquet")
+    first_tile = table.column("cluster").to_pylist()[:3]  # road, other, marking masks of frame 0
+    by_cluster = {s["cluster"]: s["class"] for s in suggestions}
+    assert [by_cluster[c] for c in first_tile] == ["road", "other", "white_marking"]
+    assert "zero-shot fake-clip" in path.read_text()
