@@ -94,8 +94,9 @@ def prepare_features(
             PCA(n_components=pca_dim, random_state=seed).fit_transform(features).astype(np.float32)
         )
     features = np.ascontiguousarray(features, dtype=np.float32)
-    rows = features.view(np.dtype((np.void, features.shape[1] * features.itemsize))).ravel()
-    n_unique = len(np.unique(rows))
+    # two random projections tell rows apart without copying the matrix (only for a warning)
+    probe = np.random.default_rng(0).normal(size=(features.shape[1], 2)).astype(np.float32)
+    n_unique = len(np.unique((features @ probe).astype(np.float64).view(np.complex128)))
     if n_unique < len(features):
         # harmless: identical rows are each other's neighbours and land in one cluster
         notes.append(f"{len(features) - n_unique} duplicate feature rows ({n_unique} distinct)")
