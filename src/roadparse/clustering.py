@@ -177,6 +177,29 @@ def _kmeans(
     return model.labels_.astype(np.int64), model.cluster_centers_.astype(np.float32)
 
 
+def cluster_means(points: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Returns the (k, D) float32 mean of each cluster's points (zeros for an empty cluster)."""
+    from scipy import sparse
+
+    one_hot = sparse.csr_matrix(
+        (np.ones(len(labels), dtype=np.float64), (labels, np.arange(len(labels)))),
+        shape=(n_clusters, len(labels)),
+    )
+    sums = np.asarray(one_hot @ points, dtype=np.float64)
+    return (sums / np.maximum(np.bincount(labels, minlength=n_clusters), 1)[:, None]).astype(
+        np.float32
+    )
+
+
+def centre_distances(points: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Returns the (N,) float32 euclidean distance of every point to its cluster's centre, blockwise."""
+    out = np.empty(len(points), dtype=np.float32)
+    for start in range(0, len(points), 8 * _CHUNK):
+        block = slice(start, start + 8 * _CHUNK)
+        out[block] = np.linalg.norm(points[block] - centres[labels[block]], axis=1)
+    return out
+
+
 def _nearest_centre(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     idx, dist = nearest_neighbors(points, centres, 1, cosine=False)
     return idx[:, 0], np.sqrt(dist[:, 0])
@@ -225,7 +248,6 @@ def spectral(
         log.warning("spectral clustering: %s", note)
     fit_labels, centres = _kmeans(embedding, n_clusters, seed, n_init=10)
     labels = np.empty(len(points), dtype=np.int64)
-    distances = np.empty(len(points), dtype=np.float32)
     if sample is None:
         labels[:] = fit_labels
     else:
@@ -237,14 +259,7 @@ def spectral(
             labels[block] = _nearest_centre(embedding[idx].mean(axis=1), centres)[0]
     # The spectral embedding collapses well-separated groups to single points, so
     # "typical" is measured in the feature space: distance to the cluster's mean.
-    centroids = np.zeros((n_clusters, points.shape[1]), dtype=np.float64)
-    np.add.at(centroids, labels, points)
-    centroids /= np.maximum(np.bincount(labels, minlength=n_clusters), 1)[:, None]
-    for start in range(0, len(points), 8 * _CHUNK):
-        block = slice(start, start + 8 * _CHUNK)
-        distances[block] = np.linalg.norm(
-            points[block] - centroids[labels[block]].astype(np.float32), axis=1
-        )
+    distances = centre_distances(points, labels, cluster_means(points, labels, n_clusters))
     info = {
         "graph_seconds": round(graph_s, 3),
         "n_neighbors": k,
@@ -259,11 +274,7 @@ def spectral(
 def kmeans(points: np.ndarray, n_clusters: int, *, seed: int, n_init: int = 10) -> ClusterResult:
     """Returns k-means clusters of (N, D) float32 points (distances to the centroids)."""
     labels, centres = _kmeans(points, n_clusters, seed, n_init)
-    return ClusterResult(
-        labels,
-        np.linalg.norm(points - centres[labels], axis=1).astype(np.float32),
-        {"n_init": n_init},
-    )
+    return ClusterResult(labels, centre_distances(points, labels, centres), {"n_init": n_init})
 
 
 def kmedoids(
@@ -296,13 +307,11 @@ def agglomerative(
     fit_labels = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward").fit_predict(
         fit_points
     )
-    centres = np.stack(
-        [fit_points[fit_labels == c].mean(axis=0) for c in range(n_clusters)]
-    ).astype(np.float32)
+    centres = cluster_means(fit_points, fit_labels.astype(np.int64), n_clusters)
     labels, distances = _nearest_centre(points, centres)
     if sample is not None:
         labels[sample] = fit_labels  # keep the tree's own decision for the points it saw
-        distances[sample] = np.linalg.norm(fit_points - centres[fit_labels], axis=1)
+        distances[sample] = centre_distances(fit_points, fit_labels, centres)
     return ClusterResult(
         labels.astype(np.int64), distances.astype(np.float32), {"fit_points": len(fit_points)}
     )
