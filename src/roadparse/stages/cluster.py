@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from roadparse.artifacts import (
     Tile,
@@ -177,7 +178,7 @@ def collect_coverage(
     lookup = ground_truth_lookup(labels_dir)
     histograms = np.zeros((len(keys), len(classes)), dtype=np.int64)
     coverages = []
-    for tile in tiles:
+    for tile in tqdm(list(tiles), desc="ground truth", unit="tiles", dynamic_ncols=True):
         ground_truth = lookup(tile)
         if ground_truth is None:
             continue
