@@ -81,7 +81,7 @@ def plan_frame(rng: np.random.Generator, width: int, height: int, px_per_m: floa
     metres = {
         "post": rng.uniform(0.10, 0.16),
         "beam": rng.uniform(0.30, 0.50),
-        "gravel": rng.uniform(0.08, 0.25),
+        "gravel": rng.uniform(0.2, 0.5),
         "shoulder": rng.uniform(0.35, 0.8),
         "yellow": rng.uniform(0.15, 0.20),
         "white": rng.uniform(0.15, 0.20),
@@ -106,7 +106,9 @@ def plan_frame(rng: np.random.Generator, width: int, height: int, px_per_m: floa
                  "white", "hard_shoulder", "gravel", "beam", "post"):
         edges.append(edges[-1] + widths[name])
     along = float(u_sample.max() - u_sample.min())
-    dash_m = min(6.0, 0.4 * along / px_per_m) * rng.uniform(0.85, 1.0)
+    # Highways paint 6 m dashes with 9 m gaps; a frame a few metres long would often miss
+    # them, so dashes shrink with the frame and gaps are 0.6-1x the dash.
+    dash_m = min(6.0, 0.5 * along / px_per_m) * rng.uniform(0.85, 1.0)
     dash = dash_m * px_per_m
     section = CrossSection(
         posts=(edges[0], edges[1]),
@@ -121,7 +123,7 @@ def plan_frame(rng: np.random.Generator, width: int, height: int, px_per_m: floa
         outer_beam=(edges[11], edges[12]),
         outer_posts=(edges[12], edges[13]),
         dash=dash,
-        gap=dash * rng.uniform(1.0, 1.5),
+        gap=dash * rng.uniform(0.6, 1.0),
         # A dash always crosses the frame centre (u = 0).
         phase=-dash * rng.uniform(0.1, 0.9),
         post_spacing=rng.uniform(1.9, 2.1) * px_per_m * scale,

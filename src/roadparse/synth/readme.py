@@ -57,9 +57,9 @@ the paper's 0.25 cm/px corresponds to 40 m altitude); {summary["tiles"]} tiles o
 
 ## Scene
 
-Across the road, from the median: vegetation, guardrail posts and W-beam, gravel, an
+Across the road, from the median: vegetation, guardrail posts and W-beam, a 0.2-0.5 m gravel verge, an
 asphalt shoulder, the yellow line, lane 1 (3.5-3.75 m), the dashed white line (dashes up to
-6 m, gaps 1-1.5x the dash), lane 2, the solid white edge line, a 2.5-3 m hard shoulder,
+6 m, half the frame length at most, gaps 0.6-1x the dash), lane 2, the solid white edge line, a 2.5-3 m hard shoulder,
 gravel, the outer guardrail and vegetation. The frame is placed across the road so that it
 always sees the median guardrail, the yellow line and the dashed line; frames under ~6 m
 across get a narrower lane 1, and frames under ~3 m across get the whole cross-section

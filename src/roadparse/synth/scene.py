@@ -280,7 +280,7 @@ def paint_cone(
     """Paints one traffic cone seen from above and its shadow; returns its (h, w) bool mask
     in the window it was painted in, or None when it lies outside the frame.
 
-    The cone is an orange disc of ``radius`` px with a white reflective ring (0.42-0.62 of
+    The cone is an orange disc of ``radius`` px with a white reflective ring (0.56-0.68 of
     the radius) and a lighter tip, on a dark square base 1.9 radii wide; disc and base are
     both labelled traffic_cone.
     """
@@ -307,7 +307,7 @@ def paint_cone(
     lit = np.cos(np.arctan2(ys - cy, xs - cx) - sun_angle)
     shading = (1.04 - 0.22 * dist + 0.1 * lit * dist).astype(np.float32)
     view.paint(body, shading[:, None] * orange[None, :], TRAFFIC_CONE)
-    band = ring_mask(view.shape, (cx, cy), 0.42 * radius, 0.62 * radius)
+    band = ring_mask(view.shape, (cx, cy), 0.56 * radius, 0.68 * radius)
     view.image[band] = np.float32(rng.uniform(225, 240)) + 3 * local.grain[band][:, None]
     view.image[disc_mask(view.shape, (cx, cy), 0.13 * radius)] = np.minimum(orange * 1.12, 255.0)
     return cone
