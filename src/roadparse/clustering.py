@@ -87,12 +87,14 @@ def prepare_features(
         notes.append(f"{n_zero} feature rows are all zero")
     if normalize:
         features = features / np.where(norms == 0, 1.0, norms)[:, None].astype(np.float32)
-    if pca_dim is not None and pca_dim < features.shape[1]:
+    if pca_dim is not None and pca_dim < min(features.shape):
         from sklearn.decomposition import PCA
 
-        features = (
-            PCA(n_components=pca_dim, random_state=seed).fit_transform(features).astype(np.float32)
-        )
+        # fitted on at most 50k rows: the components are stable long before that
+        rng = np.random.default_rng(seed)
+        fit_rows = rng.choice(len(features), size=min(len(features), 50000), replace=False)
+        pca = PCA(n_components=pca_dim, random_state=seed).fit(features[np.sort(fit_rows)])
+        features = pca.transform(features).astype(np.float32)
     features = np.ascontiguousarray(features, dtype=np.float32)
     # two random projections tell rows apart without copying the matrix (only for a warning)
     probe = np.random.default_rng(0).normal(size=(features.shape[1], 2)).astype(np.float32)
