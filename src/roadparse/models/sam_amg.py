@@ -257,20 +257,38 @@ class SamAutomaticMasks:
             "mask_index": index % n_masks,
         }
 
-    def score(self, logits: torch.Tensor, geometry: CropGeometry, chunk: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns exact (N,) stability scores and (N, 4) inclusive boxes in crop pixels of low-res logits.
+    def score(
+        self, logits: torch.Tensor, geometry: CropGeometry, chunk: int = 32, stability: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Returns exact (N,) stability scores (None unless ``stability``) and (N, 4) inclusive boxes in
+        crop pixels of (N, 256, 256) low-res logits.
 
         Computed on the upsampled logits as the official does, a chunk at a time, keeping
         nothing at full resolution.
         """
-        stability, boxes = [], []
+        scores, boxes = [], []
         for start in range(0, logits.shape[0], chunk):
             full = self.upscale(logits[start : start + chunk], geometry, chunk)
-            stability.append(stability_scores(full, self.mask_threshold, self.stability_score_offset))
+            if stability:
+                scores.append(stability_scores(full, self.mask_threshold, self.stability_score_offset).cpu())
             boxes.append(logits_to_boxes(full, self.mask_threshold).cpu())
-        if not stability:
-            return torch.zeros(0), torch.zeros(0, 4, dtype=torch.int64)
-        return torch.cat(stability).cpu(), torch.cat(boxes)
+        if not boxes:
+            return (torch.zeros(0) if stability else None), torch.zeros(0, 4, dtype=torch.int64)
+        return (torch.cat(scores) if stability else None), torch.cat(boxes)
+
+    def _full_masks(self, found: dict[str, torch.Tensor], geometry: CropGeometry, chunk: int = 32) -> dict[str, Any]:
+        """Returns the (N, h, w) bool masks of the candidates at crop resolution, their stability scores
+        (computed here when ``found`` has none) and which masks are not empty."""
+        masks, scores = [], []
+        for start in range(0, found["logits"].shape[0], chunk):
+            full = self.upscale(found["logits"][start : start + chunk], geometry, chunk)
+            if "stability" not in found:
+                scores.append(stability_scores(full, self.mask_threshold, self.stability_score_offset).cpu())
+            masks.append(full > self.mask_threshold)
+        height, width = geometry.size_hw
+        masks_t = torch.cat(masks) if masks else torch.zeros(0, height, width, dtype=torch.bool)
+        stability = found["stability"] if "stability" in found else torch.cat(scores) if scores else torch.zeros(0)
+        return {"masks": masks_t, "stability": stability, "nonempty": masks_t.flatten(1).any(1)}
 
     def _near_crop_edge(self, boxes: torch.Tensor, geometry: CropGeometry, image_hw: tuple[int, int]) -> torch.Tensor:
         """Returns (N,) bool: boxes touching a crop edge that is not an image edge (official rule)."""
@@ -289,10 +307,13 @@ class SamAutomaticMasks:
         """Returns the crop's kept masks: ``masks`` (N, H, W) bool at image size, ``boxes`` (N, 4)
         inclusive xyxy in image pixels, ``iou``, ``stability``, ``points`` (N, 2) in image pixels."""
         found = self.candidates(embedding, geometry, layer)
-        found["stability"], found["boxes"] = self.score(found["logits"], geometry)
+        # At threshold 0 stability filters nothing: it is then computed for the NMS survivors only.
+        filter_stability = self.stability_score_thresh > 0
+        stability, found["boxes"] = self.score(found["logits"], geometry, stability=filter_stability)
         keep = torch.ones(len(found["iou"]), dtype=torch.bool)
-        if self.stability_score_thresh > 0:
-            keep &= found["stability"] >= self.stability_score_thresh
+        if filter_stability:
+            found["stability"] = stability
+            keep &= stability >= self.stability_score_thresh
         if self.crop_n_layers > 0:
             keep &= ~self._near_crop_edge(found["boxes"], geometry, image_hw)
         found = {key: value[keep.to(value.device)] for key, value in found.items()}
@@ -300,11 +321,9 @@ class SamAutomaticMasks:
             found["boxes"].float(), found["iou"].float().cpu(), torch.zeros(len(found["iou"])), self.box_nms_thresh
         )
         found = {key: value[order.to(value.device)] for key, value in found.items()}
-        logits = self.upscale(found["logits"], geometry)
-        masks = logits > self.mask_threshold
-        del logits
-        keep = masks.flatten(1).any(1)
-        masks, stability = masks[keep], found["stability"][keep]
+        full = self._full_masks(found, geometry)
+        keep = full["nonempty"]
+        masks, stability = full["masks"][keep], full["stability"][keep.cpu()]
         x0, y0, x1, y1 = geometry.box
         if (x0, y0, x1, y1) != (0, 0, image_hw[1], image_hw[0]):
             masks = F.pad(masks, (x0, image_hw[1] - x1, y0, image_hw[0] - y1), value=False)
