@@ -186,8 +186,9 @@ def cluster_means(points: np.ndarray, labels: np.ndarray, n_clusters: int) -> np
     """Returns the (k, D) float32 mean of each cluster's points (zeros for an empty cluster)."""
     from scipy import sparse
 
+    # float32 like the points: a float64 one-hot would make scipy copy (N, D) to float64
     one_hot = sparse.csr_matrix(
-        (np.ones(len(labels), dtype=np.float64), (labels, np.arange(len(labels)))),
+        (np.ones(len(labels), dtype=np.float32), (labels, np.arange(len(labels)))),
         shape=(n_clusters, len(labels)),
     )
     sums = np.asarray(one_hot @ points, dtype=np.float64)
