@@ -90,6 +90,8 @@ def test_candidates_equal_before_nms(twins, official_candidates):
     stability, boxes = ours.score(found["logits"], geometry)
     torch.testing.assert_close(stability, stability_ref, atol=2e-3, rtol=0)
     assert torch.equal(boxes, batched_mask_to_box(logits_ref > 0))
+    _, banded_boxes = ours.score(found["logits"], geometry, stability=False)  # boxes without full upsampling
+    assert torch.equal(banded_boxes, boxes)
 
 
 @pytest.mark.parametrize(("nms", "stability_thresh"), [(0.7, 0.6), (1.0, 0.0)])

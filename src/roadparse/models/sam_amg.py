@@ -35,6 +35,7 @@ from PIL import Image
 from torchvision.ops import batched_nms
 
 from roadparse.io import rle as rle_io
+from roadparse.models.sam_boxes import UpscaledBoxes
 from roadparse.models.sam_decoder import decode_points
 
 log = logging.getLogger(__name__)
@@ -266,6 +267,8 @@ class SamAutomaticMasks:
         Computed on the upsampled logits as the official does, a chunk at a time, keeping
         nothing at full resolution.
         """
+        if not stability:
+            return None, self._boxes(logits, geometry, chunk)
         scores, boxes = [], []
         for start in range(0, logits.shape[0], chunk):
             full = self.upscale(logits[start : start + chunk], geometry, chunk)
@@ -275,6 +278,25 @@ class SamAutomaticMasks:
         if not boxes:
             return (torch.zeros(0) if stability else None), torch.zeros(0, 4, dtype=torch.int64)
         return (torch.cat(scores) if stability else None), torch.cat(boxes)
+
+    def _boxes(self, logits: torch.Tensor, geometry: CropGeometry, chunk: int) -> torch.Tensor:
+        """Returns (N, 4) inclusive boxes in crop pixels of the upsampled logits (see ``sam_boxes``);
+        only candidates the banded search cannot settle are upsampled in full."""
+        boxer = UpscaledBoxes(logits.shape[-1], self.long_side, geometry.input_hw, geometry.size_hw)
+        boxes, unsettled = [], []
+        for start in range(0, logits.shape[0], chunk):
+            part_boxes, part_unsettled = boxer(logits[start : start + chunk], self.mask_threshold)
+            boxes.append(part_boxes)
+            unsettled.append(part_unsettled)
+        if not boxes:
+            return torch.zeros(0, 4, dtype=torch.int64)
+        boxes_t, unsettled_t = torch.cat(boxes), torch.cat(unsettled)
+        rows = unsettled_t.nonzero()[:, 0]
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            full = self.upscale(logits[part.to(logits.device)], geometry, chunk)
+            boxes_t[part] = logits_to_boxes(full, self.mask_threshold).cpu()
+        return boxes_t
 
     def _full_masks(self, found: dict[str, torch.Tensor], geometry: CropGeometry, chunk: int = 32) -> dict[str, Any]:
         """Returns the (N, h, w) bool masks of the candidates at crop resolution, their stability scores
