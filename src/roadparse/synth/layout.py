@@ -77,7 +77,7 @@ def plan_frame(rng: np.random.Generator, width: int, height: int, px_per_m: floa
     u_sample, v_sample = axis.coords(height, width, step)
     flat_v = v_sample.ravel()
     start = float(np.quantile(flat_v, rng.uniform(0.05, 0.12)))
-    end = float(np.quantile(flat_v, 1.0 - rng.uniform(0.05, 0.1)))
+    end = float(np.quantile(flat_v, 1.0 - rng.uniform(0.08, 0.16)))  # some of lane 2 beyond the dashes
     metres = {
         "post": rng.uniform(0.10, 0.16),
         "beam": rng.uniform(0.30, 0.50),
