@@ -251,7 +251,8 @@ def spectral(
         ).astype(np.float32)
     notes = [str(w.message) for w in caught]
     for note in notes:
-        log.warning("spectral clustering: %s", note)
+        # typical for well-separated groups: each component simply gets its own clusters
+        log.info("spectral clustering: %s", note)
     fit_labels, centres = _kmeans(embedding, n_clusters, seed, n_init=10)
     labels = np.empty(len(points), dtype=np.int64)
     if sample is None:
