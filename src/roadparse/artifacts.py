@@ -84,6 +84,19 @@ def read_features(workspace: Workspace, layer: int) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
+def colour_path(workspace: Workspace) -> Path:
+    """Returns the path of the (N, 6) float32 mask colour statistics (CIELab mean, std / 128), feature-row order."""
+    return workspace.root / "embed" / "colour.npy"
+
+
+def read_colour(workspace: Workspace) -> np.ndarray:
+    """Returns the (N, 6) float32 colour statistics of every embedded mask."""
+    path = colour_path(workspace)
+    if not path.exists():
+        raise ValueError(f"{path}: no mask colour statistics; re-run `roadparse embed`")
+    return np.load(path)
+
+
 def read_index(workspace: Workspace) -> Any:
     """Returns the embedding index as a pyarrow Table (mask_id, tile_id, x0, y0, x1, y1, area)."""
     import pyarrow.parquet as pq

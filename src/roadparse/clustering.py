@@ -50,6 +50,21 @@ class ClusterResult:
     """Method, sample size, timings, warnings."""
 
 
+def append_colour(features: np.ndarray, colour: np.ndarray, weight: float) -> np.ndarray:
+    """Returns (N, D + 6) float32: L2-normalised ``features`` with ``weight`` × ``colour`` appended.
+
+    ``colour`` is (N, 6) per-mask colour statistics (embed stage); ``weight`` 0 returns the
+    features unchanged.
+    """
+    if weight == 0:
+        return features
+    if colour.shape[0] != features.shape[0]:
+        raise ValueError(f"{colour.shape[0]} colour rows for {features.shape[0]} feature rows; re-run `roadparse embed`")
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    unit = np.asarray(features, dtype=np.float32) / np.maximum(norms, 1e-12)
+    return np.hstack([unit, weight * colour.astype(np.float32)]).astype(np.float32)
+
+
 def check_features(features: np.ndarray, n_clusters: int) -> np.ndarray:
     """Returns the features as a C-contiguous (N, D) float32 array after validating them.
 

@@ -93,6 +93,7 @@ class ClusterSettings(_Section):
     n_clusters: int = Field(20, ge=2, description="over-clustering k (paper: 20)")
     layer: int = Field(12, description="which embedded layer to cluster (must be among embed.layers)")
     normalize: bool = Field(True, description="L2-normalise features before clustering")
+    colour_weight: float = Field(0.0, ge=0, description="append the masks' CIELab colour statistics (mean, std) with this weight to the L2-normalised features; 0: off (paper). Helps ImageNet encoders, which embed white and yellow paint alike")
     pca_dim: int | None = Field(None, description="reduce to this many dimensions with PCA first (null: no PCA)")
     n_neighbors: int = Field(15, ge=2, description="spectral: neighbours in the kNN affinity graph")
     sample_size: int = Field(20000, ge=100, description="spectral/agglomerative/kmedoids: fit on at most this many points, extend to the rest")

@@ -20,13 +20,14 @@ from tqdm.auto import tqdm
 from roadparse.artifacts import (
     Tile,
     list_tiles,
+    read_colour,
     read_features,
     read_index,
     read_tile_masks,
     tile_ground_truth,
 )
-from roadparse.clustering import cluster
-from roadparse.config import Settings
+from roadparse.clustering import append_colour, cluster
+from roadparse.config import ClusterSettings, Settings
 from roadparse.io.labels import ClassSet, load_classes, read_label_png
 from roadparse.merge import (
     TileCoverage,
@@ -81,6 +82,14 @@ def mask_key(tile_id: Any, mask_id: Any) -> tuple[str, str]:
     return str(tile_id), str(mask_id)
 
 
+def clustering_features(workspace: Workspace, section: ClusterSettings, layer: int) -> np.ndarray:
+    """Returns the (N, D) features of ``layer`` that get clustered (colour statistics appended when asked)."""
+    features = read_features(workspace, layer)
+    if section.colour_weight == 0:
+        return features
+    return append_colour(features, read_colour(workspace), section.colour_weight)
+
+
 def run(
     workspace: Workspace, settings: Settings, labels_dir: str | Path | None = None
 ) -> dict[str, Any]:
@@ -93,7 +102,7 @@ def run(
     embed_manifest = workspace.require_manifest("embed")
     stage_run = workspace.begin("cluster", section, inputs={"embed": embed_manifest["fingerprint"]})
     if not stage_run.complete:
-        features = read_features(workspace, section.layer)
+        features = clustering_features(workspace, section, section.layer)
         index = read_index(workspace)
         if index.num_rows != features.shape[0]:
             raise ValueError(

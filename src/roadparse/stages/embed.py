@@ -23,7 +23,14 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from roadparse.artifacts import Tile, features_path, index_path, list_tiles, read_tile_masks
+from roadparse.artifacts import (
+    Tile,
+    colour_path,
+    features_path,
+    index_path,
+    list_tiles,
+    read_tile_masks,
+)
 from roadparse.config import EmbedSettings, Settings
 from roadparse.io import rle
 from roadparse.io.images import read_image
@@ -90,6 +97,8 @@ class TileCrops:
     """(n,) int64 mask areas in pixels."""
     crops: np.ndarray
     """(n, S, S, 3) uint8; released once encoded."""
+    colours: np.ndarray = field(default_factory=lambda: np.zeros((0, COLOUR_DIMS), np.float32))
+    """(n, 6) float32 colour statistics of each mask's pixels (see :func:`mask_colour`)."""
     features: dict[int, list[np.ndarray]] = field(default_factory=dict)
     encoded: int = 0
 
@@ -97,6 +106,22 @@ class TileCrops:
     def count(self) -> int:
         """Returns the number of masks of the tile."""
         return len(self.mask_ids)
+
+
+COLOUR_DIMS = 6
+
+
+def mask_colour(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Returns (6,) float32: mean and standard deviation of the CIELab colour under ``mask``, / 128.
+
+    ``lab`` is the (H, W, 3) uint8 OpenCV Lab image of the tile. Encoders trained for
+    ImageNet classification are partly colour-invariant (a white and a yellow line embed
+    alike); these statistics let the clustering tell paint colours apart (``cluster.colour_weight``).
+    """
+    pixels = lab[mask].astype(np.float32)
+    if pixels.size == 0:
+        return np.zeros(COLOUR_DIMS, np.float32)
+    return (np.concatenate([pixels.mean(axis=0), pixels.std(axis=0)]) / 128.0).astype(np.float32)
 
 
 def tile_crops(workspace: Workspace, tile: Tile, settings: EmbedSettings) -> TileCrops:
@@ -115,17 +140,19 @@ def tile_crops(workspace: Workspace, tile: Tile, settings: EmbedSettings) -> Til
     crops = np.empty((len(masks), size, size, 3), dtype=np.uint8)
     boxes = np.empty((len(masks), 4), dtype=np.int64)
     areas = np.empty(len(masks), dtype=np.int64)
+    colours = np.empty((len(masks), COLOUR_DIMS), dtype=np.float32)
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
     for i, record in enumerate(masks):
-        needs_mask = settings.mask_background or "bbox" not in record
-        mask = rle.decode(record["rle"]) if needs_mask else None
-        if mask is not None and mask.shape != (height, width):
+        mask = rle.decode(record["rle"])
+        if mask.shape != (height, width):
             raise ValueError(f"tile {tile.id}: mask {record.get('id')} is {mask.shape}, tile image is {(height, width)}")
         box = tuple(record["bbox"]) if "bbox" in record else rle.bbox_xyxy(mask)
         boxes[i] = box
         areas[i] = record["area"] if "area" in record else rle.area(record["rle"])
         crop_box = padded_box(box, MIN_CROP_SIDE, width, height)
         crops[i] = crop_mask(image, crop_box, size, mask if settings.mask_background else None)
-    return TileCrops(tile, [record.get("id", i) for i, record in enumerate(masks)], boxes, areas, crops)
+        colours[i] = mask_colour(lab, mask)
+    return TileCrops(tile, [record.get("id", i) for i, record in enumerate(masks)], boxes, areas, crops, colours)
 
 
 def _safe_name(tile_id: str) -> str:
@@ -143,6 +170,7 @@ def _write_part(run: StageRun, entry: TileCrops, layers: list[int]) -> dict[str,
         "mask_ids": np.array(entry.mask_ids if entry.mask_ids else [], dtype=None if entry.mask_ids else np.int64),
         "boxes": entry.boxes,
         "areas": entry.areas,
+        "colours": entry.colours,
     }
     dims = {}
     for layer in layers:
@@ -245,7 +273,7 @@ def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [_read_part(run, tile.id, ("mask_ids", "boxes", "areas")) for tile in tiles]
+    rows = [_read_part(run, tile.id, ("mask_ids", "boxes", "areas", "colours")) for tile in tiles]
     counts = [len(part["areas"]) for part in rows]
     total = sum(counts)
     if total == 0:
@@ -284,6 +312,9 @@ def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, 
     )
     with atomic_output(index_path(run.workspace)) as tmp:
         pq.write_table(table, tmp)
+    colours = np.concatenate([part["colours"].reshape(-1, COLOUR_DIMS) for part in rows]).astype(np.float32)
+    with atomic_output(colour_path(run.workspace)) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, colours)
     return {"masks": total, "dims": {str(layer): int(dim) for layer, dim in dims.items()}}
 
 

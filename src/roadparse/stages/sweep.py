@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from roadparse.artifacts import list_tiles, read_features, read_index
+from roadparse.artifacts import list_tiles, read_index
 from roadparse.clustering import METHODS, cluster
 from roadparse.config import Settings
 from roadparse.evaluation import markdown_table, scores
@@ -29,7 +29,7 @@ from roadparse.merge import (
     merge_map_from_suggestions,
     suggest_from_histograms,
 )
-from roadparse.stages.cluster import collect_coverage, mask_key
+from roadparse.stages.cluster import clustering_features, collect_coverage, mask_key
 from roadparse.workspace import Workspace, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def run(
             workspace, list_tiles(workspace), labels_dir, classes, keys
         )
     for layer in sorted({layer for layer, _ in todo}):
-        features = np.asarray(read_features(workspace, layer))
+        features = np.asarray(clustering_features(workspace, settings.cluster, layer))
         for method in (m for lay, m in todo if lay == layer):
             log.info("sweep: layer %d, %s", layer, method)
             record = _configuration(
