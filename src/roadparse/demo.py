@@ -27,7 +27,7 @@ from roadparse.pipeline import (
     dev_tiles,
     finish_pipeline,
     run_until_merge,
-    suggest_merge_map,
+    suggested_merge_map,
 )
 from roadparse.workspace import Workspace
 
@@ -80,7 +80,7 @@ def run_demo(out: str | Path, size: DemoSize = DemoSize(), overrides: list[str] 
 
     result = PipelineResult(workspace.root)
     run_until_merge(workspace, settings, list_images(data / "frames"), result)
-    suggested = suggest_merge_map(workspace, settings)
+    suggested = suggested_merge_map(workspace, settings)
     merge_map = workspace.root / settings.pseudolabel.merge_map
     if suggested is None:
         raise RuntimeError("the demo could not suggest a merge map (no dev labels)")

@@ -288,21 +288,3 @@ def merge_map_yaml(
 def merge_map_from_suggestions(suggestions: Sequence[dict[str, Any]]) -> dict[int, str]:
     """Returns cluster id -> class name from suggestions."""
     return {int(item["cluster"]): str(item["class"]) for item in suggestions}
-
-
-def suggest_and_write(
-    workspace: Any,
-    settings: Any,
-    *,
-    labels_dir: Any,
-    tiles: list[Any] | None = None,
-    min_purity: float | None = None,
-) -> Any:
-    """Writes ``cluster/merge_map.suggested.yaml`` by majority vote and refreshes the gallery; returns its path."""
-    from roadparse.stages.cluster import suggest_by_majority, write_gallery_safely
-
-    path, suggestions = suggest_by_majority(
-        workspace, settings, labels_dir, tiles=tiles, min_purity=min_purity
-    )
-    write_gallery_safely(workspace, settings, suggestions)
-    return path

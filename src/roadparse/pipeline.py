@@ -82,13 +82,10 @@ def run_until_merge(workspace: Workspace, settings: Settings, frames: list[Path]
     _timed(result, "cluster", cluster.run, workspace, settings)
 
 
-def suggest_merge_map(workspace: Workspace, settings: Settings) -> Path | None:
-    """Writes ``cluster/merge_map.suggested.yaml`` by majority vote on the dev labels; None without labels."""
-    if settings.run.dev_labels is None:
-        return None
-    from roadparse.merge import suggest_and_write
-
-    return suggest_and_write(workspace, settings, labels_dir=Path(settings.run.dev_labels), tiles=dev_tiles(workspace, settings))
+def suggested_merge_map(workspace: Workspace, settings: Settings) -> Path | None:
+    """Returns the merge map the cluster stage suggested by majority vote on the dev labels; None without labels."""
+    path = workspace.root / "cluster" / "merge_map.suggested.yaml"
+    return path if settings.run.dev_labels is not None and path.exists() else None
 
 
 def run_pipeline(settings: Settings, *, frames: list[Path] | None = None) -> PipelineResult:
@@ -111,7 +108,7 @@ def run_pipeline(settings: Settings, *, frames: list[Path] | None = None) -> Pip
 
     merge_map = workspace.root / settings.pseudolabel.merge_map
     if not merge_map.exists():
-        suggested = suggest_merge_map(workspace, settings)
+        suggested = suggested_merge_map(workspace, settings)
         gallery = workspace.root / "cluster" / "gallery" / "index.html"
         hint = (
             f"cp {suggested} {merge_map}" if suggested else f"write {merge_map} (clusters: {{0: road, 1: discard, ...}})"

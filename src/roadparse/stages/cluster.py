@@ -133,10 +133,14 @@ def run(
                 "clustering": result.info,
             }
         )
-    labels_dir = labels_dir if labels_dir is not None else settings.run.dev_labels
+    tiles = None
+    if labels_dir is None and settings.run.dev_labels is not None:
+        from roadparse.pipeline import dev_tiles
+
+        labels_dir, tiles = settings.run.dev_labels, dev_tiles(workspace, settings)
     suggestions = None
     if labels_dir is not None:
-        _, suggestions = suggest_by_majority(workspace, settings, labels_dir)
+        _, suggestions = suggest_by_majority(workspace, settings, labels_dir, tiles=tiles)
     write_gallery_safely(workspace, settings, suggestions)
     return stage_run.manifest  # type: ignore[return-value]
 
