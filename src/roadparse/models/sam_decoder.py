@@ -24,6 +24,7 @@ per point; here:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -79,6 +80,7 @@ def _split(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 def _image_side(decoder, prompt_encoder, embedding: torch.Tensor, image_pe: torch.Tensor) -> _Image:
+    """Returns the tensors shared by every point of a (1, C, h, w) embedding and its positional embedding."""
     side = embedding.shape[-1]
     keys = (embedding[0] + prompt_encoder.no_mask_embed.weight[0, :, None, None]).flatten(1).T.contiguous()
     pe = image_pe[0].flatten(1).T.contiguous()
@@ -96,14 +98,68 @@ def _image_side(decoder, prompt_encoder, embedding: torch.Tensor, image_pe: torc
     )
 
 
-def _token_attention(attn, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """Returns (p, T, C): ``SamAttention`` among a point's own tokens (all (p, T, C))."""
+def _one_thread(fn):
+    """Returns ``fn`` run on a single thread.
+
+    For the small token-side operations (~7 tokens per point): with several threads each
+    costs a thread barrier, milliseconds on a busy CPU, much more than the work itself.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        if threads == 1:
+            return fn(*args, **kwargs)
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapper
+
+
+@_one_thread
+def _self_attention(layer, queries: torch.Tensor, point_pe: torch.Tensor, first: bool) -> torch.Tensor:
+    """Returns the (p, T, C) tokens after a layer's self-attention block (the first layer: no PE, no residual)."""
+    attn = layer.self_attn
     heads = attn.num_attention_heads
+    query = queries if first else queries + point_pe
     q = _split(attn.q_proj(query), heads).transpose(1, 2)
-    k = _split(attn.k_proj(key), heads).transpose(1, 2)
-    v = _split(attn.v_proj(value), heads).transpose(1, 2)
-    out = F.scaled_dot_product_attention(q, k, v, scale=attn.scaling)
-    return attn.out_proj(out.transpose(1, 2).flatten(2))
+    k = _split(attn.k_proj(query), heads).transpose(1, 2)
+    v = _split(attn.v_proj(queries), heads).transpose(1, 2)
+    out = attn.out_proj(F.scaled_dot_product_attention(q, k, v, scale=attn.scaling).transpose(1, 2).flatten(2))
+    return layer.layer_norm1(out if first else queries + out)
+
+
+@_one_thread
+def _after_cross_attention(layer, queries: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Returns the (p, T, C) tokens after the token->image residual, its norm and the MLP block."""
+    queries = layer.layer_norm2(queries + out)
+    return layer.layer_norm3(queries + layer.mlp(queries))
+
+
+@_one_thread
+def _pulled_queries(attn, query: torch.Tensor, channels: int) -> torch.Tensor:
+    """Returns (p, H*T, C): scaled token queries pulled back through the key projection (q Wk).
+
+    q . (Wk k + bk) = (q Wk) . k + const over the keys: the constant leaves the softmax unchanged.
+    """
+    heads = attn.num_attention_heads
+    q = _split(attn.q_proj(query), heads) * attn.scaling  # (p, T, H, dh)
+    return torch.einsum("pthe,hec->phtc", q, attn.k_proj.weight.view(heads, -1, channels)).flatten(1, 2)
+
+
+@_one_thread
+def _projected_mixture(attn, mixed: torch.Tensor) -> torch.Tensor:
+    """Returns (p, T, C): value and output projections of (p, H, T, C) attention-averaged image tokens.
+
+    Softmax rows sum to 1, so projecting the average equals averaging the projections.
+    """
+    heads = attn.num_attention_heads
+    v_weight = attn.v_proj.weight.view(heads, -1, mixed.shape[-1])  # (H, dh, C)
+    out = torch.einsum("phtc,hec->pthe", mixed, v_weight) + attn.v_proj.bias.view(heads, -1)
+    return attn.out_proj(out.flatten(2))
 
 
 def _tokens_to_image(attn, query: torch.Tensor, keys_pe: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -114,17 +170,49 @@ def _tokens_to_image(attn, query: torch.Tensor, keys_pe: torch.Tensor, keys: tor
         keys_pe: (p, N, C) image tokens + positional embedding (attention keys before projection).
         keys: (p, N, C) image tokens (values before projection).
     """
-    heads = attn.num_attention_heads
-    q = _split(attn.q_proj(query), heads) * attn.scaling  # (p, T, H, dh)
-    k_weight = attn.k_proj.weight.view(heads, -1, keys.shape[-1])  # (H, dh, C)
-    v_weight = attn.v_proj.weight.view(heads, -1, keys.shape[-1])
-    # q . (Wk k + bk) = (q Wk) . k + const over the keys: the constant leaves the softmax unchanged.
-    pulled = torch.einsum("pthe,hec->phtc", q, k_weight).flatten(1, 2)  # (p, H*T, C)
+    pulled = _pulled_queries(attn, query, keys.shape[-1])
     weights = torch.bmm(pulled, keys_pe.transpose(1, 2)).softmax(dim=-1)  # (p, H*T, N)
-    mixed = torch.bmm(weights, keys).unflatten(1, (heads, -1))  # (p, H, T, C): attention-weighted image tokens
-    # softmax rows sum to 1, so projecting the average equals averaging the projections
-    out = torch.einsum("phtc,hec->pthe", mixed, v_weight) + attn.v_proj.bias.view(heads, -1)
-    return attn.out_proj(out.flatten(2))
+    mixed = torch.bmm(weights, keys).unflatten(1, (attn.num_attention_heads, -1))  # (p, H, T, C)
+    return _projected_mixture(attn, mixed)
+
+
+@_one_thread
+def _token_keys(attn, queries: torch.Tensor, point_pe: torch.Tensor) -> torch.Tensor:
+    """Returns (p, T, H, dh) scaled keys of the tokens for image->token attention."""
+    return _split(attn.k_proj(queries + point_pe), attn.num_attention_heads) * attn.scaling
+
+
+@_one_thread
+def _block_diagonal(token_keys: torch.Tensor) -> torch.Tensor:
+    """Returns (p*H*T, H*dh) token keys with each head's row zero outside that head's channels."""
+    p, n_tokens, heads, dh = token_keys.shape
+    block = token_keys.new_zeros(p, heads, n_tokens, heads, dh)
+    block.diagonal(dim1=1, dim2=3).copy_(token_keys.permute(0, 1, 3, 2))
+    return block.flatten(0, 2).flatten(1)
+
+
+@_one_thread
+def _pulled_image_queries(attn, token_keys: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (p, H*T, C) token keys pulled back through the image query projection and (p, H*T, 1) biases."""
+    heads = attn.num_attention_heads
+    q_weight = attn.q_proj.weight.view(heads, -1, channels)  # (H, dh, C)
+    pulled = torch.einsum("hec,pthe->phtc", q_weight, token_keys).flatten(1, 2)
+    bias = torch.einsum("he,pthe->pht", attn.q_proj.bias.view(heads, -1), token_keys).flatten(1)
+    return pulled, bias[:, :, None]
+
+
+@_one_thread
+def _value_rows(attn, tokens: torch.Tensor) -> torch.Tensor:
+    """Returns (p, H*T, C): each token's value through the output projection, one row per head and token.
+
+    Every head's attention weights sum to 1 at each image token, so the output bias is
+    spread over the heads' rows.
+    """
+    heads = attn.num_attention_heads
+    values = _split(attn.v_proj(tokens), heads)  # (p, T, H, dh)
+    out_weight = attn.out_proj.weight.view(attn.out_proj.weight.shape[0], heads, -1)  # (C, H, dh)
+    rows = torch.einsum("pthe,che->phtc", values, out_weight).flatten(1, 2)
+    return rows + attn.out_proj.bias / heads
 
 
 def _image_to_tokens(attn, scores: torch.Tensor, tokens: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
@@ -133,19 +221,28 @@ def _image_to_tokens(attn, scores: torch.Tensor, tokens: torch.Tensor, base: tor
     Args:
         scores: (p, H*T, N) scaled attention logits of every image token against every prompt token.
         tokens: (p, T, C) prompt tokens (the values before projection).
-        base: (N, C) or (p, N, C) residual the output is added to.
+        base: (N, C) or (p, N, C) residual the output is added to (the latter in place).
     """
     heads = attn.num_attention_heads
     p, _, n = scores.shape
     weights = scores.view(p, heads, -1, n).softmax(dim=2).view(p, -1, n)  # softmax over each head's T tokens
-    values = _split(attn.v_proj(tokens), heads)  # (p, T, H, dh)
-    out_weight = attn.out_proj.weight.view(attn.out_proj.weight.shape[0], heads, -1)  # (C, H, dh)
-    value_out = torch.einsum("pthe,che->phtc", values, out_weight).flatten(1, 2)  # (p, H*T, C)
-    # every head's weights sum to 1 at each image token: the output bias is spread over the heads' rows
-    value_out = value_out + attn.out_proj.bias / heads
+    value_rows = _value_rows(attn, tokens)
     if base.dim() == 3:
-        return base.baddbmm_(weights.transpose(1, 2), value_out)
-    return torch.baddbmm(base, weights.transpose(1, 2), value_out)
+        return base.baddbmm_(weights.transpose(1, 2), value_rows)
+    return torch.bmm(weights.transpose(1, 2), value_rows).add_(base)
+
+
+@_one_thread
+def _first_token_queries(attn, query: torch.Tensor) -> torch.Tensor:
+    """Returns (H, p*T, dh) token queries of the first layer's token->image attention."""
+    q = _split(attn.q_proj(query), attn.num_attention_heads)  # (p, T, H, dh)
+    return q.permute(2, 0, 1, 3).flatten(1, 2)
+
+
+@_one_thread
+def _first_output(attn, out: torch.Tensor, p: int) -> torch.Tensor:
+    """Returns (p, T, C) from (H, p*T, dh) attention output of the first layer."""
+    return attn.out_proj(out.unflatten(1, (p, -1)).permute(1, 2, 0, 3).flatten(2))
 
 
 def _transformer(decoder, image: _Image, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,44 +250,59 @@ def _transformer(decoder, image: _Image, tokens: torch.Tensor) -> tuple[torch.Te
     transformer = decoder.transformer
     point_pe = tokens
     queries, keys, keys_pe = tokens, None, None
+    channels = tokens.shape[-1]
     for index, layer in enumerate(transformer.layers):
-        if index == 0:  # skip_first_layer_pe: no residual, no positional embedding
-            queries = layer.layer_norm1(_token_attention(layer.self_attn, queries, queries, queries))
-            attn = layer.cross_attn_token_to_image
-            heads = attn.num_attention_heads
-            q = _split(attn.q_proj(queries + point_pe), heads)  # (p, T, H, dh)
-            p, n_tokens = q.shape[:2]
-            q = q.permute(2, 0, 1, 3).flatten(1, 2)  # (H, p*T, dh)
+        queries = _self_attention(layer, queries, point_pe, first=index == 0)
+        attn = layer.cross_attn_token_to_image
+        if index == 0:  # the image side is shared by every point: keys and values projected once
+            q = _first_token_queries(attn, queries + point_pe)
             out = F.scaled_dot_product_attention(q, image.first_keys, image.first_values, scale=attn.scaling)
-            out = out.unflatten(1, (p, n_tokens)).permute(1, 2, 0, 3).flatten(2)
-            queries = layer.layer_norm2(queries + attn.out_proj(out))
+            out = _first_output(attn, out, len(queries))
         else:
-            query = queries + point_pe
-            queries = layer.layer_norm1(queries + _token_attention(layer.self_attn, query, query, queries))
-            out = _tokens_to_image(layer.cross_attn_token_to_image, queries + point_pe, keys_pe, keys)
-            queries = layer.layer_norm2(queries + out)
-        queries = layer.layer_norm3(queries + layer.mlp(queries))
+            out = _tokens_to_image(attn, queries + point_pe, keys_pe, keys)
+        queries = _after_cross_attention(layer, queries, out)
 
         attn = layer.cross_attn_image_to_token
-        heads = attn.num_attention_heads
-        token_keys = _split(attn.k_proj(queries + point_pe), heads) * attn.scaling  # (p, T, H, dh)
+        token_keys = _token_keys(attn, queries, point_pe)
         if index == 0:  # image queries are shared: one (p*H*T, d) x (d, N) product, heads kept apart by zeros
-            p, n_tokens, _, dh = token_keys.shape
-            block = token_keys.new_zeros(p, heads, n_tokens, heads, dh)
-            block.diagonal(dim1=1, dim2=3).copy_(token_keys.permute(0, 1, 3, 2))
-            scores = (block.flatten(0, 2).flatten(1) @ image.first_queries.T).view(p, heads * n_tokens, -1)
+            scores = (_block_diagonal(token_keys) @ image.first_queries.T).view(len(queries), -1, len(image.keys))
             keys = _image_to_tokens(attn, scores, queries, image.keys)
         else:  # (k + pe) Wq^T + bq against each token key, as one (N, C) x (C, H*T) product per point
-            q_weight = attn.q_proj.weight.view(heads, -1, keys.shape[-1])  # (H, dh, C)
-            pulled = torch.einsum("hec,pthe->phtc", q_weight, token_keys).flatten(1, 2)  # (p, H*T, C)
-            bias = torch.einsum("he,pthe->pht", attn.q_proj.bias.view(heads, -1), token_keys).flatten(1)
-            scores = torch.baddbmm(bias[:, :, None], pulled, keys_pe.transpose(1, 2))
-            keys = _image_to_tokens(attn, scores, queries, keys)
+            pulled, bias = _pulled_image_queries(attn, token_keys, channels)
+            keys = _image_to_tokens(attn, torch.baddbmm(bias, pulled, keys_pe.transpose(1, 2)), queries, keys)
         keys = layer.layer_norm4(keys)
         keys_pe = keys + image.pe
 
     out = _tokens_to_image(transformer.final_attn_token_to_image, queries + point_pe, keys_pe, keys)
-    return transformer.layer_norm_final_attn(queries + out), keys
+    return _final_norm(transformer, queries, out), keys
+
+
+@_one_thread
+def _final_norm(transformer, queries: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return transformer.layer_norm_final_attn(queries + out)
+
+
+@_one_thread
+def _hypernetworks(decoder, mask_tokens: torch.Tensor) -> torch.Tensor:
+    """Returns (p, M, out) per-mask weights over the upscaled channels from (p, M, C) multimask tokens."""
+    mlps = decoder.output_hypernetworks_mlps[1:]
+    return torch.stack([mlp(mask_tokens[:, i]) for i, mlp in enumerate(mlps)], dim=1)
+
+
+@_one_thread
+def _predicted_iou(decoder, queries: torch.Tensor) -> torch.Tensor:
+    """Returns (p, 3) multimask predicted IoUs from the (p, T, C) output tokens."""
+    return decoder.iou_prediction_head(queries[:, 0])[:, 1:]
+
+
+@_one_thread
+def _point_tokens(model, points: torch.Tensor) -> torch.Tensor:
+    """Returns (P, T, C) decoder input tokens (IoU token, mask tokens, point, padding point) of (P, 2) points."""
+    decoder, prompt_encoder = model.mask_decoder, model.prompt_encoder
+    labels = torch.ones(1, points.shape[0], 1, dtype=torch.long, device=points.device)
+    sparse, _ = prompt_encoder(input_points=points[None, :, None, :], input_labels=labels, input_boxes=None, input_masks=None)
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
+    return torch.cat([output_tokens.expand(points.shape[0], -1, -1), sparse[0]], dim=1)
 
 
 def _upscale_masks(decoder, keys: torch.Tensor, mask_tokens: torch.Tensor, side: int) -> torch.Tensor:
@@ -209,9 +321,7 @@ def _upscale_masks(decoder, keys: torch.Tensor, mask_tokens: torch.Tensor, side:
     hidden = F.gelu(F.layer_norm(hidden, (mid,), norm.weight, norm.bias, norm.eps))
     hidden = torch.addmm(conv2.bias.repeat(4), hidden.flatten(0, 1), w2).view(p, n * 16, out_ch)
     hidden = F.gelu(hidden)
-    hyper = torch.stack(
-        [mlp(mask_tokens[:, i]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps[1:])], dim=1
-    )  # (p, M, out)
+    hyper = _hypernetworks(decoder, mask_tokens)  # (p, M, out)
     logits = torch.bmm(hyper, hidden.transpose(1, 2))  # (p, M, N*16): pixel order y, x, dy1, dx1, dy2, dx2
     # (y, dy1, dy2) is the output row and (x, dx1, dx2) the column
     return logits.view(p, -1, side, side, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
@@ -238,20 +348,16 @@ def decode_points_fast(
         iou_thresh: the caller's predicted-IoU threshold.
         chunk: points whose per-point tensors are held at once.
     """
-    decoder, prompt_encoder = model.mask_decoder, model.prompt_encoder
-    image = _image_side(decoder, prompt_encoder, embedding, image_pe)
-    labels = torch.ones(1, points.shape[0], 1, dtype=torch.long, device=points.device)
-    sparse, _ = prompt_encoder(input_points=points[None, :, None, :], input_labels=labels, input_boxes=None, input_masks=None)
-    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
+    decoder = model.mask_decoder
+    image = _image_side(decoder, model.prompt_encoder, embedding, image_pe)
+    all_tokens = _point_tokens(model, points)
     n_masks = decoder.num_mask_tokens - 1
     side = image.side
     logits = torch.zeros(points.shape[0], n_masks, 4 * side, 4 * side, device=points.device)
     ious = []
     for start in range(0, points.shape[0], chunk):
-        prompt = sparse[0, start : start + chunk]
-        tokens = torch.cat([output_tokens.expand(prompt.shape[0], -1, -1), prompt], dim=1)
-        queries, keys = _transformer(decoder, image, tokens)
-        iou = decoder.iou_prediction_head(queries[:, 0])[:, 1:]
+        queries, keys = _transformer(decoder, image, all_tokens[start : start + chunk])
+        iou = _predicted_iou(decoder, queries)
         ious.append(iou)
         keep = (iou > iou_thresh).any(1) if iou_thresh > 0 else torch.ones(len(iou), dtype=torch.bool, device=iou.device)
         rows = keep.nonzero()[:, 0]
