@@ -82,6 +82,12 @@ def mask_key(tile_id: Any, mask_id: Any) -> tuple[str, str]:
     return str(tile_id), str(mask_id)
 
 
+def mask_rows(table: Any) -> dict[tuple[str, str], int]:
+    """Returns mask key -> row of a table with ``tile_id`` and ``mask_id`` columns (index, assignments)."""
+    pairs = zip(table.column("tile_id").to_pylist(), table.column("mask_id").to_pylist(), strict=True)
+    return {mask_key(t, m): row for row, (t, m) in enumerate(pairs)}
+
+
 def clustering_features(workspace: Workspace, section: ClusterSettings, layer: int) -> np.ndarray:
     """Returns the (N, D) features of ``layer`` that get clustered (colour statistics appended when asked)."""
     features = read_features(workspace, layer)
@@ -225,16 +231,7 @@ def suggest_by_majority(
     """Writes ``cluster/merge_map.suggested.yaml`` by majority vote; returns (path, suggestions)."""
     classes = load_classes(settings.classes)
     assignments = read_assignments(workspace)
-    keys = {
-        mask_key(t, m): row
-        for row, (t, m) in enumerate(
-            zip(
-                assignments.column("tile_id").to_pylist(),
-                assignments.column("mask_id").to_pylist(),
-                strict=True,
-            )
-        )
-    }
+    keys = mask_rows(assignments)
     clusters = assignments.column("cluster").to_numpy().astype(np.int64)
     _, histograms = collect_coverage(
         workspace, tiles if tiles is not None else list_tiles(workspace), labels_dir, classes, keys

@@ -29,7 +29,7 @@ from roadparse.merge import (
     merge_map_from_suggestions,
     suggest_from_histograms,
 )
-from roadparse.stages.cluster import clustering_features, collect_coverage, mask_key
+from roadparse.stages.cluster import clustering_features, collect_coverage, mask_rows
 from roadparse.workspace import Workspace, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -138,16 +138,7 @@ def run(
     purity = settings.cluster.min_purity if min_purity is None else min_purity
     classes = load_classes(settings.classes)
     index = read_index(workspace)
-    keys = {
-        mask_key(t, m): row
-        for row, (t, m) in enumerate(
-            zip(
-                index.column("tile_id").to_pylist(),
-                index.column("mask_id").to_pylist(),
-                strict=True,
-            )
-        )
-    }
+    keys = mask_rows(index)
     section = settings.cluster.model_dump(mode="json", exclude={"method", "layer", "gallery_size"})
     stage_run = workspace.begin(
         "sweep",
