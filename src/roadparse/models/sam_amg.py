@@ -13,7 +13,10 @@ arranged so that a CPU or GPU does little work per candidate:
   crop, to the crop size), but a chunk at a time and reduced to counts and boxes at
   once: no full-resolution mask, RLE or box of a rejected candidate is ever kept.
   (Estimating stability on the 256x256 logits instead is not within tolerance: on
-  rough logits it is off by up to 0.3, so it is not used.);
+  rough logits it is off by up to 0.3, so it is not used.) With a stability threshold
+  of 0 nothing is filtered on stability, so it is computed for the NMS survivors only,
+  and the boxes for NMS come from ``roadparse.models.sam_boxes`` (a few exact rows and
+  columns per candidate instead of the whole upsampled mask);
 * only masks that survive NMS are upsampled again and binarised at full resolution.
 
 Differences from the official generator: returned masks are COCO RLE with end-exclusive

@@ -74,6 +74,22 @@ class _Image:
     side: int  # h (= w) of the embedding
 
 
+class _Buffers(dict):
+    """Large scratch tensors reused across the chunks of one call.
+
+    A fresh tensor of hundreds of MB is new memory from the OS each time, and touching its
+    pages for the first time costs about as much as the arithmetic written into it.
+    """
+
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """Returns the buffer ``name`` with ``shape`` (contents undefined), reallocated if its shape changed."""
+        buffer = super().get(name)
+        if buffer is None or buffer.shape != torch.Size(shape):
+            buffer = like.new_empty(shape)
+            self[name] = buffer
+        return buffer
+
+
 def _split(x: torch.Tensor, heads: int) -> torch.Tensor:
     """Returns (..., T, H, dh) from (..., T, H*dh)."""
     return x.unflatten(-1, (heads, -1))
@@ -245,8 +261,11 @@ def _first_output(attn, out: torch.Tensor, p: int) -> torch.Tensor:
     return attn.out_proj(out.unflatten(1, (p, -1)).permute(1, 2, 0, 3).flatten(2))
 
 
-def _transformer(decoder, image: _Image, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns the (p, T, C) output tokens and (p, N, C) updated image tokens of the two-way transformer."""
+def _transformer(
+    decoder, image: _Image, tokens: torch.Tensor, buffers: _Buffers
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns the two-way transformer's (p, 1 + M, C) output IoU token and multimask tokens and its
+    (p, N, C) updated image tokens."""
     transformer = decoder.transformer
     point_pe = tokens
     queries, keys, keys_pe = tokens, None, None
@@ -271,8 +290,12 @@ def _transformer(decoder, image: _Image, tokens: torch.Tensor) -> tuple[torch.Te
             pulled, bias = _pulled_image_queries(attn, token_keys, channels)
             keys = _image_to_tokens(attn, torch.baddbmm(bias, pulled, keys_pe.transpose(1, 2)), queries, keys)
         keys = layer.layer_norm4(keys)
-        keys_pe = keys + image.pe
+        keys_pe = torch.add(keys, image.pe, out=buffers.get("keys_pe", keys.shape, keys))
 
+    # Only the IoU token and the multimask tokens are read after the final attention, in which
+    # every token attends on its own: the others are dropped.
+    used = [0, *range(2, decoder.num_mask_tokens + 1)]
+    queries, point_pe = queries[:, used], point_pe[:, used]
     out = _tokens_to_image(transformer.final_attn_token_to_image, queries + point_pe, keys_pe, keys)
     return _final_norm(transformer, queries, out), keys
 
@@ -291,7 +314,7 @@ def _hypernetworks(decoder, mask_tokens: torch.Tensor) -> torch.Tensor:
 
 @_one_thread
 def _predicted_iou(decoder, queries: torch.Tensor) -> torch.Tensor:
-    """Returns (p, 3) multimask predicted IoUs from the (p, T, C) output tokens."""
+    """Returns (p, M) multimask predicted IoUs from the (p, 1 + M, C) output tokens."""
     return decoder.iou_prediction_head(queries[:, 0])[:, 1:]
 
 
@@ -305,7 +328,9 @@ def _point_tokens(model, points: torch.Tensor) -> torch.Tensor:
     return torch.cat([output_tokens.expand(points.shape[0], -1, -1), sparse[0]], dim=1)
 
 
-def _upscale_masks(decoder, keys: torch.Tensor, mask_tokens: torch.Tensor, side: int) -> torch.Tensor:
+def _upscale_masks(
+    decoder, keys: torch.Tensor, mask_tokens: torch.Tensor, side: int, buffers: _Buffers
+) -> torch.Tensor:
     """Returns (p, M, side, 2, 2, side, 2, 2) mask logits (a view of (p, M, 4*side, 4*side)) from (p, N, C)
     image tokens and (p, M, C) mask tokens.
 
@@ -317,10 +342,14 @@ def _upscale_masks(decoder, keys: torch.Tensor, mask_tokens: torch.Tensor, side:
     w1 = conv1.weight.permute(0, 2, 3, 1).flatten(1)  # (C, 2*2*mid), sub-pixel major
     w2 = conv2.weight.permute(0, 2, 3, 1).flatten(1)  # (mid, 2*2*out)
     p, n = keys.shape[:2]
-    hidden = torch.addmm(conv1.bias.repeat(4), keys.flatten(0, 1), w1).view(p, n * 4, mid)
-    hidden = F.gelu(F.layer_norm(hidden, (mid,), norm.weight, norm.bias, norm.eps))
-    hidden = torch.addmm(conv2.bias.repeat(4), hidden.flatten(0, 1), w2).view(p, n * 16, out_ch)
-    hidden = F.gelu(hidden)
+    hidden = buffers.get("conv1", (p * n, 4 * mid), keys)
+    torch.addmm(conv1.bias.repeat(4), keys.flatten(0, 1), w1, out=hidden)
+    hidden = F.layer_norm(hidden.view(p, n * 4, mid), (mid,), norm.weight, norm.bias, norm.eps)
+    hidden = torch._C._nn.gelu(hidden, out=buffers.get("gelu1", hidden.shape, keys))
+    upscaled = buffers.get("conv2", (p * n * 4, 4 * out_ch), keys)
+    torch.addmm(conv2.bias.repeat(4), hidden.flatten(0, 1), w2, out=upscaled)
+    upscaled = upscaled.view(p, n * 16, out_ch)
+    hidden = torch._C._nn.gelu(upscaled, out=buffers.get("gelu2", upscaled.shape, keys))
     hyper = _hypernetworks(decoder, mask_tokens)  # (p, M, out)
     logits = torch.bmm(hyper, hidden.transpose(1, 2))  # (p, M, N*16): pixel order y, x, dy1, dx1, dy2, dx2
     # (y, dy1, dy2) is the output row and (x, dx1, dx2) the column
@@ -354,9 +383,9 @@ def decode_points_fast(
     n_masks = decoder.num_mask_tokens - 1
     side = image.side
     logits = torch.zeros(points.shape[0], n_masks, 4 * side, 4 * side, device=points.device)
-    ious = []
+    ious, buffers = [], _Buffers()
     for start in range(0, points.shape[0], chunk):
-        queries, keys = _transformer(decoder, image, all_tokens[start : start + chunk])
+        queries, keys = _transformer(decoder, image, all_tokens[start : start + chunk], buffers)
         iou = _predicted_iou(decoder, queries)
         ious.append(iou)
         keep = (iou > iou_thresh).any(1) if iou_thresh > 0 else torch.ones(len(iou), dtype=torch.bool, device=iou.device)
@@ -366,7 +395,7 @@ def decode_points_fast(
             first = int(part[0])
             if int(part[-1]) - first + 1 == len(part):  # consecutive rows: views instead of gathered copies
                 part = slice(first, first + len(part))
-            upscaled = _upscale_masks(decoder, keys[part], queries[part, 2 : 2 + n_masks], side)
+            upscaled = _upscale_masks(decoder, keys[part], queries[part, 1:], side, buffers)
             target = logits[start : start + len(iou)].view(len(iou), n_masks, side, 2, 2, side, 2, 2)
             target[part] = upscaled
     return logits, torch.cat(ious)
