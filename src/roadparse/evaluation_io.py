@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +65,3 @@ def evaluate_dirs(
         atomic_write_text(out_path.with_suffix(".md"), result["markdown"])
     return result
 
-
-def load_metrics(path: str | Path) -> dict[str, Any]:
-    """Returns a metrics JSON written by :func:`evaluate_dirs`."""
-    return json.loads(Path(path).read_text())
