@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from roadparse.models.efficientnet_lite import load_efficientnet_lite0
-from roadparse.models.segmenters import PACKAGED_LITE0, build_segmenter
+from roadparse.models.segmenters import PACKAGED_LITE0, build_segmenter, load_segmenter, save_segmenter
 
 
 def test_packaged_lite0_weights_reach_the_deeplab_encoder():
@@ -26,3 +26,13 @@ def test_packaged_lite0_weights_reach_the_deeplab_encoder():
 def test_packaged_weights_need_the_matching_backbone():
     with pytest.raises(ValueError, match="timm-tf_efficientnet_lite0"):
         build_segmenter("deeplabv3plus", "resnet18", 7, pretrained=True, encoder_weights=PACKAGED_LITE0)
+
+
+def test_saved_and_reloaded_lite0_deeplab_predicts_the_same(tmp_path):
+    model = build_segmenter("deeplabv3plus", "timm-tf_efficientnet_lite0", 3, pretrained=True, encoder_weights=PACKAGED_LITE0)
+    model.eval()
+    save_segmenter(model, tmp_path / "model", {"class_names": ["a", "b", "c"]})
+    reloaded, _ = load_segmenter(tmp_path / "model")
+    x = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), model(x), atol=1e-5, rtol=1e-5)

@@ -134,7 +134,6 @@ def _load_packaged_lite0(encoder: Any, backbone: str) -> None:
             raise ModelLoadError(f"packaged EfficientNet-Lite0 does not fit the encoder at {key}: {tuple(weight.shape)} vs {tuple(value.shape)}")
         mapped[key] = weight
     encoder.load_state_dict(mapped)
-    _match_tensorflow(encoder)
 
 
 def _match_tensorflow(module: Any) -> None:
@@ -171,6 +170,8 @@ def _build_deeplab(backbone: str, num_classes: int, pretrained: bool, encoder_we
         net = smp.DeepLabV3Plus(encoder_name=backbone, encoder_weights=None, classes=num_classes)
     except KeyError as exc:
         raise ValueError(f"unknown DeepLabV3+ encoder {backbone!r}: {exc}") from None
+    if backbone.startswith("timm-tf_efficientnet"):
+        _match_tensorflow(net.encoder)  # part of the architecture: a rebuilt model must match the trained one
     if pretrained and encoder_weights == PACKAGED_LITE0:
         _load_packaged_lite0(net.encoder, backbone)
     elif pretrained and encoder_weights:
