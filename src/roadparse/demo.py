@@ -109,7 +109,7 @@ def write_demo_report(out: Path, workspace: Workspace, settings: Settings, resul
     notes = [
         "Offline demo: synthetic drone-road frames rendered at 0.25 cm/px with exact ground truth; "
         "backends that need no downloaded weights (offline ROI finder, Felzenszwalb masks, EfficientNet-Lite0 "
-        "ImageNet features, SegFormer-B0 from config).",
+        f"ImageNet features, {settings.train.architecture} on {settings.train.backbone}).",
         "The merge map was suggested by majority vote of ground-truth classes under each cluster's masks on the "
         "dev split and accepted as is. Labels were used for naming clusters only, never for training.",
         f"Full cluster gallery: {gallery}",
