@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/roadparse demo --out $(OUT)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from roadparse.models.efficientnet_lite import load_efficientnet_lite0
-from roadparse.models.segmenters import PACKAGED_LITE0, build_segmenter, load_segmenter, save_segmenter
+from roadparse.models.segmenters import (
+    PACKAGED_LITE0,
+    build_segmenter,
+    load_segmenter,
+    save_segmenter,
+)
 
 
 def test_packaged_lite0_weights_reach_the_deeplab_encoder():
