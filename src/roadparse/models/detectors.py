@@ -74,13 +74,17 @@ def _detections(
     return sorted(found, key=lambda d: -d.score)
 
 
-class GroundingDinoDetector:
-    """Grounding DINO / MM-Grounding-DINO through ``transformers``."""
+class _TransformersDetector:
+    """A ``transformers`` detection model with its processor, on one device."""
 
     def __init__(self, model: Any, processor: Any, device: Any):
         self.model = model
         self.processor = processor
         self.device = device
+
+
+class GroundingDinoDetector(_TransformersDetector):
+    """Grounding DINO / MM-Grounding-DINO through ``transformers``."""
 
     def detect(
         self,
@@ -120,13 +124,8 @@ class GroundingDinoDetector:
         return _detections(result["boxes"], result["scores"], labels, height, width)
 
 
-class OwlDetector:
+class OwlDetector(_TransformersDetector):
     """OWLv2 / OWL-ViT through ``transformers``; one query per prompt phrase."""
-
-    def __init__(self, model: Any, processor: Any, device: Any):
-        self.model = model
-        self.processor = processor
-        self.device = device
 
     def detect(
         self,
