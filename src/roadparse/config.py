@@ -6,8 +6,6 @@ Unknown or mistyped keys are errors that name the key and the file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -243,12 +241,6 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source)) from None
-
-
-def settings_fingerprint(section: BaseModel) -> str:
-    """Returns a short stable hash of a settings section."""
-    payload = json.dumps(section.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def _yaml_scalar(value: Any) -> str:

@@ -38,13 +38,6 @@ class InProcessExecutor:
                 yield item, exc
 
 
-def get_executor(name: str = "local") -> Executor:
-    """Returns the executor called ``name`` (``local``)."""
-    if name == "local":
-        return InProcessExecutor()
-    raise ValueError(f"unknown executor {name!r}; available: local")
-
-
 def process_items(
     run: StageRun,
     items: dict[str, Any],

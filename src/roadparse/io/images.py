@@ -154,16 +154,6 @@ def read_image_reduced(path: str | Path, long_side: int = 1024) -> tuple[np.ndar
         raise ImageReadError(f"{path}: corrupt or truncated image: {exc}") from None
 
 
-def read_region(path: str | Path, box: tuple[int, int, int, int]) -> np.ndarray:
-    """Returns the full-resolution pixels of ``box`` = (x0, y0, x1, y1) as (h, w, 3) uint8.
-
-    The box is in EXIF-oriented coordinates and is clipped to the image.
-    """
-    image = read_image(path)
-    x0, y0, x1, y1 = box
-    return np.ascontiguousarray(image[max(0, y0) : y1, max(0, x0) : x1])
-
-
 def write_image(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
     """Writes (H, W, 3) uint8 RGB atomically; the format follows the suffix (PNG, JPEG, TIFF)."""
     path = Path(path)
