@@ -129,7 +129,8 @@ def finish_pipeline(workspace: Workspace, settings: Settings, result: PipelineRe
 
     _timed(result, "pseudolabel", pseudolabel.run, workspace, settings)
     dev_labels = Path(settings.run.dev_labels) if settings.run.dev_labels else None
-    _timed(result, "train", selftrain.run, workspace, settings, dev_labels=dev_labels)
+    dev_ids = [tile.id for tile in dev_tiles(workspace, settings)] or None
+    _timed(result, "train", selftrain.run, workspace, settings, dev_labels=dev_labels, dev_tiles=dev_ids)
     result.metrics = evaluate_rounds(workspace, settings)
 
 
