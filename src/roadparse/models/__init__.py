@@ -34,6 +34,12 @@ def resolve_device(name: str = "auto") -> Any:
     return device
 
 
+def looks_like_path(name_or_path: str | Path) -> bool:
+    """True when a model name is a local path (exists, or starts with ``.``, ``/`` or ``~``), not a hub id."""
+    text = str(name_or_path)
+    return text.startswith((".", "/", "~")) or Path(text).expanduser().exists()
+
+
 def load_pretrained(cls: Any, name_or_path: str | Path, **kwargs: Any) -> Any:
     """Returns ``cls.from_pretrained(name_or_path, **kwargs)`` with a clear error when it cannot load.
 
@@ -42,7 +48,7 @@ def load_pretrained(cls: Any, name_or_path: str | Path, **kwargs: Any) -> Any:
             the hub is not reachable (or ``HF_HUB_OFFLINE=1``).
     """
     text = str(name_or_path)
-    looks_local = text.startswith((".", "/", "~")) or Path(text).exists()
+    looks_local = looks_like_path(text)
     if looks_local and not Path(text).expanduser().exists():
         raise ModelLoadError(f"model path {text!r} does not exist")
     try:

@@ -9,13 +9,12 @@ Every generator has ``generate(image (H, W, 3) uint8) -> list[dict]`` and
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from roadparse.config import MasksSettings
-from roadparse.models import load_pretrained, resolve_device
+from roadparse.models import load_pretrained, looks_like_path, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +75,7 @@ def load_mask_generator(settings: MasksSettings, device: str | None = None) -> M
         )
     from roadparse.models.sam_amg import SamAutomaticMasks
 
-    looks_like_path = Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
-    if "/" not in name and not looks_like_path and not name.endswith((".pth", ".pt")):
+    if "/" not in name and not looks_like_path(name) and not name.endswith((".pth", ".pt")):
         raise ValueError(
             f"unknown mask generator {name!r}; available: {', '.join(list_mask_generators())}, "
             "or a path to a SAM folder or official .pth checkpoint"
