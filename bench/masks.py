@@ -6,7 +6,7 @@ threshold at 0 so every candidate goes through post-processing. Prints seconds s
 into image encoder and decoder + post-processing, with ratios against the official run
 taken side by side in this process, and the encoder's GFLOP/s against a big matmul.
 
-    python bench/masks.py --models vit_b,vit_l --repeat 1 [--skip-pipeline] [--size 800]
+    python bench/masks.py --models vit_b,vit_l --repeat 1 [--skip-pipeline] [--bf16] [--size 800]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+from roadparse.io import rle as rle_io
 from roadparse.models.sam_amg import SamAutomaticMasks
 from roadparse.models.sam_convert import official_to_hf_state_dict, sam_config_for_state_dict
 
@@ -73,11 +74,11 @@ def run_official(sam, image, points):
     start = time.perf_counter()
     masks = generator.generate(image)
     total = time.perf_counter() - start
-    return timed["encoder"], total - timed["encoder"], len(masks)
+    return timed["encoder"], total - timed["encoder"], [m["segmentation"] for m in masks]
 
 
-def run_ours(model, image, points):
-    generator = SamAutomaticMasks(model, points_per_side=points, points_per_batch=256, **SETTINGS)
+def run_ours(model, image, points, upscale_dtype="float32"):
+    generator = SamAutomaticMasks(model, points_per_side=points, points_per_batch=256, upscale_dtype=upscale_dtype, **SETTINGS)
     start = time.perf_counter()
     embedding, sizes = generator.embed([image])
     encoder = time.perf_counter() - start
@@ -86,7 +87,8 @@ def run_ours(model, image, points):
     geometry = CropGeometry(box=[0, 0, image.shape[1], image.shape[0]], input_hw=sizes[0])
     part = generator.process_crop(embedding, geometry, 0, image.shape[:2])
     records = generator._records([part])
-    return encoder, time.perf_counter() - start - encoder, len(records)
+    seconds = time.perf_counter() - start - encoder
+    return encoder, seconds, [rle_io.decode(record["rle"]) for record in records]
 
 
 def run_pipeline(model, image, points):
@@ -109,7 +111,18 @@ def run_pipeline(model, image, points):
                     stability_score_thresh=0.0, crops_nms_thresh=0.7)
     total = time.perf_counter() - start
     model.get_image_embeddings = embed
-    return timed["encoder"], total - timed["encoder"], len(out["masks"])
+    return timed["encoder"], total - timed["encoder"], [np.asarray(m, dtype=bool) for m in out["masks"]]
+
+
+def matched_iou(reference: list[np.ndarray], masks: list[np.ndarray]) -> float:
+    """Returns the mean over the reference masks of their best IoU with any of ``masks`` (1.0: all found)."""
+    if not reference:
+        return 1.0 if not masks else 0.0
+    best = []
+    for ref in reference:
+        ious = [np.logical_and(ref, m).sum() / max(np.logical_or(ref, m).sum(), 1) for m in masks]
+        best.append(max(ious, default=0.0))
+    return float(np.mean(best))
 
 
 def main() -> None:
@@ -120,6 +133,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--bf16", action="store_true", help="also run roadparse with masks.upscale_dtype=bfloat16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from segment_anything import sam_model_registry
@@ -129,7 +143,8 @@ def main() -> None:
     peak = matmul_gflops()
     print(f"tile {args.size}x{args.size}, grid {args.points}x{args.points}, {args.threads} threads, "
           f"thresholds 0; matmul peak {peak:.0f} GFLOP/s (CPU shared with other jobs: compare ratios)")
-    header = f"{'model':<6} {'implementation':<22} {'encoder s':>9} {'decode+post s':>13} {'total s':>8} {'masks':>6} {'total x':>8} {'dec+post x':>10} {'enc GFLOP/s':>11}"
+    header = (f"{'model':<6} {'implementation':<22} {'encoder s':>9} {'decode+post s':>13} {'total s':>8} {'masks':>6} "
+              f"{'IoU vs off.':>11} {'total x':>8} {'dec+post x':>10} {'enc GFLOP/s':>11}")
     print(header)
     print("-" * len(header))
     for name in args.models.split(","):
@@ -142,6 +157,8 @@ def main() -> None:
         gflop = encoder_gflop(cfg.hidden_size, cfg.num_hidden_layers, len(cfg.global_attn_indexes))
         runs = {"official segment_anything": lambda sam=official: run_official(sam, image, args.points),
                 "roadparse": lambda hf=model: run_ours(hf, image, args.points)}
+        if args.bf16:
+            runs["roadparse bf16 upscale"] = lambda hf=model: run_ours(hf, image, args.points, "bfloat16")
         if not args.skip_pipeline:
             runs["transformers pipeline"] = lambda hf=model: run_pipeline(hf, image, args.points)
         results = {}
@@ -149,14 +166,15 @@ def main() -> None:
             for label, fn in runs.items():
                 best = None
                 for _ in range(args.repeat):
-                    encoder, post, count = fn()
+                    encoder, post, masks = fn()
                     if best is None or encoder + post < best[0] + best[1]:
-                        best = (encoder, post, count)
+                        best = (encoder, post, masks)
                 results[label] = best
-        ref_enc, ref_post, _ = results["official segment_anything"]
-        for label, (encoder, post, count) in results.items():
-            print(f"{name:<6} {label:<22} {encoder:>9.2f} {post:>13.2f} {encoder + post:>8.2f} {count:>6} "
-                  f"{(ref_enc + ref_post) / (encoder + post):>8.2f} {ref_post / post:>10.2f} {gflop / encoder:>11.0f}")
+        ref_enc, ref_post, ref_masks = results["official segment_anything"]
+        for label, (encoder, post, masks) in results.items():
+            print(f"{name:<6} {label:<22} {encoder:>9.2f} {post:>13.2f} {encoder + post:>8.2f} {len(masks):>6} "
+                  f"{matched_iou(ref_masks, masks):>11.4f} {(ref_enc + ref_post) / (encoder + post):>8.2f} "
+                  f"{ref_post / post:>10.2f} {gflop / encoder:>11.0f}")
 
 
 if __name__ == "__main__":

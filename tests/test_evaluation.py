@@ -9,6 +9,7 @@ from roadparse.evaluation import (
     hungarian_match,
     majority_match,
     scores,
+    weakest_class,
 )
 from roadparse.io.labels import load_classes, write_label_png
 
@@ -34,6 +35,17 @@ def test_unlabelled_predictions_count_as_errors():
     assert result["iou"]["a"] == pytest.approx(50.0)
     assert result["pixel_accuracy"] == pytest.approx(75.0)
     assert result["unlabelled"] == pytest.approx(25.0)
+
+
+def test_weakest_class_says_where_its_pixels_went():
+    # truth: 6 road, 5 sealing; sealing: 2 right, 2 predicted road, 1 unlabelled; 1 road predicted sealing
+    gt = np.array([[0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]], np.uint8)
+    pred = np.array([[0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 255]], np.uint8)
+    result = evaluate_pairs([("x", pred, gt)], ["road", "sealing"])
+    note = weakest_class(result, ["road", "sealing"])
+    assert note.startswith("sealing is the weakest class (IoU 33.3 %)")  # 2 / (2 + 1 + 3)
+    assert "40.0 % of its pixels are labelled road" in note
+    assert "33.3 % of the pixels labelled sealing are road" in note
 
 
 def test_gt_vs_gt_is_perfect():

@@ -140,6 +140,24 @@ def test_stage_offline_end_to_end_with_bad_tiles(tmp_path):
     assert masks_stage.run(workspace, _settings(min_mask_area=5000))["summary"]["masks"] < summary["masks"]
 
 
+def test_stage_batches_tiles_like_one_at_a_time(tmp_path):
+    tiles = {"t0": road_image(120, 160, seed=1), "t3": road_image(90, 100, seed=3), "t1": np.zeros((64, 64, 3), np.uint8), "t2": None}
+    one = masks_stage.run(_roi_workspace(tmp_path / "one", tiles), _settings())
+    calls = []
+
+    class Counting(OfflineMaskGenerator):
+        def generate_batch(self, images):
+            calls.append(len(images))
+            return super().generate_batch(images)
+
+    batched = masks_stage.run(_roi_workspace(tmp_path / "two", tiles), _settings(image_batch=2), generator=Counting(scale=200, min_mask_area=300))
+    # t0 + t3 in one call; the batch t1 (flat: no call) + t2 (unreadable) fails and is retried one by one
+    assert calls == [2] and set(batched["failed"]) == set(one["failed"]) == {"t2"}
+    assert batched["items"] == one["items"]
+    for tile_id in ("t0", "t1", "t3"):
+        assert (tmp_path / "two" / "masks" / f"{tile_id}.json").read_text() == (tmp_path / "one" / "masks" / f"{tile_id}.json").read_text()
+
+
 def test_stage_resumes_after_interruption(tmp_path):
     tiles = {f"t{i}": road_image(60, 80, seed=i) for i in range(3)}
     workspace = _roi_workspace(tmp_path, tiles)

@@ -65,6 +65,19 @@ def test_fast_equals_reference(request, model_name):
     assert (iou - iou_ref).abs().max() <= 1e-4
 
 
+@pytest.mark.parametrize("model_name", ["tiny", "vit_b_decoder"])
+def test_bfloat16_upscaling_stays_close(request, model_name):
+    model = request.getfixturevalue(model_name)
+    embedding, image_pe, points = _inputs(model, n_points=3, seed=5)
+    with torch.inference_mode():
+        logits_ref, iou_ref = decode_points_reference(model, embedding, image_pe, points)
+        logits, iou = decode_points_fast(model, embedding, image_pe, points, upscale_dtype=torch.bfloat16)
+    assert logits.dtype == torch.float32 and (iou - iou_ref).abs().max() <= 1e-4  # the IoU head runs before upscaling
+    scale = logits_ref.abs().max()
+    assert (logits - logits_ref).abs().max() <= 0.03 * scale
+    assert ((logits > 0) == (logits_ref > 0)).float().mean() > 0.99
+
+
 def test_iou_threshold_skips_only_rejected_points(tiny):
     embedding, image_pe, points = _inputs(tiny, n_points=12, seed=5)
     with torch.inference_mode():

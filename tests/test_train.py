@@ -226,6 +226,21 @@ def test_selftrain_stage_rounds_outputs_and_skip(tmp_path: Path) -> None:
     assert again["fingerprint"] == manifest["fingerprint"] and again["finished"] == manifest["finished"]
 
 
+@pytest.mark.parametrize("student_init", ["pretrained", "teacher"])
+def test_student_starts_from_teacher_or_afresh(tmp_path: Path, student_init: str) -> None:
+    from roadparse.stages import selftrain
+
+    workspace, _ = make_workspace(tmp_path, n_tiles=2)
+    # lr 0: training leaves the parameters where they started, so round 2's are its initial weights
+    settings = small_settings(tiny_segformer_dir(tmp_path), iterations=2, rounds=2, lr=0.0,
+                              student_init=student_init)
+    assert selftrain.run(workspace, settings)["summary"]["rounds_run"] == 2
+    teacher, _ = load_segmenter(workspace.root / "train" / "round_1" / "model")
+    student, _ = load_segmenter(workspace.root / "train" / "round_2" / "model")
+    same = [torch.equal(a, b) for a, b in zip(teacher.parameters(), student.parameters(), strict=True)]
+    assert all(same) if student_init == "teacher" else not all(same)
+
+
 def test_selftrain_stops_on_label_agreement(tmp_path: Path) -> None:
     from roadparse.stages import selftrain
 

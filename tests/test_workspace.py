@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from roadparse.executor import process_items
+from roadparse.executor import process_batches, process_items
 from roadparse.workspace import Workspace, atomic_output, atomic_write_text
 
 
@@ -93,6 +93,38 @@ def test_failed_items_are_recorded_and_run_continues(tmp_path):
     assert manifest["summary"]["failed"] == 1
     on_disk = json.loads((tmp_path / "roi" / "manifest.json").read_text())
     assert on_disk["fingerprint"] == run.fingerprint
+
+
+def test_batches_isolate_a_bad_item(tmp_path):
+    run = Workspace(tmp_path).begin("masks", {})
+    seen = []
+
+    def fn(batch):
+        seen.append(list(batch))
+        if "bad" in batch:
+            raise ValueError("bad.png: cannot identify image file")
+        return [{"item": item} for item in batch]
+
+    items = {key: key for key in ["a", "b", "bad", "c", "d"]}
+    done, failed = process_batches(run, items, fn, batch_size=2, desc="t", unit="f")
+    manifest = run.finish()
+    assert (done, failed) == (4, 1)
+    assert seen == [["a", "b"], ["bad", "c"], ["bad"], ["c"], ["d"]]  # the failed batch is retried item by item
+    assert manifest["failed"] == {"bad": "bad.png: cannot identify image file"}
+    assert set(manifest["items"]) == {"a", "b", "c", "d"} and manifest["items"]["c"]["item"] == "c"
+    with pytest.raises(ValueError, match="batch_size"):
+        process_batches(run, items, fn, batch_size=0, desc="t", unit="f")
+
+
+def test_execution_only_settings_keep_the_fingerprint(tmp_path):
+    from roadparse.config import MasksSettings
+
+    ws = Workspace(tmp_path)
+    base = ws.begin("masks", MasksSettings())
+    base.finish()
+    assert ws.begin("masks", MasksSettings(image_batch=8, points_per_batch=64, device="cpu")).complete
+    assert not ws.begin("masks", MasksSettings(min_mask_area=10)).complete
+    assert "device" not in base.settings and base.settings["min_mask_area"] == 3000
 
 
 def test_require_manifest_names_command(tmp_path):

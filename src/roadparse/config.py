@@ -7,7 +7,7 @@ Unknown or mistyped keys are errors that name the key and the file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,9 +20,19 @@ class ConfigError(ValueError):
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
+    execution_only: ClassVar[frozenset[str]] = frozenset()
+    """Fields that change how a stage runs (device, batching), never what it writes: left out of
+    the stage's fingerprint, so changing them resumes a run instead of redoing it."""
+
+    def identity(self) -> dict[str, Any]:
+        """Returns the settings that decide a stage's outputs (JSON-ready), for fingerprints and manifests."""
+        return self.model_dump(mode="json", exclude=set(self.execution_only))
+
 
 class RoiSettings(_Section):
     """Stage 1: road region of interest (paper §3.1, §4.1.2)."""
+
+    execution_only: ClassVar[frozenset[str]] = frozenset({"device"})
 
     mode: Literal["detector", "offline", "none"] = Field(
         "detector",
@@ -47,6 +57,8 @@ class RoiSettings(_Section):
 class MasksSettings(_Section):
     """Stage 2: automatic mask generation (paper §3.2.1, §4.2)."""
 
+    execution_only: ClassVar[frozenset[str]] = frozenset({"points_per_batch", "image_batch", "device"})
+
     generator: str = Field("facebook/sam-vit-large", description="SAM id or local path (paper: ViT-L), or 'felzenszwalb' / 'slic' for the offline generator")
     points_per_side: int = Field(16, gt=0, description="point grid per side (paper: 16x16)")
     points_per_batch: int = Field(256, gt=0, description="points decoded per batch")
@@ -60,16 +72,26 @@ class MasksSettings(_Section):
     crop_overlap_ratio: float = Field(512 / 1500, ge=0, lt=1, description="overlap of crop layers (SAM default)")
     crop_n_points_downscale_factor: int = Field(1, ge=1, description="point grid downscale per crop layer (SAM default)")
     min_mask_area: int = Field(3000, ge=0, description="drop masks under this many pixels (paper: 3000)")
-    offline_scale: float = Field(400.0, gt=0, description="offline generator: Felzenszwalb scale")
-    offline_sigma: float = Field(0.8, ge=0, description="offline generator: Gaussian smoothing before segmentation")
+    offline_scale: float = Field(200.0, gt=0, description="offline generator: Felzenszwalb scale (larger: fewer, bigger segments)")
+    offline_sigma: float = Field(0.5, ge=0, description="offline generator: Gaussian smoothing before segmentation")
+    offline_min_size: int | None = Field(
+        None, ge=1, description="offline 'felzenszwalb': smaller components are merged into a neighbour (default: min_mask_area)"
+    )
     offline_segments: int = Field(400, gt=0, description="offline 'slic': superpixels before merging similar neighbours")
     offline_merge: float = Field(20.0, ge=0, description="offline 'slic': merge neighbours whose mean RGB differs by less than this")
-    image_batch: int = Field(1, gt=0, description="SAM: tiles whose image embeddings are computed in one batch")
+    upscale_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="SAM decoder's mask upscaling: float32 (equal to SAM) or bfloat16 (about 2x faster on CPUs with "
+        "AVX512-BF16/AMX and on GPUs; logits differ by ~1 %, masks by a few boundary pixels)",
+    )
+    image_batch: int = Field(1, gt=0, description="tiles given to the generator at once (SAM: image embeddings in one batch; worth 4-8 on a GPU)")
     device: str = Field("auto", description="torch device: auto, cpu, cuda ...")
 
 
 class EmbedSettings(_Section):
     """Stage 3: mask crop embeddings (paper §3.2.2, §4.3)."""
+
+    execution_only: ClassVar[frozenset[str]] = frozenset({"batch_size", "device"})
 
     encoder: str = Field("facebook/dinov2-base", description="DINOv2/DINOv3/ResNet id or local path, or 'efficientnet-lite0' (offline, real ImageNet weights)")
     layers: list[int] = Field(
@@ -110,6 +132,8 @@ class PseudolabelSettings(_Section):
 class TrainSettings(_Section):
     """Stage 5: teacher-student self-training (paper §3.3, §4.5, Table 6)."""
 
+    execution_only: ClassVar[frozenset[str]] = frozenset({"device"})
+
     architecture: Literal["segformer", "deeplabv3plus"] = Field("segformer", description="segmentation network")
     backbone: str = Field("nvidia/mit-b0", description="SegFormer id/path, or a DeepLabV3+ encoder name (e.g. resnet50)")
     pretrained: bool = Field(True, description="load backbone weights (false: build from config, random init)")
@@ -127,6 +151,11 @@ class TrainSettings(_Section):
     schedule: Literal["poly", "cosine", "constant"] = Field("poly", description="learning-rate schedule")
     checkpoint_every: int = Field(1000, gt=0, description="save a checkpoint every N iterations")
     rounds: int = Field(2, ge=1, description="teacher + students: 1 = teacher only; paper: 2")
+    student_init: Literal["pretrained", "teacher"] = Field(
+        "pretrained",
+        description="students start from the pretrained backbone (paper) or from the previous round's weights "
+        "(teacher: fine-tunes on the cleaner labels; for short CPU rounds)",
+    )
     min_improvement: float = Field(0.001, ge=0, description="stop when the round improves by less than this")
     amp: bool = Field(True, description="mixed precision on GPU")
     num_workers: int = Field(0, ge=0, description="data loader workers")
@@ -136,6 +165,8 @@ class TrainSettings(_Section):
 
 class PredictSettings(_Section):
     """Prediction on tiles or whole frames with a sliding window."""
+
+    execution_only: ClassVar[frozenset[str]] = frozenset({"batch_size", "device"})
 
     window: int = Field(512, gt=0, description="sliding-window side")
     overlap: float = Field(0.25, ge=0, lt=1, description="window overlap fraction")

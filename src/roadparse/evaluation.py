@@ -73,6 +73,32 @@ def scores(confusion: np.ndarray, class_names: list[str] | tuple[str, ...]) -> d
     }
 
 
+def weakest_class(result: dict[str, Any], class_names: list[str] | tuple[str, ...]) -> str:
+    """Returns one sentence on the class with the lowest IoU in ``result`` (from :func:`evaluate_pairs`):
+    where its ground-truth pixels went and what its false positives really are."""
+    iou = result["scores"]["iou"]
+    scored = [(value, name) for name, value in iou.items() if value is not None]
+    if not scored:
+        return "no class has pixels in this set"
+    value, name = min(scored)
+    k = list(class_names).index(name)
+    conf = np.asarray(result["confusion"], dtype=np.float64)  # rows predicted (+ unlabelled), columns truth
+    n = len(class_names)
+    truth, predicted = conf[:, k], conf[k, :n]
+    parts = [f"{name} is the weakest class (IoU {value:.1f} %)"]
+    if truth.sum():
+        missed = [(truth[i], class_names[i] if i < n else "unlabelled") for i in range(len(truth)) if i != k and truth[i]]
+        if missed:
+            count, where = max(missed)
+            parts.append(f"{100 * count / truth.sum():.1f} % of its pixels are labelled {where}")
+    if predicted.sum():
+        wrong = [(predicted[i], class_names[i]) for i in range(n) if i != k and predicted[i]]
+        if wrong:
+            count, what = max(wrong)
+            parts.append(f"{100 * count / predicted.sum():.1f} % of the pixels labelled {name} are {what}")
+    return "; ".join(parts)
+
+
 def hungarian_match(confusion: np.ndarray) -> dict[int, int]:
     """Returns a one-to-one map predicted id -> class id maximising matched pixels.
 

@@ -70,3 +70,50 @@ def process_items(
                 done += 1
             bar.update(1)
     return done, failed
+
+
+def process_batches(
+    run: StageRun,
+    items: dict[str, Any],
+    fn: Callable[[list[Any]], list[dict[str, Any]]],
+    *,
+    batch_size: int,
+    desc: str,
+    unit: str,
+    executor: Executor | None = None,
+) -> tuple[int, int]:
+    """As :func:`process_items`, with ``fn`` called on up to ``batch_size`` items at once.
+
+    ``fn`` returns one record per item, in order. When a batch of several items fails,
+    its items are retried one at a time, so a bad item is recorded on its own and never
+    takes its neighbours with it.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    run.set_total(len(items))
+    todo = [(key, value) for key, value in items.items() if not run.item_done(key)]
+    if len(todo) < len(items):
+        log.info("%s: resuming, %d of %d %s already done", run.stage, len(items) - len(todo), len(items), unit)
+    executor = executor or InProcessExecutor()
+    batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+    done = failed = 0
+    with tqdm(total=len(todo), desc=desc, unit=unit, dynamic_ncols=True) as bar:
+        for batch, results in executor.map(lambda pairs: fn([value for _, value in pairs]), batches):
+            if isinstance(results, Exception):
+                if len(batch) > 1:
+                    log.info("%s: a batch of %d failed (%s); retrying its %s one at a time", run.stage, len(batch), results, unit)
+                    results = [result for _, result in executor.map(lambda pair: fn([pair[1]])[0], batch)]
+                else:
+                    results = [results]
+            elif len(results) != len(batch):
+                raise RuntimeError(f"{run.stage}: {len(results)} results for a batch of {len(batch)}")
+            for (key, _), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    log.warning("%s: %s failed: %s", run.stage, key, result)
+                    run.record_failure(key, str(result))
+                    failed += 1
+                else:
+                    run.record_item(key, result)
+                    done += 1
+                bar.update(1)
+    return done, failed

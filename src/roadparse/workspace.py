@@ -142,7 +142,12 @@ class StageRun:
         self.workspace = workspace
         self.stage = stage
         self.dir = workspace.stage_dir(stage)
-        self.settings = settings.model_dump(mode="json") if isinstance(settings, BaseModel) else settings
+        if hasattr(settings, "identity"):
+            self.settings = settings.identity()
+        elif isinstance(settings, BaseModel):
+            self.settings = settings.model_dump(mode="json")
+        else:
+            self.settings = settings
         self.inputs = inputs
         self.fingerprint = fingerprint({"stage": stage, "settings": self.settings, "inputs": inputs})
         self._journal = self.dir / _JOURNAL

@@ -69,6 +69,7 @@ def load_mask_generator(settings: MasksSettings, device: str | None = None) -> M
             name,
             scale=settings.offline_scale,
             sigma=settings.offline_sigma,
+            min_size=settings.offline_min_size,
             n_segments=settings.offline_segments,
             merge_threshold=settings.offline_merge,
             min_mask_area=settings.min_mask_area,
@@ -95,5 +96,6 @@ def load_mask_generator(settings: MasksSettings, device: str | None = None) -> M
         crop_overlap_ratio=settings.crop_overlap_ratio,
         crop_n_points_downscale_factor=settings.crop_n_points_downscale_factor,
         min_mask_area=settings.min_mask_area,
+        upscale_dtype=settings.upscale_dtype,
         device=resolve_device(device or settings.device),
     )

@@ -82,8 +82,9 @@ class OfflineMaskGenerator:
         self,
         method: str = "felzenszwalb",
         *,
-        scale: float = 400.0,
-        sigma: float = 0.8,
+        scale: float = 200.0,
+        sigma: float = 0.5,
+        min_size: int | None = None,
         n_segments: int = 400,
         merge_threshold: float = 20.0,
         min_mask_area: int = 3000,
@@ -93,6 +94,7 @@ class OfflineMaskGenerator:
         self.method = method
         self.scale = scale
         self.sigma = sigma
+        self.min_size = min_size
         self.n_segments = n_segments
         self.merge_threshold = merge_threshold
         self.min_mask_area = min_mask_area
@@ -102,8 +104,12 @@ class OfflineMaskGenerator:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
         if self.method == "felzenszwalb":
-            # min_size keeps tiny fragments from splitting big regions; a fraction of the area filter.
-            labels = segment_felzenszwalb(image, self.scale, self.sigma, self.min_mask_area // 4)
+            # Components under min_size are merged into a neighbour. At the area filter (the default)
+            # every segment survives it, so no pixel is left unlabelled; a smaller min_size lets
+            # textured ground (gravel) break into fragments that are merged into whichever larger
+            # neighbour they touch, road included.
+            min_size = self.min_size if self.min_size is not None else self.min_mask_area
+            labels = segment_felzenszwalb(image, self.scale, self.sigma, min_size)
         else:
             labels = segment_slic(image, self.n_segments, self.sigma, self.merge_threshold)
         return label_map_to_records(labels, self.min_mask_area)

@@ -146,7 +146,9 @@ class SamAutomaticMasks:
     """Generates all masks of an image with a ``transformers.SamModel`` and a point grid.
 
     Arguments mirror ``segment_anything.SamAutomaticMaskGenerator``; ``min_mask_area``
-    replaces ``min_mask_region_area`` (see the module docstring).
+    replaces ``min_mask_region_area`` (see the module docstring); ``upscale_dtype`` bfloat16
+    runs the decoder's mask upscaling in bfloat16 (faster, no longer equal to SAM: see
+    :func:`roadparse.models.sam_decoder.decode_points_fast`).
     """
 
     def __init__(
@@ -165,6 +167,7 @@ class SamAutomaticMasks:
         crop_overlap_ratio: float = 512 / 1500,
         crop_n_points_downscale_factor: int = 1,
         min_mask_area: int = 0,
+        upscale_dtype: str | torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ):
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -179,6 +182,7 @@ class SamAutomaticMasks:
         self.crop_nms_thresh = crop_nms_thresh
         self.crop_overlap_ratio = crop_overlap_ratio
         self.min_mask_area = min_mask_area
+        self.upscale_dtype = getattr(torch, upscale_dtype) if isinstance(upscale_dtype, str) else upscale_dtype
         self.point_grids = [
             build_point_grid(int(points_per_side / crop_n_points_downscale_factor**i)) for i in range(crop_n_layers + 1)
         ]
@@ -245,7 +249,9 @@ class SamAutomaticMasks:
         logits, ious, indices = [], [], []
         for start in range(0, len(points), self.points_per_batch):
             batch = model_points[start : start + self.points_per_batch]
-            low, iou = decode_points(self.model, embedding, self._image_pe, batch, iou_thresh=self.pred_iou_thresh)
+            low, iou = decode_points(
+                self.model, embedding, self._image_pe, batch, iou_thresh=self.pred_iou_thresh, upscale_dtype=self.upscale_dtype
+            )
             iou = iou.flatten()
             keep = iou > self.pred_iou_thresh if self.pred_iou_thresh > 0 else torch.ones_like(iou, dtype=torch.bool)
             logits.append(low.flatten(0, 1)[keep])

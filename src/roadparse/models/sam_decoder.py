@@ -84,7 +84,7 @@ class _Buffers(dict):
     def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """Returns the buffer ``name`` with ``shape`` (contents undefined), reallocated if its shape changed."""
         buffer = super().get(name)
-        if buffer is None or buffer.shape != torch.Size(shape):
+        if buffer is None or buffer.shape != torch.Size(shape) or buffer.dtype != like.dtype:
             buffer = like.new_empty(shape)
             self[name] = buffer
         return buffer
@@ -329,28 +329,30 @@ def _point_tokens(model, points: torch.Tensor) -> torch.Tensor:
 
 
 def _upscale_masks(
-    decoder, keys: torch.Tensor, mask_tokens: torch.Tensor, side: int, buffers: _Buffers
+    decoder, keys: torch.Tensor, mask_tokens: torch.Tensor, side: int, buffers: _Buffers,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Returns (p, M, side, 2, 2, side, 2, 2) mask logits (a view of (p, M, 4*side, 4*side)) from (p, N, C)
-    image tokens and (p, M, C) mask tokens.
+    image tokens and (p, M, C) mask tokens, computed in ``dtype``.
 
     ``ConvTranspose2d`` with kernel 2 and stride 2 maps each input pixel to a 2x2 block on its
     own, so both upscaling steps are per-pixel matrix products in channels-last layout.
     """
     conv1, conv2, norm = decoder.upscale_conv1, decoder.upscale_conv2, decoder.upscale_layer_norm
     mid, out_ch = conv1.out_channels, conv2.out_channels
-    w1 = conv1.weight.permute(0, 2, 3, 1).flatten(1)  # (C, 2*2*mid), sub-pixel major
-    w2 = conv2.weight.permute(0, 2, 3, 1).flatten(1)  # (mid, 2*2*out)
+    w1 = conv1.weight.permute(0, 2, 3, 1).flatten(1).to(dtype)  # (C, 2*2*mid), sub-pixel major
+    w2 = conv2.weight.permute(0, 2, 3, 1).flatten(1).to(dtype)  # (mid, 2*2*out)
+    keys = keys.to(dtype)
     p, n = keys.shape[:2]
     hidden = buffers.get("conv1", (p * n, 4 * mid), keys)
-    torch.addmm(conv1.bias.repeat(4), keys.flatten(0, 1), w1, out=hidden)
-    hidden = F.layer_norm(hidden.view(p, n * 4, mid), (mid,), norm.weight, norm.bias, norm.eps)
+    torch.addmm(conv1.bias.repeat(4).to(dtype), keys.flatten(0, 1), w1, out=hidden)
+    hidden = F.layer_norm(hidden.view(p, n * 4, mid), (mid,), norm.weight.to(dtype), norm.bias.to(dtype), norm.eps)
     hidden = torch._C._nn.gelu(hidden, out=buffers.get("gelu1", hidden.shape, keys))
     upscaled = buffers.get("conv2", (p * n * 4, 4 * out_ch), keys)
-    torch.addmm(conv2.bias.repeat(4), hidden.flatten(0, 1), w2, out=upscaled)
+    torch.addmm(conv2.bias.repeat(4).to(dtype), hidden.flatten(0, 1), w2, out=upscaled)
     upscaled = upscaled.view(p, n * 16, out_ch)
     hidden = torch._C._nn.gelu(upscaled, out=buffers.get("gelu2", upscaled.shape, keys))
-    hyper = _hypernetworks(decoder, mask_tokens)  # (p, M, out)
+    hyper = _hypernetworks(decoder, mask_tokens).to(dtype)  # (p, M, out)
     logits = torch.bmm(hyper, hidden.transpose(1, 2))  # (p, M, N*16): pixel order y, x, dy1, dx1, dy2, dx2
     # (y, dy1, dy2) is the output row and (x, dx1, dx2) the column
     return logits.view(p, -1, side, side, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
@@ -363,11 +365,14 @@ def decode_points_fast(
     points: torch.Tensor,
     iou_thresh: float = 0.0,
     chunk: int = POINT_CHUNK,
+    upscale_dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns ((P, 3, 256, 256) low-res logits, (P, 3) predicted IoU), equal to ``decode_points_reference``.
 
     Logits of points whose three IoUs are all at or under ``iou_thresh`` are left as zeros
-    when ``iou_thresh`` > 0 (callers drop them anyway).
+    when ``iou_thresh`` > 0 (callers drop them anyway). With ``upscale_dtype`` bfloat16 the
+    upscaling network (half the work) runs in bfloat16: about twice as fast on CPUs with
+    AVX512-BF16/AMX and on GPUs, and no longer equal: logits differ by about 1 % of their scale.
 
     Args:
         model: a ``transformers.SamModel``.
@@ -395,7 +400,7 @@ def decode_points_fast(
             first = int(part[0])
             if int(part[-1]) - first + 1 == len(part):  # consecutive rows: views instead of gathered copies
                 part = slice(first, first + len(part))
-            upscaled = _upscale_masks(decoder, keys[part], queries[part, 1:], side, buffers)
+            upscaled = _upscale_masks(decoder, keys[part], queries[part, 1:], side, buffers, upscale_dtype)
             target = logits[start : start + len(iou)].view(len(iou), n_masks, side, 2, 2, side, 2, 2)
             target[part] = upscaled
     return logits, torch.cat(ious)
@@ -407,9 +412,10 @@ def decode_points(
     image_pe: torch.Tensor,
     points: torch.Tensor,
     iou_thresh: float = 0.0,
+    upscale_dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns ((P, 3, 256, 256) low-res logits, (P, 3) predicted IoU) for single-point prompts.
 
     The fast path (:func:`decode_points_fast`); see its docstring.
     """
-    return decode_points_fast(model, embedding, image_pe, points, iou_thresh=iou_thresh)
+    return decode_points_fast(model, embedding, image_pe, points, iou_thresh=iou_thresh, upscale_dtype=upscale_dtype)

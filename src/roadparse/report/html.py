@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from roadparse.artifacts import Tile, tile_ground_truth
+from roadparse.evaluation import weakest_class
 from roadparse.io.images import read_image
 from roadparse.io.labels import ClassSet, read_label_png
 from roadparse.workspace import Workspace, atomic_write_text
@@ -170,6 +171,10 @@ def write_report(
         "<p class='note'>IoU per class, mIoU and pixel accuracy (%), from pixel counts summed over all dev tiles; "
         "unlabelled pixels (255: discarded clusters, area filter) count as errors.</p>",
         metrics_table(metrics, classes),
+        "".join(
+            f"<p class='note weakest'>{html.escape(title)}: {html.escape(weakest_class(result, classes.names))}.</p>"
+            for title, result in metrics.items()
+        ),
         "<h2>Stages</h2>",
         stage_table(workspace, seconds),
     ]

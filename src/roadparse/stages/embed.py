@@ -337,7 +337,7 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
     layers = sorted(set(cfg.layers))
     existing = workspace.read_manifest("embed")
     will_skip = existing is not None and existing.get("fingerprint") == fingerprint(
-        {"stage": "embed", "settings": cfg.model_dump(mode="json"), "inputs": inputs}
+        {"stage": "embed", "settings": cfg.identity(), "inputs": inputs}
     )
     if encoder is None and not will_skip:
         # Loaded before begin(): a mistyped encoder or layer must not invalidate a finished embedding.

@@ -17,7 +17,7 @@ import numpy as np
 
 from roadparse.artifacts import Tile, list_tiles, masks_path
 from roadparse.config import Settings
-from roadparse.executor import process_items
+from roadparse.executor import process_batches
 from roadparse.io import rle as rle_io
 from roadparse.io.images import read_image
 from roadparse.models.mask_generators import MaskGenerator, load_mask_generator
@@ -43,27 +43,32 @@ def is_flat(image: np.ndarray) -> bool:
 
 def tile_masks(generator: MaskGenerator, tile_id: str, image: np.ndarray) -> list[dict[str, Any]]:
     """Returns the tile's mask records with ids ``<tile_id>/<k>`` first, in generator order."""
-    records = generator.generate(image)
+    return _with_ids(tile_id, generator.generate(image))
+
+
+def _with_ids(tile_id: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"id": f"{tile_id}/{k}", **record} for k, record in enumerate(records)]
 
 
-def _process_tile(workspace: Workspace, generator: MaskGenerator, tile: Tile) -> dict[str, Any]:
-    image = read_image(tile.path)
-    height, width = image.shape[:2]
-    flat = is_flat(image)
-    records = [] if flat else tile_masks(generator, tile.id, image)
-    payload = {"tile": tile.id, "height": height, "width": width, "masks": records}
-    atomic_write_json(masks_path(workspace, tile.id), payload)
-    if flat:
-        log.warning("masks: tile %s is a single colour; no masks", tile.id)
-    elif not records:
-        log.warning("masks: tile %s has no mask over the area threshold", tile.id)
-    return {
-        "masks": len(records),
-        "coverage": round(coverage(records, height, width), 4),
-        "pixels": height * width,
-        "flat": flat,
-    }
+def _process_tiles(workspace: Workspace, generator: MaskGenerator, tiles: list[Tile]) -> list[dict[str, Any]]:
+    """Writes the masks of a batch of tiles (one generator call for all that are not flat); returns their records."""
+    images = [read_image(tile.path) for tile in tiles]
+    flat = [is_flat(image) for image in images]
+    busy = [image for image, is_single in zip(images, flat, strict=True) if not is_single]
+    generated = iter(generator.generate_batch(busy) if busy else [])
+    results = []
+    for tile, image, is_single in zip(tiles, images, flat, strict=True):
+        records = [] if is_single else _with_ids(tile.id, next(generated))
+        height, width = image.shape[:2]
+        atomic_write_json(masks_path(workspace, tile.id), {"tile": tile.id, "height": height, "width": width, "masks": records})
+        if is_single:
+            log.warning("masks: tile %s is a single colour; no masks", tile.id)
+        elif not records:
+            log.warning("masks: tile %s has no mask over the area threshold", tile.id)
+        results.append(
+            {"masks": len(records), "coverage": round(coverage(records, height, width), 4), "pixels": height * width, "flat": is_single}
+        )
+    return results
 
 
 def run(workspace: Workspace, settings: Settings, generator: MaskGenerator | None = None) -> dict[str, Any]:
@@ -85,10 +90,11 @@ def run(workspace: Workspace, settings: Settings, generator: MaskGenerator | Non
     todo = [tile for tile in tiles if not run_.item_done(tile.id)]
     if todo and generator is None:
         generator = load_mask_generator(settings.masks)
-    process_items(
+    process_batches(
         run_,
         {tile.id: tile for tile in tiles},
-        lambda tile: _process_tile(workspace, generator, tile),  # type: ignore[arg-type]
+        lambda batch: _process_tiles(workspace, generator, batch),  # type: ignore[arg-type]
+        batch_size=settings.masks.image_batch,
         desc="masks",
         unit="tile",
     )

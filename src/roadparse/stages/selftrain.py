@@ -33,7 +33,12 @@ from roadparse.io.labels import (
     read_label_png,
     write_label_png,
 )
-from roadparse.models.segmenters import build_segmenter, save_segmenter, segmenter_record
+from roadparse.models.segmenters import (
+    build_segmenter,
+    load_segmenter,
+    save_segmenter,
+    segmenter_record,
+)
 from roadparse.predict import predict_image
 from roadparse.training.dataset import TileLabelDataset
 from roadparse.training.loop import (
@@ -163,7 +168,7 @@ def run(
     dist, device = distributed_context(settings.train.device)
     stage_settings = {
         # where and how fast it runs must not invalidate finished rounds or checkpoints
-        "train": settings.train.model_dump(mode="json", exclude={"device", "num_workers", "checkpoint_every"}),
+        "train": settings.train.model_dump(mode="json", exclude={*settings.train.execution_only, "num_workers", "checkpoint_every"}),
         "relabel": {"window": settings.predict.window, "overlap": settings.predict.overlap},
         "classes": list(classes.names),
     }
@@ -240,6 +245,11 @@ def _train_round(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train.seed + round_index)  # same initial weights on every rank and every rerun
         model = build_segmenter(train.architecture, train.backbone, len(classes), train.pretrained, train.encoder_weights)
+    if round_index > 1 and train.student_init == "teacher":
+        teacher_dir = round_dir.parent / f"round_{round_index - 1}" / "model"
+        teacher, _ = load_segmenter(teacher_dir)
+        model.load_state_dict(teacher.state_dict())
+        log.info("round %d: student starts from the weights of %s", round_index, teacher_dir)
     meta = {
         "class_names": list(classes.names),
         "class_colors": [list(c) for c in classes.colors],
