@@ -59,7 +59,10 @@ class MasksSettings(_Section):
 
     execution_only: ClassVar[frozenset[str]] = frozenset({"points_per_batch", "image_batch", "device"})
 
-    generator: str = Field("facebook/sam-vit-large", description="SAM id or local path (paper: ViT-L), or 'felzenszwalb' / 'slic' for the offline generator")
+    generator: str = Field(
+        "facebook/sam-vit-large",
+        description="SAM / SAM-HQ / SAM 2 id or local folder, official SAM .pth (paper: SAM ViT-L), or 'felzenszwalb' / 'slic' for the offline generator",
+    )
     points_per_side: int = Field(16, gt=0, description="point grid per side (paper: 16x16)")
     points_per_batch: int = Field(256, gt=0, description="points decoded per batch")
     pred_iou_thresh: float = Field(0.88, description="SAM AMG predicted-IoU threshold (SAM default)")

@@ -1,4 +1,5 @@
-"""The mask-generator family: SAM (by Hugging Face id, local folder or official ``.pth``) or offline superpixels.
+"""The mask-generator family: SAM (by Hugging Face id, local folder or official ``.pth``), SAM-HQ or
+SAM 2 (by Hugging Face id or local folder), or offline superpixels.
 
 Every generator has ``generate(image (H, W, 3) uint8) -> list[dict]`` and
 ``generate_batch(images) -> list[list[dict]]``; records hold ``rle``, ``bbox``
@@ -19,8 +20,13 @@ from roadparse.models import load_pretrained, looks_like_path, resolve_device
 log = logging.getLogger(__name__)
 
 SAM_MODELS = ("facebook/sam-vit-base", "facebook/sam-vit-large", "facebook/sam-vit-huge")
+SAM_VARIANT_MODELS = ("syscv-community/sam-hq-vit-large", "facebook/sam2.1-hiera-large")
+"""SAM-HQ ViT-L and SAM 2.1 Hiera-L; any SAM-HQ or SAM 2 id or folder works too."""
 OFFLINE_METHODS = ("felzenszwalb", "slic")
-_SUPPORTED_TYPES = ("sam",)
+_SUPPORTED_TYPES = ("sam", "sam_hq", "sam2", "sam2_video")
+"""Config ``model_type``s the generator runs; ``sam2_video`` (the ``facebook/sam2.1-*`` checkpoints)
+is loaded as an image ``Sam2Model``, its video memory modules unused."""
+_MODEL_CLASSES = {"sam": "SamModel", "sam_hq": "SamHQModel", "sam2": "Sam2Model", "sam2_video": "Sam2Model"}
 
 
 class MaskGenerator(Protocol):
@@ -32,26 +38,33 @@ class MaskGenerator(Protocol):
 
 
 def list_mask_generators() -> list[str]:
-    """Returns the generator names this build knows (any SAM folder or ``.pth`` path works too)."""
-    return [*SAM_MODELS, *OFFLINE_METHODS]
+    """Returns the generator names this build knows (any SAM, SAM-HQ or SAM 2 folder, or SAM ``.pth`` path, works too)."""
+    return [*SAM_MODELS, *SAM_VARIANT_MODELS, *OFFLINE_METHODS]
 
 
 def _load_sam_model(name_or_path: str) -> Any:
-    """Returns a ``transformers.SamModel`` from a hub id, a saved folder or an official checkpoint."""
+    """Returns a ``transformers.SamModel``, ``SamHQModel`` or ``Sam2Model`` from a hub id or a saved
+    folder (the class chosen by its config's ``model_type``), or a ``SamModel`` from an official checkpoint.
+
+    Raises:
+        ValueError: the config's model type is not one of ``_SUPPORTED_TYPES``.
+    """
     if name_or_path.endswith((".pth", ".pt")):
         from roadparse.models.sam_convert import load_official_checkpoint
 
         return load_official_checkpoint(name_or_path)
-    from transformers import AutoConfig, SamModel
+    import transformers
+    from transformers import AutoConfig
 
     config = load_pretrained(AutoConfig, name_or_path)
     if config.model_type not in _SUPPORTED_TYPES:
         raise ValueError(
-            f"{name_or_path!r} is a {config.model_type!r} model; the automatic mask generator supports "
-            f"{', '.join(_SUPPORTED_TYPES)} (SAM ViT-B/L/H: {', '.join(SAM_MODELS)}, a folder saved from one, "
-            f"or an official .pth), or the offline generators {', '.join(OFFLINE_METHODS)}"
+            f"{name_or_path!r} is a {config.model_type!r} model; the automatic mask generator supports model types "
+            f"{', '.join(_SUPPORTED_TYPES)} (SAM ViT-B/L/H: {', '.join(SAM_MODELS)}, or an official SAM .pth; "
+            f"SAM-HQ and SAM 2, e.g. {', '.join(SAM_VARIANT_MODELS)}; or a folder saved from any of them), "
+            f"or the offline generators {', '.join(OFFLINE_METHODS)}"
         )
-    return load_pretrained(SamModel, name_or_path)
+    return load_pretrained(getattr(transformers, _MODEL_CLASSES[config.model_type]), name_or_path)
 
 
 def load_mask_generator(settings: MasksSettings, device: str | None = None) -> MaskGenerator:
@@ -79,7 +92,7 @@ def load_mask_generator(settings: MasksSettings, device: str | None = None) -> M
     if "/" not in name and not looks_like_path(name) and not name.endswith((".pth", ".pt")):
         raise ValueError(
             f"unknown mask generator {name!r}; available: {', '.join(list_mask_generators())}, "
-            "or a path to a SAM folder or official .pth checkpoint"
+            "or a path to a SAM / SAM-HQ / SAM 2 folder or an official SAM .pth checkpoint"
         )
     model = _load_sam_model(name)
     return SamAutomaticMasks(

@@ -1,16 +1,19 @@
-"""SAM automatic mask generation over ``transformers.SamModel``.
+"""SAM automatic mask generation over ``transformers.SamModel``, ``SamHQModel`` or ``Sam2Model``.
 
 Same semantics as ``segment_anything.SamAutomaticMaskGenerator`` (point grid, crop
 layers, predicted-IoU and stability thresholds, box NMS within and between crops),
 arranged so that a CPU or GPU does little work per candidate:
 
 * the image embedding is computed once per crop (and for several tiles in one batch);
-* the whole grid is decoded in large point batches (``roadparse.models.sam_decoder``);
-* predicted-IoU filtering runs before anything is upsampled (and, in the fast decoder,
+* the whole grid is decoded in large point batches (SAM: ``roadparse.models.sam_decoder``;
+  SAM-HQ and SAM 2: their own prompt encoder and mask decoder, see
+  ``roadparse.models.sam_variants``, which also holds each model's input geometry);
+* predicted-IoU filtering runs before anything is upsampled (and, in SAM's fast decoder,
   before the per-point upscaling network runs);
 * stability scores and boxes are computed exactly as the official does, on logits
   upsampled to the image's resolution (two-step bilinear: to the padded input size,
-  crop, to the crop size), but a chunk at a time and reduced to counts and boxes at
+  crop, to the crop size; SAM 2, whose input is the crop stretched to a square: straight
+  to the crop size), but a chunk at a time and reduced to counts and boxes at
   once: no full-resolution mask, RLE or box of a rejected candidate is ever kept.
   (Estimating stability on the 256x256 logits instead is not within tolerance: on
   rough logits it is off by up to 0.3, so it is not used.) With a stability threshold
@@ -39,7 +42,7 @@ from torchvision.ops import batched_nms
 
 from roadparse.io import rle as rle_io
 from roadparse.models.sam_boxes import UpscaledBoxes
-from roadparse.models.sam_decoder import decode_points
+from roadparse.models.sam_variants import Features, model_family
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +137,7 @@ class CropGeometry:
     box: list[int]
     """[x0, y0, x1, y1] of the crop in the image."""
     input_hw: tuple[int, int]
-    """(h, w) of the resized crop inside the padded square model input."""
+    """(h, w) of the resized crop inside the padded square model input (SAM 2: the whole input)."""
 
     @property
     def size_hw(self) -> tuple[int, int]:
@@ -143,12 +146,13 @@ class CropGeometry:
 
 
 class SamAutomaticMasks:
-    """Generates all masks of an image with a ``transformers.SamModel`` and a point grid.
+    """Generates all masks of an image with a point grid and a ``transformers.SamModel``,
+    ``SamHQModel`` or ``Sam2Model``.
 
     Arguments mirror ``segment_anything.SamAutomaticMaskGenerator``; ``min_mask_area``
     replaces ``min_mask_region_area`` (see the module docstring); ``upscale_dtype`` bfloat16
-    runs the decoder's mask upscaling in bfloat16 (faster, no longer equal to SAM: see
-    :func:`roadparse.models.sam_decoder.decode_points_fast`).
+    runs SAM's fast decoder's mask upscaling in bfloat16 (faster, no longer equal to SAM: see
+    :func:`roadparse.models.sam_decoder.decode_points_fast`; SAM-HQ and SAM 2 ignore it).
     """
 
     def __init__(
@@ -186,10 +190,8 @@ class SamAutomaticMasks:
         self.point_grids = [
             build_point_grid(int(points_per_side / crop_n_points_downscale_factor**i)) for i in range(crop_n_layers + 1)
         ]
-        size = model.config.vision_config.image_size
-        self.long_side = int(size[0] if isinstance(size, (list, tuple)) else size)
-        with torch.inference_mode():
-            self._image_pe = model.get_image_wide_positional_embeddings().to(self.device)
+        self.family = model_family(self.model)
+        self.long_side = self.family.input_side
         self._mean = torch.tensor(PIXEL_MEAN, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(PIXEL_STD, dtype=torch.float32).view(3, 1, 1)
 
@@ -198,9 +200,13 @@ class SamAutomaticMasks:
     def pixels(self, crop: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """Returns the (3, S, S) float32 normalised, padded model input and the resized (h, w).
 
-        Resizing is PIL bilinear of the longest side to S, as the official ``ResizeLongestSide``.
+        Resizing is PIL bilinear of the longest side to S, as the official ``ResizeLongestSide``
+        (SAM 2: of both sides to S, as ``SAM2Transforms``; nothing is padded).
         """
-        new_h, new_w = resized_shape(crop.shape[0], crop.shape[1], self.long_side)
+        if self.family.stretch:
+            new_h = new_w = self.long_side
+        else:
+            new_h, new_w = resized_shape(crop.shape[0], crop.shape[1], self.long_side)
         resized = np.asarray(Image.fromarray(crop).resize((new_w, new_h), Image.BILINEAR))
         tensor = torch.from_numpy(resized.copy()).permute(2, 0, 1).float()
         tensor = (tensor - self._mean) / self._std
@@ -208,57 +214,75 @@ class SamAutomaticMasks:
         return tensor, (new_h, new_w)
 
     @torch.inference_mode()
-    def embed(self, crops: list[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """Returns the (B, C, h, w) image embeddings of (H, W, 3) uint8 crops and their resized sizes."""
+    def embed(self, crops: list[np.ndarray]) -> tuple[Features, list[tuple[int, int]]]:
+        """Returns the image features of (H, W, 3) uint8 crops and their resized sizes.
+
+        SAM: the (B, C, h, w) image embeddings; SAM-HQ and SAM 2: a tuple of tensors (see
+        :mod:`roadparse.models.sam_variants`). ``self.family.select(features, i)`` is crop i's.
+        """
         prepared = [self.pixels(crop) for crop in crops]
         batch = torch.stack([tensor for tensor, _ in prepared]).to(self.device)
-        return self.model.get_image_embeddings(batch), [size for _, size in prepared]
+        return self.family.embed(batch), [size for _, size in prepared]
 
     # --- candidates (per crop, before NMS) --------------------------------------------
 
+    def _upscale_frame(self, geometry: CropGeometry, low_side: int) -> tuple[int, tuple[int, int]]:
+        """Returns the side the low-res logits are first upsampled to and the (h, w) kept of it.
+
+        SAM: the padded input and the resized crop inside it. SAM 2: the low-res side itself and
+        all of it (the identity), so the logits go straight to the crop's size.
+        """
+        if self.family.stretch:
+            return low_side, (low_side, low_side)
+        return self.long_side, geometry.input_hw
+
     def upscale(self, logits: torch.Tensor, geometry: CropGeometry, chunk: int = 32) -> torch.Tensor:
-        """Returns (N, h, w) float logits at the crop's resolution from (N, 256, 256) low-res logits.
+        """Returns (N, h, w) float logits at the crop's resolution from (N, L, L) low-res logits.
 
         Bilinear to the padded input size, crop the padding, bilinear to the crop size:
-        the official ``Sam.postprocess_masks``.
+        the official ``Sam.postprocess_masks`` (SAM 2: bilinear to the crop size, as
+        ``SAM2Transforms.postprocess_masks``).
         """
         height, width = geometry.size_hw
         out = torch.empty(logits.shape[0], height, width, dtype=logits.dtype, device=logits.device)
-        in_h, in_w = geometry.input_hw
+        padded, (in_h, in_w) = self._upscale_frame(geometry, logits.shape[-1])
         for start in range(0, logits.shape[0], chunk):
             part = logits[start : start + chunk, None]
-            part = F.interpolate(part, (self.long_side, self.long_side), mode="bilinear", align_corners=False)
+            if padded != part.shape[-1]:
+                part = F.interpolate(part, (padded, padded), mode="bilinear", align_corners=False)
             part = part[..., :in_h, :in_w]
             out[start : start + chunk] = F.interpolate(part, (height, width), mode="bilinear", align_corners=False)[:, 0]
         return out
 
     @torch.inference_mode()
-    def candidates(self, embedding: torch.Tensor, geometry: CropGeometry, layer: int = 0) -> dict[str, torch.Tensor]:
+    def candidates(self, embedding: Features, geometry: CropGeometry, layer: int = 0) -> dict[str, torch.Tensor]:
         """Returns the crop's candidates that pass the predicted-IoU threshold, before stability and NMS.
 
-        Keys: ``logits`` (N, 256, 256) low-res float, ``iou`` (N,), ``points`` (N, 2) float64
-        (x, y) in crop pixels, ``point_index`` (N,) grid index, ``mask_index`` (N,) 0..2.
+        Keys: ``logits`` (N, L, L) low-res float (L = 256 for 1024-pixel inputs), ``iou`` (N,),
+        ``points`` (N, 2) float64 (x, y) in crop pixels, ``point_index`` (N,) grid index,
+        ``mask_index`` (N,) 0..M-1 (M = 3 multimask outputs).
 
         Args:
-            embedding: (1, C, h, w) image embedding of the crop.
+            embedding: the crop's image features (SAM: its (1, C, h, w) image embedding).
         """
         height, width = geometry.size_hw
         points = self.point_grids[layer] * np.array([[width, height]])
         scale = np.array([[geometry.input_hw[1] / width, geometry.input_hw[0] / height]])
         model_points = torch.as_tensor(points * scale, dtype=torch.float32, device=self.device)
         logits, ious, indices = [], [], []
+        n_masks = 3
         for start in range(0, len(points), self.points_per_batch):
             batch = model_points[start : start + self.points_per_batch]
-            low, iou = decode_points(
-                self.model, embedding, self._image_pe, batch, iou_thresh=self.pred_iou_thresh, upscale_dtype=self.upscale_dtype
+            low, iou = self.family.decode(
+                embedding, batch, iou_thresh=self.pred_iou_thresh, upscale_dtype=self.upscale_dtype
             )
+            n_masks = iou.shape[1]
             iou = iou.flatten()
             keep = iou > self.pred_iou_thresh if self.pred_iou_thresh > 0 else torch.ones_like(iou, dtype=torch.bool)
             logits.append(low.flatten(0, 1)[keep])
             ious.append(iou[keep])
-            indices.append((torch.arange(iou.numel(), device=iou.device) + start * 3)[keep])
+            indices.append((torch.arange(iou.numel(), device=iou.device) + start * n_masks)[keep])
         index = torch.cat(indices)
-        n_masks = 3
         return {
             "logits": torch.cat(logits),
             "iou": torch.cat(ious),
@@ -271,7 +295,7 @@ class SamAutomaticMasks:
         self, logits: torch.Tensor, geometry: CropGeometry, chunk: int = 32, stability: bool = True
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Returns exact (N,) stability scores (None unless ``stability``) and (N, 4) inclusive boxes in
-        crop pixels of (N, 256, 256) low-res logits.
+        crop pixels of (N, L, L) low-res logits.
 
         Computed on the upsampled logits as the official does, a chunk at a time, keeping
         nothing at full resolution.
@@ -291,7 +315,8 @@ class SamAutomaticMasks:
     def _boxes(self, logits: torch.Tensor, geometry: CropGeometry, chunk: int) -> torch.Tensor:
         """Returns (N, 4) inclusive boxes in crop pixels of the upsampled logits (see ``sam_boxes``);
         only candidates the banded search cannot settle are upsampled in full."""
-        boxer = UpscaledBoxes(logits.shape[-1], self.long_side, geometry.input_hw, geometry.size_hw)
+        padded, valid_hw = self._upscale_frame(geometry, logits.shape[-1])
+        boxer = UpscaledBoxes(logits.shape[-1], padded, valid_hw, geometry.size_hw)
         boxes, unsettled = [], []
         for start in range(0, logits.shape[0], chunk):
             part_boxes, part_unsettled = boxer(logits[start : start + chunk], self.mask_threshold)
@@ -333,7 +358,7 @@ class SamAutomaticMasks:
 
     @torch.inference_mode()
     def process_crop(
-        self, embedding: torch.Tensor, geometry: CropGeometry, layer: int, image_hw: tuple[int, int]
+        self, embedding: Features, geometry: CropGeometry, layer: int, image_hw: tuple[int, int]
     ) -> dict[str, Any]:
         """Returns the crop's kept masks: ``masks`` (N, H, W) bool at image size, ``boxes`` (N, 4)
         inclusive xyxy in image pixels, ``iou``, ``stability``, ``points`` (N, 2) in image pixels."""
@@ -392,10 +417,11 @@ class SamAutomaticMasks:
         for start in range(0, len(jobs), batch):
             group = jobs[start : start + batch]
             crops = [images[i][box[1] : box[3], box[0] : box[2]] for i, box, _ in group]
-            embeddings, input_sizes = self.embed(crops)
-            for (index, box, layer), embedding, input_hw in zip(group, embeddings, input_sizes, strict=True):
+            features, input_sizes = self.embed(crops)
+            for k, ((index, box, layer), input_hw) in enumerate(zip(group, input_sizes, strict=True)):
                 geometry = CropGeometry(box=box, input_hw=input_hw)
-                per_image[index].append(self.process_crop(embedding[None], geometry, layer, images[index].shape[:2]))
+                crop_features = self.family.select(features, k)
+                per_image[index].append(self.process_crop(crop_features, geometry, layer, images[index].shape[:2]))
         return [self._records(parts) for parts in per_image]
 
     def _records(self, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:

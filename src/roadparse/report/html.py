@@ -129,15 +129,16 @@ def sample_tiles_html(
 
 
 def stage_table(workspace: Workspace, seconds: dict[str, float]) -> str:
-    """Returns a table of every finished stage: wall time, items, failures and its summary counts."""
-    out = ["<table><tr><th>stage</th><th>seconds</th><th>items</th><th>failed</th><th>summary</th></tr>"]
+    """Returns a table of every finished stage: the wall time of the run that produced it (a stage
+    skipped as complete this time keeps its own), items, failures and its summary counts."""
+    out = ["<table><tr><th>stage</th><th>seconds to produce</th><th>items</th><th>failed</th><th>summary</th></tr>"]
     for stage in ("roi", "masks", "embed", "cluster", "pseudolabel", "train"):
         manifest = workspace.read_manifest(stage)
         if manifest is None:
             continue
         summary = {k: v for k, v in manifest.get("summary", {}).items() if k not in ("items", "failed") and not isinstance(v, dict | list)}
         text = ", ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}" for k, v in summary.items())
-        secs = seconds.get(stage, manifest.get("seconds", 0.0))
+        secs = manifest.get("seconds", seconds.get(stage, 0.0))
         out.append(
             f"<tr><td>{stage}</td><td>{secs:.1f}</td><td>{manifest['summary'].get('items', 0)}</td>"
             f"<td>{manifest['summary'].get('failed', 0)}</td><td>{html.escape(text)}</td></tr>"
@@ -161,7 +162,8 @@ def write_report(
     notes: list[str],
 ) -> Path:
     """Writes the self-contained ``report.html`` at ``path`` (atomically) and returns it."""
-    final = list(metrics)[-1] if metrics else None
+    # the confusion of the best labels (the run's model is its best round)
+    best = max(metrics, key=lambda title: metrics[title]["scores"]["miou"]) if metrics else None
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>roadparse report</title><style>{_CSS}</style></head><body>",
         "<h1>roadparse run report</h1>",
@@ -178,8 +180,8 @@ def write_report(
         "<h2>Stages</h2>",
         stage_table(workspace, seconds),
     ]
-    if final is not None:
-        parts += ["<h2>Confusion matrix</h2>", confusion_plot(metrics[final]["confusion"], classes, f"{final}, % of each ground-truth class")]
+    if best is not None:
+        parts += ["<h2>Confusion matrix</h2>", confusion_plot(metrics[best]["confusion"], classes, f"{best} (best mIoU), % of each ground-truth class")]
     parts += ["<h2>Sample dev tiles</h2>", _legend(classes), sample_tiles_html(sample_tiles, label_dirs, gt_dir, classes)]
     if merge_map is not None:
         parts += ["<h2>Merge map</h2>", f"<pre>{html.escape(json.dumps(merge_map, indent=1))}</pre>"]
