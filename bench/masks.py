@@ -12,6 +12,7 @@ taken side by side in this process, and the encoder's GFLOP/s against a big matm
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import numpy as np
@@ -159,8 +160,9 @@ def main() -> None:
                 "roadparse": lambda hf=model: run_ours(hf, image, args.points)}
         if args.bf16:
             runs["roadparse bf16 upscale"] = lambda hf=model: run_ours(hf, image, args.points, "bfloat16")
-        if not args.skip_pipeline:
-            runs["transformers pipeline"] = lambda hf=model: run_pipeline(hf, image, args.points)
+        if not args.skip_pipeline:  # its own copy: roadparse patches the encoder attention of the model it is given
+            pristine = copy.deepcopy(model)
+            runs["transformers pipeline"] = lambda hf=pristine: run_pipeline(hf, image, args.points)
         results = {}
         with torch.inference_mode():
             for label, fn in runs.items():

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from roadparse.models.sam_decoder import decode_points
+from roadparse.models.sam_encoder import use_fast_attention
 
 DECODE_CHUNK = 16
 """Points through SAM-HQ's / SAM 2's own mask decoder at once: it copies the image side and upscales
@@ -53,6 +54,7 @@ class SamFamily:
 
     def __init__(self, model: Any):
         self.model = model
+        use_fast_attention(model)  # SAM / SAM-HQ ViT: block-wise relative-position bias (equal, faster)
         self.input_side = self._input_side(model.config)
         device = next(model.parameters()).device
         with torch.inference_mode():
