@@ -53,23 +53,7 @@ def process_items(
     returns the record to journal. An item raising ValueError/OSError/RuntimeError is
     recorded as failed with its message and the run goes on.
     """
-    run.set_total(len(items))
-    todo = [(key, value) for key, value in items.items() if not run.item_done(key)]
-    if len(todo) < len(items):
-        log.info("%s: resuming, %d of %d %s already done", run.stage, len(items) - len(todo), len(items), unit)
-    executor = executor or InProcessExecutor()
-    done = failed = 0
-    with tqdm(total=len(todo), desc=desc, unit=unit, dynamic_ncols=True) as bar:
-        for (key, _), result in executor.map(lambda pair: fn(pair[1]), todo):
-            if isinstance(result, Exception):
-                log.warning("%s: %s failed: %s", run.stage, key, result)
-                run.record_failure(key, str(result))
-                failed += 1
-            else:
-                run.record_item(key, result)
-                done += 1
-            bar.update(1)
-    return done, failed
+    return process_batches(run, items, lambda batch: [fn(batch[0])], batch_size=1, desc=desc, unit=unit, executor=executor)
 
 
 def process_batches(
