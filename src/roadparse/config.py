@@ -154,6 +154,11 @@ class TrainSettings(_Section):
     schedule: Literal["poly", "cosine", "constant"] = Field("poly", description="learning-rate schedule")
     checkpoint_every: int = Field(1000, gt=0, description="save a checkpoint every N iterations")
     rounds: int = Field(2, ge=1, description="teacher + students: 1 = teacher only; paper: 2")
+    relabel_confidence: float = Field(
+        0.0, ge=0, lt=1,
+        description="the next round trains only on relabelled pixels whose class probability reaches this (others "
+        "unlabelled); 0: every pixel (paper). The round's own labels and scores keep every pixel",
+    )
     student_init: Literal["pretrained", "teacher"] = Field(
         "pretrained",
         description="students start from the pretrained backbone (paper) or from the previous round's weights "

@@ -85,12 +85,15 @@ def dev_scores(labels_dir: Path, dev_tiles: list[Tile], dev_labels: Path, classe
 
 def relabel_tiles(
     model: torch.nn.Module, tiles: list[Tile], labels_dir: Path, settings: Settings,
-    device: torch.device, dist: DistContext, desc: str,
+    device: torch.device, dist: DistContext, desc: str, confident_dir: Path | None = None,
 ) -> None:
     """Writes ``labels_dir/<tile_id>.png``: the model's argmax over each full tile (padding = ignore).
 
-    Tiles already relabelled (by an interrupted run of the same round) are skipped; under
-    DDP each rank relabels its own share of the tiles.
+    With ``confident_dir``, also writes there the same labels with pixels whose class
+    probability is under ``train.relabel_confidence`` unlabelled (written first, so a tile
+    whose ``labels_dir`` file exists is complete). Tiles already relabelled (by an
+    interrupted run of the same round) are skipped; under DDP each rank relabels its own
+    share of the tiles.
     """
     mine = tiles[dist.rank :: dist.world_size]
     classes = load_classes(settings.classes)
@@ -100,14 +103,18 @@ def relabel_tiles(
         if path.is_file():
             continue
         image = read_image(tile.path)
-        labels = predict_image(
+        predicted = predict_image(
             model, image, settings.predict.window, settings.predict.overlap, settings.predict.batch_size, device,
-            amp=settings.train.amp,
+            return_probabilities=confident_dir is not None, amp=settings.train.amp,
         )
-        assert isinstance(labels, np.ndarray)
+        labels, probabilities = predicted if isinstance(predicted, tuple) else (predicted, None)
         valid_w, valid_h = tile.valid
         labels[valid_h:] = IGNORE_INDEX
         labels[:, valid_w:] = IGNORE_INDEX
+        if confident_dir is not None and probabilities is not None:
+            confident = labels.copy()
+            confident[probabilities.max(axis=0) < settings.train.relabel_confidence] = IGNORE_INDEX
+            write_label_png(confident_dir / f"{tile.id}.png", confident, classes)
         write_label_png(path, labels, classes)
     dist.barrier()
 
@@ -202,7 +209,7 @@ def run(
                 atomic_write_json(round_dir / "metrics.json", metrics)
                 stage.record_item(item, metrics)
         history.append(metrics)
-        previous_labels = round_dir / "labels"
+        previous_labels = round_dir / ("confident_labels" if settings.train.relabel_confidence > 0 else "labels")
         if metrics["stop"]:
             stopped_by = metrics["stop"]
             break
@@ -266,7 +273,8 @@ def _train_round(
     if dist.is_main:
         save_segmenter(model, round_dir / "model", meta)
     labels_dir = round_dir / "labels"
-    relabel_tiles(model, tiles, labels_dir, settings, device, dist, desc=f"relabel {round_index}")
+    confident_dir = round_dir / "confident_labels" if train.relabel_confidence > 0 else None
+    relabel_tiles(model, tiles, labels_dir, settings, device, dist, desc=f"relabel {round_index}", confident_dir=confident_dir)
     optimizer, lr, decay = resolve_optimizer(train)
     metrics: dict[str, Any] = {
         "round": round_index,
