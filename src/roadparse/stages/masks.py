@@ -41,12 +41,8 @@ def is_flat(image: np.ndarray) -> bool:
     return bool((image == image.reshape(-1, 3)[0]).all())
 
 
-def tile_masks(generator: MaskGenerator, tile_id: str, image: np.ndarray) -> list[dict[str, Any]]:
-    """Returns the tile's mask records with ids ``<tile_id>/<k>`` first, in generator order."""
-    return _with_ids(tile_id, generator.generate(image))
-
-
 def _with_ids(tile_id: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Returns the tile's mask records with ids ``<tile_id>/<k>`` first, in generator order."""
     return [{"id": f"{tile_id}/{k}", **record} for k, record in enumerate(records)]
 
 

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from roadparse.artifacts import Tile, list_tiles, tile_ground_truth
-from roadparse.config import Settings, dump_settings
+from roadparse.config import Settings, TrainSettings, dump_settings
 from roadparse.io.images import read_image
 from roadparse.io.labels import (
     IGNORE_INDEX,
@@ -83,6 +83,12 @@ def dev_scores(labels_dir: Path, dev_tiles: list[Tile], dev_labels: Path, classe
     return scores(confusion, classes.names)
 
 
+def _next_round_labels(round_dir: Path, train: TrainSettings) -> Path:
+    """Returns the folder of a round's labels the next round trains on: its confident labels when
+    ``train.relabel_confidence`` is set, else all of its labels."""
+    return round_dir / ("confident_labels" if train.relabel_confidence > 0 else "labels")
+
+
 def relabel_tiles(
     model: torch.nn.Module, tiles: list[Tile], labels_dir: Path, settings: Settings,
     device: torch.device, dist: DistContext, desc: str, confident_dir: Path | None = None,
@@ -111,7 +117,8 @@ def relabel_tiles(
         valid_w, valid_h = tile.valid
         labels[valid_h:] = IGNORE_INDEX
         labels[:, valid_w:] = IGNORE_INDEX
-        if confident_dir is not None and probabilities is not None:
+        if confident_dir is not None:
+            assert probabilities is not None
             confident = labels.copy()
             confident[probabilities.max(axis=0) < settings.train.relabel_confidence] = IGNORE_INDEX
             write_label_png(confident_dir / f"{tile.id}.png", confident, classes)
@@ -209,7 +216,7 @@ def run(
                 atomic_write_json(round_dir / "metrics.json", metrics)
                 stage.record_item(item, metrics)
         history.append(metrics)
-        previous_labels = round_dir / ("confident_labels" if settings.train.relabel_confidence > 0 else "labels")
+        previous_labels = _next_round_labels(round_dir, settings.train)
         if metrics["stop"]:
             stopped_by = metrics["stop"]
             break
@@ -273,7 +280,8 @@ def _train_round(
     if dist.is_main:
         save_segmenter(model, round_dir / "model", meta)
     labels_dir = round_dir / "labels"
-    confident_dir = round_dir / "confident_labels" if train.relabel_confidence > 0 else None
+    next_labels = _next_round_labels(round_dir, train)
+    confident_dir = next_labels if next_labels != labels_dir else None
     relabel_tiles(model, tiles, labels_dir, settings, device, dist, desc=f"relabel {round_index}", confident_dir=confident_dir)
     optimizer, lr, decay = resolve_optimizer(train)
     metrics: dict[str, Any] = {
