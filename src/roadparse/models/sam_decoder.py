@@ -90,6 +90,19 @@ class _Buffers(dict):
         return buffer
 
 
+def _layer_norm_(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    """Returns ``x`` (..., C) overwritten with ``norm(x)``.
+
+    The same normalisation as ``F.layer_norm`` (biased variance over the last dimension)
+    in five in-place passes: on large CPU tensors ``F.layer_norm`` takes 2-3x as long
+    (measured on (64, 4096, 256): 91 ms vs 36 ms, max difference 3e-6).
+    """
+    centred = x.sub_(x.mean(-1, keepdim=True))
+    variance = torch.linalg.vector_norm(centred, dim=-1, keepdim=True).square_().div_(x.shape[-1])
+    centred.mul_(variance.add_(norm.eps).rsqrt_())
+    return torch.addcmul(norm.bias, centred, norm.weight, out=centred)
+
+
 def _split(x: torch.Tensor, heads: int) -> torch.Tensor:
     """Returns (..., T, H, dh) from (..., T, H*dh)."""
     return x.unflatten(-1, (heads, -1))
@@ -231,21 +244,25 @@ def _value_rows(attn, tokens: torch.Tensor) -> torch.Tensor:
     return rows + attn.out_proj.bias / heads
 
 
-def _image_to_tokens(attn, scores: torch.Tensor, tokens: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """Returns (p, N, C): ``base`` + image->token attention output.
+def _image_to_tokens(
+    attn, scores: torch.Tensor, tokens: torch.Tensor, base: torch.Tensor, out: torch.Tensor
+) -> torch.Tensor:
+    """Returns ``out`` (p, N, C) = ``base`` + image->token attention output.
 
     Args:
         scores: (p, H*T, N) scaled attention logits of every image token against every prompt token.
         tokens: (p, T, C) prompt tokens (the values before projection).
-        base: (N, C) or (p, N, C) residual the output is added to (the latter in place).
+        base: (N, C) or (p, N, C) residual the output is added to; may be ``out`` itself.
+        out: (p, N, C) tensor written (a reused buffer: a fresh one costs page faults and
+            made this product 3x slower).
     """
     heads = attn.num_attention_heads
     p, _, n = scores.shape
     weights = scores.view(p, heads, -1, n).softmax(dim=2).view(p, -1, n)  # softmax over each head's T tokens
     value_rows = _value_rows(attn, tokens)
-    if base.dim() == 3:
-        return base.baddbmm_(weights.transpose(1, 2), value_rows)
-    return torch.bmm(weights.transpose(1, 2), value_rows).add_(base)
+    if base is not out:
+        out.copy_(base.expand_as(out))
+    return out.baddbmm_(weights.transpose(1, 2), value_rows)
 
 
 @_one_thread
@@ -285,11 +302,12 @@ def _transformer(
         token_keys = _token_keys(attn, queries, point_pe)
         if index == 0:  # image queries are shared: one (p*H*T, d) x (d, N) product, heads kept apart by zeros
             scores = (_block_diagonal(token_keys) @ image.first_queries.T).view(len(queries), -1, len(image.keys))
-            keys = _image_to_tokens(attn, scores, queries, image.keys)
+            out = buffers.get("keys", (len(queries), *image.keys.shape), image.keys)
+            keys = _image_to_tokens(attn, scores, queries, image.keys, out)
         else:  # (k + pe) Wq^T + bq against each token key, as one (N, C) x (C, H*T) product per point
             pulled, bias = _pulled_image_queries(attn, token_keys, channels)
-            keys = _image_to_tokens(attn, torch.baddbmm(bias, pulled, keys_pe.transpose(1, 2)), queries, keys)
-        keys = layer.layer_norm4(keys)
+            keys = _image_to_tokens(attn, torch.baddbmm(bias, pulled, keys_pe.transpose(1, 2)), queries, keys, keys)
+        keys = _layer_norm_(keys, layer.layer_norm4)
         keys_pe = torch.add(keys, image.pe, out=buffers.get("keys_pe", keys.shape, keys))
 
     # Only the IoU token and the multimask tokens are read after the final attention, in which
