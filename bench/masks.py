@@ -4,7 +4,11 @@ Full-size ViT-B / ViT-L with random weights (built from config, nothing download
 same weights copied into every implementation), one 800x800 tile, 16x16 grid, every
 threshold at 0 so every candidate goes through post-processing. Prints seconds split
 into image encoder and decoder + post-processing, with ratios against the official run
-taken side by side in this process, and the encoder's GFLOP/s against a big matmul.
+taken side by side in this run, and the encoder's GFLOP/s against a big matmul.
+
+Each implementation runs in a fresh process of its own (same weights, from a file): the
+allocator settings roadparse makes (``retain_freed_memory``) are process-wide and would
+otherwise also speed up whatever runs after it, and each starts from the same state.
 
     python bench/masks.py --models vit_b,vit_l --repeat 1 [--skip-pipeline] [--bf16] [--size 800]
 """
@@ -12,8 +16,12 @@ taken side by side in this process, and the encoder's GFLOP/s against a big matm
 from __future__ import annotations
 
 import argparse
-import copy
+import pickle
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -126,57 +134,108 @@ def matched_iou(reference: list[np.ndarray], masks: list[np.ndarray]) -> float:
     return float(np.mean(best))
 
 
+def build_models(name: str):
+    """Returns the official Sam with seed-0 random weights and its ``transformers`` twin."""
+    from segment_anything import sam_model_registry
+    from transformers import SamModel
+
+    torch.manual_seed(0)
+    official = sam_model_registry[name](checkpoint=None).eval()
+    state = official.state_dict()
+    model = SamModel(sam_config_for_state_dict(state)).eval()
+    model.load_state_dict(official_to_hf_state_dict(state), strict=False)
+    return official, model
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Runs one implementation on one model ``repeat`` times; pickles (encoder s, post s, masks) of the best."""
+    from segment_anything import sam_model_registry
+
+    torch.set_num_threads(args.threads)
+    image = tile_image(args.size)
+    official = sam_model_registry[args.model](checkpoint=None).eval()
+    official.load_state_dict(torch.load(args.state, weights_only=True))
+    if args.worker == "official":
+        run = lambda: run_official(official, image, args.points)  # noqa: E731
+    else:
+        from transformers import SamModel
+
+        state = official.state_dict()
+        model = SamModel(sam_config_for_state_dict(state)).eval()
+        model.load_state_dict(official_to_hf_state_dict(state), strict=False)
+        del official
+        if args.worker == "pipeline":
+            run = lambda: run_pipeline(model, image, args.points)  # noqa: E731
+        else:
+            dtype = "bfloat16" if args.worker == "roadparse-bf16" else "float32"
+            run = lambda: run_ours(model, image, args.points, dtype)  # noqa: E731
+    best = None
+    with torch.inference_mode():
+        for _ in range(args.repeat):
+            encoder, post, masks = run()
+            if best is None or encoder + post < best[0] + best[1]:
+                best = (encoder, post, [np.packbits(m) for m in masks], masks[0].shape if masks else None)
+    Path(args.out).write_bytes(pickle.dumps(best))
+
+
+def run_worker(kind: str, name: str, state: Path, args: argparse.Namespace, folder: Path):
+    """Returns (encoder s, post s, masks) of ``kind`` on model ``name``, run in a fresh process."""
+    out = folder / f"{name}-{kind}.pkl"
+    command = [sys.executable, __file__, "--worker", kind, "--model", name, "--state", str(state), "--out", str(out),
+               "--size", str(args.size), "--points", str(args.points), "--repeat", str(args.repeat),
+               "--threads", str(args.threads)]
+    subprocess.run(command, check=True)
+    encoder, post, packed, shape = pickle.loads(out.read_bytes())
+    masks = [np.unpackbits(m, count=shape[0] * shape[1]).reshape(shape).astype(bool) for m in packed]
+    return encoder, post, masks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="vit_b,vit_l")
     parser.add_argument("--size", type=int, default=800, help="tile side")
     parser.add_argument("--points", type=int, default=16, help="points per side")
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per implementation (in its process); best kept")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--bf16", action="store_true", help="also run roadparse with masks.upscale_dtype=bfloat16")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--state", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
     torch.set_num_threads(args.threads)
-    from segment_anything import sam_model_registry
-    from transformers import SamModel
-
-    image = tile_image(args.size)
     peak = matmul_gflops()
     print(f"tile {args.size}x{args.size}, grid {args.points}x{args.points}, {args.threads} threads, "
           f"thresholds 0; matmul peak {peak:.0f} GFLOP/s (CPU shared with other jobs: compare ratios)")
     header = (f"{'model':<6} {'implementation':<22} {'encoder s':>9} {'decode+post s':>13} {'total s':>8} {'masks':>6} "
               f"{'IoU vs off.':>11} {'total x':>8} {'dec+post x':>10} {'enc GFLOP/s':>11}")
+    kinds = {"official segment_anything": "official", "roadparse": "roadparse"}
+    if args.bf16:
+        kinds["roadparse bf16 upscale"] = "roadparse-bf16"
+    if not args.skip_pipeline:
+        kinds["transformers pipeline"] = "pipeline"
     print(header)
     print("-" * len(header))
-    for name in args.models.split(","):
-        torch.manual_seed(0)
-        official = sam_model_registry[name](checkpoint=None).eval()
-        state = official.state_dict()
-        model = SamModel(sam_config_for_state_dict(state)).eval()
-        model.load_state_dict(official_to_hf_state_dict(state), strict=False)
-        cfg = model.config.vision_config
-        gflop = encoder_gflop(cfg.hidden_size, cfg.num_hidden_layers, len(cfg.global_attn_indexes))
-        runs = {"official segment_anything": lambda sam=official: run_official(sam, image, args.points),
-                "roadparse": lambda hf=model: run_ours(hf, image, args.points)}
-        if args.bf16:
-            runs["roadparse bf16 upscale"] = lambda hf=model: run_ours(hf, image, args.points, "bfloat16")
-        if not args.skip_pipeline:  # its own copy: roadparse patches the encoder attention of the model it is given
-            pristine = copy.deepcopy(model)
-            runs["transformers pipeline"] = lambda hf=pristine: run_pipeline(hf, image, args.points)
-        results = {}
-        with torch.inference_mode():
-            for label, fn in runs.items():
-                best = None
-                for _ in range(args.repeat):
-                    encoder, post, masks = fn()
-                    if best is None or encoder + post < best[0] + best[1]:
-                        best = (encoder, post, masks)
-                results[label] = best
-        ref_enc, ref_post, ref_masks = results["official segment_anything"]
-        for label, (encoder, post, masks) in results.items():
-            print(f"{name:<6} {label:<22} {encoder:>9.2f} {post:>13.2f} {encoder + post:>8.2f} {len(masks):>6} "
-                  f"{matched_iou(ref_masks, masks):>11.4f} {(ref_enc + ref_post) / (encoder + post):>8.2f} "
-                  f"{ref_post / post:>10.2f} {gflop / encoder:>11.0f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name in args.models.split(","):
+            official, model = build_models(name)
+            cfg = model.config.vision_config
+            gflop = encoder_gflop(cfg.hidden_size, cfg.num_hidden_layers, len(cfg.global_attn_indexes))
+            state = folder / f"{name}.pt"
+            torch.save(official.state_dict(), state)
+            del official, model
+            results = {label: run_worker(kind, name, state, args, folder) for label, kind in kinds.items()}
+            state.unlink()
+            ref_enc, ref_post, ref_masks = results["official segment_anything"]
+            for label, (encoder, post, masks) in results.items():
+                print(f"{name:<6} {label:<22} {encoder:>9.2f} {post:>13.2f} {encoder + post:>8.2f} {len(masks):>6} "
+                      f"{matched_iou(ref_masks, masks):>11.4f} {(ref_enc + ref_post) / (encoder + post):>8.2f} "
+                      f"{ref_post / post:>10.2f} {gflop / encoder:>11.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def resolve_device(name: str = "auto") -> Any:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_INT_MAX = 2**31 - 1
 
 
 def retain_freed_memory(limit: int = 1 << 30) -> bool:
@@ -54,7 +55,9 @@ def retain_freed_memory(limit: int = 1 << 30) -> bool:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, limit)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 4 * limit))
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]  # both are C ints: larger values would wrap
+    trim = min(4 * limit, _INT_MAX)  # free space kept at the top of the heap before it is given back
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, min(limit, _INT_MAX))) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim))
 
 
 def looks_like_path(name_or_path: str | Path) -> bool:
