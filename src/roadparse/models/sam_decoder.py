@@ -440,8 +440,7 @@ def _upscale_masks(
     mid, out_ch = norm.normalized_shape[0], conv2.out_channels
     w2 = conv2.weight.permute(0, 2, 3, 1).flatten(1).to(dtype)  # (mid, 2*2*out)
     p, n = first.shape[:2]
-    hidden = first.to(dtype).view(p, n * 4, mid)
-    hidden = F.layer_norm(hidden, (mid,), norm.weight.to(dtype), norm.bias.to(dtype), norm.eps)
+    hidden = _layer_norm_(first.view(p, n * 4, mid), norm)[0].to(dtype)  # in float32, in place
     hidden = torch._C._nn.gelu(hidden, out=buffers.get("gelu1", hidden.shape, hidden))
     upscaled = buffers.get("conv2", (p * n * 4, 4 * out_ch), hidden)
     torch.addmm(conv2.bias.repeat(4).to(dtype), hidden.flatten(0, 1), w2, out=upscaled)
