@@ -57,14 +57,18 @@ def encoder_gflop(width: int, depth: int, global_blocks: int, tokens_side: int =
     return 2 * macs / 1e9
 
 
-def matmul_gflops(side: int = 2048, repeat: int = 5) -> float:
-    """Returns this CPU's float32 matmul throughput in GFLOP/s."""
+def matmul_gflops(side: int = 2048, repeat: int = 5, rounds: int = 3) -> float:
+    """Returns this CPU's float32 matmul throughput in GFLOP/s (the best of ``rounds``: a busy
+    neighbour on a shared machine only ever lowers it)."""
     a, b = torch.randn(side, side), torch.randn(side, side)
     torch.matmul(a, b)
-    start = time.perf_counter()
-    for _ in range(repeat):
-        torch.matmul(a, b)
-    return 2 * side**3 * repeat / (time.perf_counter() - start) / 1e9
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeat):
+            torch.matmul(a, b)
+        best = max(best, 2 * side**3 * repeat / (time.perf_counter() - start) / 1e9)
+    return best
 
 
 def run_official(sam, image, points):

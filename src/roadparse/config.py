@@ -84,8 +84,9 @@ class MasksSettings(_Section):
     offline_merge: float = Field(20.0, ge=0, description="offline 'slic': merge neighbours whose mean RGB differs by less than this")
     upscale_dtype: Literal["float32", "bfloat16"] = Field(
         "float32",
-        description="SAM decoder's mask upscaling: float32 (equal to SAM) or bfloat16 (about 2x faster on CPUs with "
-        "AVX512-BF16/AMX and on GPUs; logits differ by ~1 %, masks by a few boundary pixels)",
+        description="SAM decoder's mask upscaling after its first convolution: float32 (equal to SAM) or bfloat16 "
+        "(its matmuls ~2x faster on CPUs with AVX512-BF16/AMX and on GPUs, decoding ~10 % faster here; logits differ "
+        "by ~1 %, masks by a few boundary pixels)",
     )
     image_batch: int = Field(1, gt=0, description="tiles given to the generator at once (SAM: image embeddings in one batch; worth 4-8 on a GPU)")
     device: str = Field("auto", description="torch device: auto, cpu, cuda ...")
