@@ -308,9 +308,9 @@ def _first_output(attn, out: torch.Tensor, p: int) -> torch.Tensor:
 
 def _transformer(
     decoder, image: _Image, tokens: torch.Tensor, buffers: _Buffers
-) -> tuple[torch.Tensor, torch.Tensor, list[_Update]]:
-    """Returns the two-way transformer's (p, 1 + M, C) output IoU token and multimask tokens, its
-    (p, N, C) updated image tokens and each layer's update of them."""
+) -> tuple[torch.Tensor, list[_Update]]:
+    """Returns the two-way transformer's (p, 1 + M, C) output IoU token and multimask tokens and each
+    layer's update of the (p, N, C) image tokens (the upscaling needs only those)."""
     transformer = decoder.transformer
     point_pe = tokens
     queries, keys, keys_pe = tokens, None, None
@@ -346,7 +346,7 @@ def _transformer(
     used = [0, *range(2, decoder.num_mask_tokens + 1)]
     queries, point_pe = queries[:, used], point_pe[:, used]
     out = _tokens_to_image(transformer.final_attn_token_to_image, queries + point_pe, keys_pe, keys)
-    return _final_norm(transformer, queries, out), keys, updates
+    return _final_norm(transformer, queries, out), updates
 
 
 @_one_thread
@@ -425,12 +425,12 @@ def _first_upscaling(
     return out.baddbmm_(torch.cat(left, 1).transpose(1, 2), torch.cat(right, 1))
 
 
-def _shared_upscaling(decoder, image: _Image, updates: list[_Update]) -> torch.Tensor:
+def _shared_upscaling(decoder, image: _Image) -> torch.Tensor:
     """Returns (N, 2*2*mid) = K G_0 M: the image tokens through every layer's norm gain and the
     first upscaling convolution (see :func:`_first_upscaling`)."""
-    gain = torch.ones_like(updates[0].norm.weight)
-    for update in updates:
-        gain = gain * update.norm.weight
+    gain = torch.ones_like(decoder.transformer.layers[0].layer_norm4.weight)
+    for layer in decoder.transformer.layers:
+        gain = gain * layer.layer_norm4.weight
     return image.keys @ (gain[:, None] * _conv1_weight(decoder))
 
 
@@ -492,11 +492,9 @@ def decode_points_fast(
     n_masks = decoder.num_mask_tokens - 1
     side = image.side
     logits = torch.zeros(points.shape[0], n_masks, 4 * side, 4 * side, device=points.device)
-    ious, buffers, shared = [], _Buffers(), None
+    ious, buffers, shared = [], _Buffers(), _shared_upscaling(decoder, image)
     for start in range(0, points.shape[0], chunk):
-        queries, _, updates = _transformer(decoder, image, all_tokens[start : start + chunk], buffers)
-        if shared is None:
-            shared = _shared_upscaling(decoder, image, updates)
+        queries, updates = _transformer(decoder, image, all_tokens[start : start + chunk], buffers)
         iou = _predicted_iou(decoder, queries)
         ious.append(iou)
         keep = (iou > iou_thresh).any(1) if iou_thresh > 0 else torch.ones(len(iou), dtype=torch.bool, device=iou.device)
@@ -506,8 +504,8 @@ def decode_points_fast(
             first = int(part[0])
             if int(part[-1]) - first + 1 == len(part):  # consecutive rows: views instead of gathered copies
                 part = slice(first, first + len(part))
-            first = _first_upscaling(decoder, shared, [update.select(part) for update in updates], buffers)
-            upscaled = _upscale_masks(decoder, first, queries[part, 1:], side, buffers, upscale_dtype)
+            conv1 = _first_upscaling(decoder, shared, [update.select(part) for update in updates], buffers)
+            upscaled = _upscale_masks(decoder, conv1, queries[part, 1:], side, buffers, upscale_dtype)
             target = logits[start : start + len(iou)].view(len(iou), n_masks, side, 2, 2, side, 2, 2)
             target[part] = upscaled
     return logits, torch.cat(ious)
