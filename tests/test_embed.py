@@ -196,7 +196,7 @@ class _FailingEncoder:
         return self.encoder.encode(crops)
 
 
-def test_stage_end_to_end_with_resume(tmp_path: Path) -> None:
+def test_stage_end_to_end_with_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     layout = {"t0": [(2, 3, 30, 20), (10, 10, 40, 44)], "t1": [], "t2": [(0, 0, 9, 9)], "t3": [(5, 5, 6, 6), (0, 0, 48, 48), (20, 1, 47, 9)]}
     workspace = _build_workspace(tmp_path / "work", layout, broken={"t2"})
     settings = load_settings(None, ["embed.encoder=efficientnet-lite0", "embed.layers=[7, 8]", "embed.crop_size=32",
@@ -222,6 +222,12 @@ def test_stage_end_to_end_with_resume(tmp_path: Path) -> None:
     assert not (workspace.root / "embed" / ".parts").exists()
     again = embed.run(workspace, settings, encoder=_FailingEncoder(encoder, fail_at=1))  # complete: nothing encoded
     assert again["fingerprint"] == manifest["fingerprint"]
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a finished stage must not load its encoder")
+
+    monkeypatch.setattr(embed, "load_encoder", no_loading)
+    assert embed.run(workspace, settings)["fingerprint"] == manifest["fingerprint"]
 
 
 def test_stage_without_masks_is_a_clear_error(tmp_path: Path) -> None:

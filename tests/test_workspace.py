@@ -127,6 +127,23 @@ def test_execution_only_settings_keep_the_fingerprint(tmp_path):
     assert "device" not in base.settings and base.settings["min_mask_area"] == 3000
 
 
+def test_finished_says_whether_begin_would_skip_and_touches_nothing(tmp_path):
+    from roadparse.config import MasksSettings
+
+    ws = Workspace(tmp_path)
+    assert ws.finished("masks", MasksSettings()) is None
+    run = ws.begin("masks", MasksSettings(), inputs={"roi": "abc"})
+    run.record_item("t1", {"n": 1})
+    run.finish()
+    manifest = ws.finished("masks", MasksSettings(device="cpu"), inputs={"roi": "abc"})
+    assert manifest is not None and manifest["fingerprint"] == run.fingerprint
+    files = sorted(path for path in tmp_path.rglob("*"))
+    assert ws.finished("masks", MasksSettings(min_mask_area=10), inputs={"roi": "abc"}) is None
+    assert ws.finished("masks", MasksSettings(), inputs={"roi": "changed"}) is None
+    assert sorted(path for path in tmp_path.rglob("*")) == files  # a stale check leaves the stage as it was
+    assert ws.begin("masks", MasksSettings(), inputs={"roi": "abc"}).complete
+
+
 def test_require_manifest_names_command(tmp_path):
     with pytest.raises(ValueError, match="roadparse roi"):
         Workspace(tmp_path).require_manifest("roi")

@@ -122,6 +122,21 @@ class StageStatus:
         return text
 
 
+def _settings_identity(settings: Any) -> Any:
+    """Returns what identifies a stage's settings: a section's ``identity()`` (execution-only
+    settings left out), a model's JSON dump, or the value itself."""
+    if hasattr(settings, "identity"):
+        return settings.identity()
+    if isinstance(settings, BaseModel):
+        return settings.model_dump(mode="json")
+    return settings
+
+
+def stage_fingerprint(stage: str, settings: Any, inputs: dict[str, Any]) -> str:
+    """Returns the fingerprint a run of ``stage`` with these settings and inputs is recorded under."""
+    return fingerprint({"stage": stage, "settings": _settings_identity(settings), "inputs": inputs})
+
+
 class StageRun:
     """One execution of a stage: a journal of finished items and, at the end, the manifest.
 
@@ -142,21 +157,13 @@ class StageRun:
         self.workspace = workspace
         self.stage = stage
         self.dir = workspace.stage_dir(stage)
-        if hasattr(settings, "identity"):
-            self.settings = settings.identity()
-        elif isinstance(settings, BaseModel):
-            self.settings = settings.model_dump(mode="json")
-        else:
-            self.settings = settings
+        self.settings = _settings_identity(settings)
         self.inputs = inputs
-        self.fingerprint = fingerprint({"stage": stage, "settings": self.settings, "inputs": inputs})
+        self.fingerprint = stage_fingerprint(stage, settings, inputs)
         self._journal = self.dir / _JOURNAL
         self._failed = self.dir / _FAILED
         self._started = time.time()
-        existing = workspace.read_manifest(stage)
-        self.manifest: dict[str, Any] | None = (
-            existing if existing and existing.get("fingerprint") == self.fingerprint else None
-        )
+        self.manifest: dict[str, Any] | None = workspace.finished(stage, settings, inputs)
         if self.manifest is None:
             self._prepare_journal()
 
@@ -262,6 +269,14 @@ class Workspace:
                 f"{self.root}: stage '{stage}' has not finished; run `roadparse {stage}` first"
             )
         return manifest
+
+    def finished(self, stage: str, settings: Any, inputs: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Returns the manifest of ``stage`` when it finished with these settings and inputs (what
+        :meth:`begin` would then skip with), else None; changes nothing on disk."""
+        existing = self.read_manifest(stage)
+        if existing and existing.get("fingerprint") == stage_fingerprint(stage, settings, inputs or {}):
+            return existing
+        return None
 
     def begin(self, stage: str, settings: Any, inputs: dict[str, Any] | None = None) -> StageRun:
         """Starts (or resumes, or recognises as complete) a run of ``stage``."""

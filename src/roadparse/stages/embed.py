@@ -35,7 +35,7 @@ from roadparse.config import EmbedSettings, Settings
 from roadparse.io import rle
 from roadparse.io.images import read_image
 from roadparse.models.encoders import Encoder, load_encoder
-from roadparse.workspace import StageRun, Workspace, atomic_output, fingerprint
+from roadparse.workspace import StageRun, Workspace, atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -335,11 +335,7 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
     masks_manifest = workspace.require_manifest("masks")
     inputs = {"masks": masks_manifest["fingerprint"]}
     layers = sorted(set(cfg.layers))
-    existing = workspace.read_manifest("embed")
-    will_skip = existing is not None and existing.get("fingerprint") == fingerprint(
-        {"stage": "embed", "settings": cfg.identity(), "inputs": inputs}
-    )
-    if encoder is None and not will_skip:
+    if encoder is None and workspace.finished("embed", cfg, inputs) is None:
         # Loaded before begin(): a mistyped encoder or layer must not invalidate a finished embedding.
         encoder = load_encoder(cfg.encoder, layers, cfg.device, final_norm=cfg.final_norm)
     if encoder is not None and not set(layers) <= set(encoder.layers):
