@@ -138,17 +138,22 @@ def matched_iou(reference: list[np.ndarray], masks: list[np.ndarray]) -> float:
     return float(np.mean(best))
 
 
-def build_models(name: str):
-    """Returns the official Sam with seed-0 random weights and its ``transformers`` twin."""
+def official_model(name: str):
+    """Returns the official Sam ``name`` (vit_b, vit_l, vit_h) with seed-0 random weights."""
     from segment_anything import sam_model_registry
-    from transformers import SamModel
 
     torch.manual_seed(0)
-    official = sam_model_registry[name](checkpoint=None).eval()
+    return sam_model_registry[name](checkpoint=None).eval()
+
+
+def hf_twin(official):
+    """Returns the ``transformers`` SamModel with the official model's weights."""
+    from transformers import SamModel
+
     state = official.state_dict()
     model = SamModel(sam_config_for_state_dict(state)).eval()
     model.load_state_dict(official_to_hf_state_dict(state), strict=False)
-    return official, model
+    return model
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -162,11 +167,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.worker == "official":
         run = lambda: run_official(official, image, args.points)  # noqa: E731
     else:
-        from transformers import SamModel
-
-        state = official.state_dict()
-        model = SamModel(sam_config_for_state_dict(state)).eval()
-        model.load_state_dict(official_to_hf_state_dict(state), strict=False)
+        model = hf_twin(official)
         del official
         if args.worker == "pipeline":
             run = lambda: run_pipeline(model, image, args.points)  # noqa: E731
@@ -227,12 +228,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name in args.models.split(","):
-            official, model = build_models(name)
-            cfg = model.config.vision_config
+            official = official_model(name)
+            cfg = sam_config_for_state_dict(official.state_dict()).vision_config
             gflop = encoder_gflop(cfg.hidden_size, cfg.num_hidden_layers, len(cfg.global_attn_indexes))
             state = folder / f"{name}.pt"
             torch.save(official.state_dict(), state)
-            del official, model
+            del official
             results = {label: run_worker(kind, name, state, args, folder) for label, kind in kinds.items()}
             state.unlink()
             ref_enc, ref_post, ref_masks = results["official segment_anything"]

@@ -89,8 +89,14 @@ class SamFamily:
         """
         return decode_points(self.model, features, self.image_pe, points, iou_thresh=iou_thresh, upscale_dtype=upscale_dtype)
 
-    def _decode_chunks(self, points: torch.Tensor, run) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns ``run``'s (1, p, M, L, L) masks and (1, p, M) IoUs of ``DECODE_CHUNK``-point chunks, concatenated."""
+    def _decode_chunks(self, points: torch.Tensor, embedding: torch.Tensor, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the model's own prompt encoder + mask decoder's (P, M, L, L) masks and (P, M) IoUs
+        (multimask output) of single-point prompts, ``DECODE_CHUNK`` points at a time.
+
+        Args:
+            embedding: (1, C, h, w) image embedding.
+            inputs: the decoder's family-specific inputs (extra image features).
+        """
         logits, ious = [], []
         for start in range(0, points.shape[0], DECODE_CHUNK):
             batch = points[start : start + DECODE_CHUNK]
@@ -98,7 +104,14 @@ class SamFamily:
             sparse, dense = self.model.prompt_encoder(
                 input_points=batch[None, :, None, :], input_labels=labels, input_boxes=None, input_masks=None
             )
-            masks, iou = run(sparse, dense)
+            masks, iou = self.model.mask_decoder(
+                image_embeddings=embedding,
+                image_positional_embeddings=self.image_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=True,
+                **inputs,
+            )[:2]
             logits.append(masks[0])
             ious.append(iou[0])
         return torch.cat(logits), torch.cat(ious)
@@ -118,20 +131,7 @@ class SamHQFamily(SamFamily):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """See :meth:`SamFamily.decode`; ``iou_thresh`` and ``upscale_dtype`` are not used."""
         embedding, *intermediate = features
-        decoder = self.model.mask_decoder
-
-        def run(sparse: torch.Tensor, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return decoder(
-                image_embeddings=embedding,
-                image_positional_embeddings=self.image_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=True,
-                hq_token_only=False,
-                intermediate_embeddings=intermediate or None,
-            )
-
-        return self._decode_chunks(points, run)
+        return self._decode_chunks(points, embedding, hq_token_only=False, intermediate_embeddings=intermediate or None)
 
 
 class Sam2Family(SamFamily):
@@ -152,20 +152,7 @@ class Sam2Family(SamFamily):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """See :meth:`SamFamily.decode`; ``iou_thresh`` and ``upscale_dtype`` are not used."""
         *high_resolution, embedding = features
-        decoder = self.model.mask_decoder
-
-        def run(sparse: torch.Tensor, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            masks, iou, _, _ = decoder(
-                image_embeddings=embedding,
-                image_positional_embeddings=self.image_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=True,
-                high_resolution_features=high_resolution,
-            )
-            return masks, iou
-
-        return self._decode_chunks(points, run)
+        return self._decode_chunks(points, embedding, high_resolution_features=high_resolution)
 
 
 def model_family(model: Any) -> SamFamily:
