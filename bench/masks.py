@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from roadparse.io import rle as rle_io
-from roadparse.models.sam_amg import SamAutomaticMasks
-from roadparse.models.sam_convert import official_to_hf_state_dict, sam_config_for_state_dict
+from roadparse.models.sam.amg import SamAutomaticMasks
+from roadparse.models.sam.convert import official_to_hf_state_dict, sam_config_for_state_dict
 
 SETTINGS = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=0.7)
 
@@ -95,7 +95,7 @@ def run_ours(model, image, points, upscale_dtype="float32"):
     start = time.perf_counter()
     embedding, sizes = generator.embed([image])
     encoder = time.perf_counter() - start
-    from roadparse.models.sam_amg import CropGeometry
+    from roadparse.models.sam.amg import CropGeometry
 
     geometry = CropGeometry(box=[0, 0, image.shape[1], image.shape[0]], input_hw=sizes[0])
     part = generator.process_crop(embedding, geometry, 0, image.shape[:2])

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from roadparse.models.segmenters import build_segmenter
-from roadparse.predict import predict_image, seam_rates
+from roadparse.models.sliding_window import predict_image
+from roadparse.windows import seam_rates
 
 
 def synthetic_frame(height: int, width: int, band: int = 256) -> np.ndarray:

@@ -136,8 +136,8 @@ def bench_models(reduced: np.ndarray, repeat: int) -> list[tuple[str, float, flo
 def bench_tiles(
     path: Path, box: tuple[int, int, int, int], repeat: int
 ) -> tuple[float, float, int]:
+    from roadparse.geometry import cut_tile, tile_box
     from roadparse.io.images import read_image, write_image
-    from roadparse.roi.geometry import cut_tile, tile_box
 
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder)

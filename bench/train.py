@@ -25,8 +25,8 @@ from roadparse.config import load_settings
 from roadparse.io.images import write_image
 from roadparse.io.labels import load_classes, write_label_png
 from roadparse.models.segmenters import build_segmenter
-from roadparse.training.dataset import TileLabelDataset
-from roadparse.training.loop import make_optimizer, masked_cross_entropy, train_segmenter
+from roadparse.stages.selftrain.dataset import TileLabelDataset
+from roadparse.stages.selftrain.loop import make_optimizer, masked_cross_entropy, train_segmenter
 
 MODELS = {"segformer": ("segformer", "nvidia/mit-b0"), "deeplabv3plus": ("deeplabv3plus", "resnet18")}
 
@@ -78,10 +78,10 @@ def main() -> None:
         for name in args.models:
             architecture, backbone = MODELS[name]
             settings = load_settings(None, [
-                f"train.architecture={architecture}", f"train.backbone={backbone}", "train.pretrained=false",
-                f"train.batch_size={args.batch}", f"train.iterations={args.iterations}", f"train.crop_size={args.crop}",
-                f"train.scale_range=[{scale[0]}, {scale[1]}]", "train.device=cpu",
-            ]).train
+                f"selftrain.architecture={architecture}", f"selftrain.backbone={backbone}", "selftrain.pretrained=false",
+                f"selftrain.batch_size={args.batch}", f"selftrain.iterations={args.iterations}", f"selftrain.crop_size={args.crop}",
+                f"selftrain.scale_range=[{scale[0]}, {scale[1]}]", "selftrain.device=cpu",
+            ]).selftrain
             torch.manual_seed(0)
             model = build_segmenter(architecture, backbone, 7, pretrained=False)
             params = sum(p.numel() for p in model.parameters()) / 1e6

@@ -59,7 +59,7 @@ def hf_twin(official, path: Path | None = None):
         SamVisionConfig,
     )
 
-    from roadparse.models.sam_convert import official_to_hf_state_dict
+    from roadparse.models.sam.convert import official_to_hf_state_dict
 
     encoder = official.image_encoder
     blocks = encoder.blocks

@@ -12,8 +12,8 @@ def test_defaults_are_the_paper_values():
     assert s.masks.min_mask_area == 3000
     assert s.embed.crop_size == 224 and s.embed.encoder == "facebook/dinov2-base" and s.embed.layers == [12]
     assert s.cluster.method == "spectral" and s.cluster.n_clusters == 20
-    assert s.train.scale_range == (512, 1024) and s.train.crop_size == 512 and s.train.flip
-    assert s.train.batch_size == 8 and s.train.iterations == 80000
+    assert s.selftrain.scale_range == (512, 1024) and s.selftrain.crop_size == 512 and s.selftrain.flip
+    assert s.selftrain.batch_size == 8 and s.selftrain.iterations == 80000
 
 
 def test_yaml_overlay_and_overrides(tmp_path):

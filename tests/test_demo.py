@@ -10,9 +10,9 @@ from roadparse.cli import main
 TINY = [
     "--frames", "2", "--width", "1600", "--height", "800", "--iterations", "2",
     "--set", "cluster.n_clusters=6",
-    "--set", "train.crop_size=128",
-    "--set", "train.scale_range=[128,256]",
-    "--set", "train.batch_size=2",
+    "--set", "selftrain.crop_size=128",
+    "--set", "selftrain.scale_range=[128,256]",
+    "--set", "selftrain.batch_size=2",
 ]
 
 
@@ -22,7 +22,7 @@ def test_tiny_demo_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     report = (out / "report.html").read_text()
     workdir = out / "run"
-    for stage in ("roi", "masks", "embed", "cluster", "pseudolabel", "train"):
+    for stage in ("roi", "masks", "embed", "cluster", "pseudolabel", "selftrain"):
         assert (workdir / stage / "manifest.json").exists(), stage
     assert (workdir / "merge_map.yaml").exists()
     # the terminal table and the report show the same numbers
@@ -32,10 +32,10 @@ def test_tiny_demo_end_to_end(tmp_path):
     for line in rows:
         miou = line.split()[-2]
         assert re.fullmatch(r"\d+\.\d\d", miou) and f"<td>{miou}</td>" in report
-    manifest = json.loads((workdir / "train" / "manifest.json").read_text())
+    manifest = json.loads((workdir / "selftrain" / "manifest.json").read_text())
     assert manifest["summary"]["items"] >= 1
 
     # a second run finds every stage complete and redoes nothing
     again = CliRunner().invoke(main, ["demo", "--out", str(out), *TINY])
     assert again.exit_code == 0, again.output
-    assert json.loads((workdir / "train" / "manifest.json").read_text())["fingerprint"] == manifest["fingerprint"]
+    assert json.loads((workdir / "selftrain" / "manifest.json").read_text())["fingerprint"] == manifest["fingerprint"]

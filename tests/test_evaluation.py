@@ -3,7 +3,8 @@ import pytest
 from click.testing import CliRunner
 
 from roadparse.cli import main
-from roadparse.evaluation import (
+from roadparse.io.labels import load_classes, write_label_png
+from roadparse.metrics import (
     confusion_matrix,
     evaluate_pairs,
     hungarian_match,
@@ -11,7 +12,6 @@ from roadparse.evaluation import (
     scores,
     weakest_class,
 )
-from roadparse.io.labels import load_classes, write_label_png
 
 
 def test_hand_computed_iou_miou_pa():

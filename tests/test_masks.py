@@ -18,7 +18,7 @@ from roadparse.io.images import write_image
 from roadparse.models import ModelLoadError
 from roadparse.models.mask_generators import list_mask_generators, load_mask_generator
 from roadparse.models.offline_masks import OfflineMaskGenerator
-from roadparse.models.sam_amg import (
+from roadparse.models.sam.amg import (
     build_point_grid,
     generate_crop_boxes,
     masks_to_boxes,

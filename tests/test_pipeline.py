@@ -43,6 +43,6 @@ def test_run_stops_for_merge_map_then_finishes(tmp_path):
     assert second.exit_code == 0, second.output
     assert "clustering (iter 0)" in second.output and "done:" in second.output
     assert (workdir / "masks" / "manifest.json").read_text() == masks_manifest  # not redone
-    assert (workdir / "train" / "manifest.json").exists()
+    assert (workdir / "selftrain" / "manifest.json").exists()
     status = runner.invoke(main, ["status", str(workdir)])
     assert status.output.count("done") == 6, status.output

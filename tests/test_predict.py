@@ -14,7 +14,8 @@ from roadparse.config import load_settings
 from roadparse.io.images import write_image
 from roadparse.io.labels import read_label_png
 from roadparse.models.segmenters import build_segmenter, save_segmenter
-from roadparse.predict import blend_weights, predict_image, seam_rates, window_starts
+from roadparse.models.sliding_window import predict_image
+from roadparse.windows import blend_weights, seam_rates, window_starts
 
 torch.set_num_threads(1)
 
@@ -125,7 +126,7 @@ def test_predict_files_outputs_and_geotiff(tmp_path: Path) -> None:
 
 def test_predict_rejects_bad_model_path(tmp_path: Path) -> None:
     from roadparse.models import ModelLoadError
-    from roadparse.predict import predict_files
+    from roadparse.stages.predict import predict_files
 
     write_image(tmp_path / "a.png", random_image(8, 8))
     with pytest.raises(ModelLoadError, match="not a roadparse model folder"):

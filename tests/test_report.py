@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from roadparse.artifacts import Tile
-from roadparse.evaluation import evaluate_pairs
 from roadparse.io.images import write_image
 from roadparse.io.labels import load_classes, write_label_png
+from roadparse.metrics import evaluate_pairs
 from roadparse.report.html import write_report
 from roadparse.workspace import Workspace
 

@@ -11,8 +11,7 @@ from PIL import Image
 
 from roadparse.artifacts import list_tiles
 from roadparse.config import load_settings
-from roadparse.io.images import image_size, read_image, read_image_reduced, write_image
-from roadparse.roi.geometry import (
+from roadparse.geometry import (
     axis_windows,
     cut_tile,
     merge_boxes,
@@ -20,7 +19,8 @@ from roadparse.roi.geometry import (
     scale_boxes,
     tile_box,
 )
-from roadparse.roi.offline import find_road
+from roadparse.io.images import image_size, read_image, read_image_reduced, write_image
+from roadparse.models.offline_roi import find_road
 from roadparse.stages import roi as roi_stage
 from roadparse.workspace import Workspace
 

@@ -1,4 +1,4 @@
-"""Boxes of upsampled SAM logits without upsampling (``roadparse.models.sam_boxes``) equal the full computation."""
+"""Boxes of upsampled SAM logits without upsampling (``roadparse.models.sam.boxes``) equal the full computation."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from roadparse.models import sam_boxes
-from roadparse.models.sam_amg import logits_to_boxes
-from roadparse.models.sam_boxes import UpscaledBoxes, resize_matrix
+from roadparse.models.sam import boxes as sam_boxes
+from roadparse.models.sam.amg import logits_to_boxes
+from roadparse.models.sam.boxes import UpscaledBoxes, resize_matrix
 
 
 def _full_boxes(logits: torch.Tensor, padded: int, input_hw: tuple[int, int], size_hw: tuple[int, int]) -> torch.Tensor:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from tests.sam_tiny import build_official_sam, hf_twin
 
-from roadparse.models.sam_decoder import decode_points, decode_points_fast, decode_points_reference
+from roadparse.models.sam.decoder import decode_points, decode_points_fast, decode_points_reference
 
 
 def _perturbed(model, seed: int, scale: float):

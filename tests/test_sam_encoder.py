@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from roadparse.models import sam_encoder
-from roadparse.models.sam_encoder import use_fast_attention
+from roadparse.models.sam import encoder as sam_encoder
+from roadparse.models.sam.encoder import use_fast_attention
 
 
 def _vision_config(side: int) -> dict:

@@ -10,7 +10,7 @@ from tests.sam_tiny import build_official_sam, hf_twin, road_image
 from roadparse.config import MasksSettings
 from roadparse.io import rle as rle_io
 from roadparse.models.mask_generators import load_mask_generator
-from roadparse.models.sam_amg import CropGeometry, stability_scores
+from roadparse.models.sam.amg import CropGeometry, stability_scores
 
 segment_anything = pytest.importorskip("segment_anything")
 

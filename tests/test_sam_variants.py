@@ -16,7 +16,7 @@ from roadparse.models.mask_generators import (
     list_mask_generators,
     load_mask_generator,
 )
-from roadparse.models.sam_amg import CropGeometry, build_point_grid
+from roadparse.models.sam.amg import CropGeometry, build_point_grid
 
 SIDE = 128  # model input side: 8x8 embeddings, 32x32 low-res masks
 

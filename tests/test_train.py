@@ -14,9 +14,9 @@ from roadparse.io.images import write_image
 from roadparse.io.labels import IGNORE_INDEX, load_classes, read_label_png, write_label_png
 from roadparse.models import ModelLoadError
 from roadparse.models.segmenters import build_segmenter, load_segmenter, save_segmenter
-from roadparse.training.augment import augment_pair
-from roadparse.training.dataset import IterationBatchSampler, TileLabelDataset
-from roadparse.training.loop import masked_cross_entropy, resolve_optimizer, train_segmenter
+from roadparse.stages.selftrain.augment import augment_pair
+from roadparse.stages.selftrain.dataset import IterationBatchSampler, TileLabelDataset
+from roadparse.stages.selftrain.loop import masked_cross_entropy, resolve_optimizer, train_segmenter
 from roadparse.workspace import Workspace
 
 torch.set_num_threads(1)
@@ -99,17 +99,17 @@ def test_both_architectures_build_and_run(tmp_path: Path) -> None:
 def test_factory_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="available: segformer, deeplabv3plus"):
         build_segmenter("unet", "resnet18", 3, pretrained=False)
-    with pytest.raises(ModelLoadError, match="train.encoder_weights"):
+    with pytest.raises(ModelLoadError, match="selftrain.encoder_weights"):
         build_segmenter("deeplabv3plus", "resnet18", 3, pretrained=True)
     with pytest.raises(ModelLoadError, match="does not exist"):
         build_segmenter("segformer", "/no/such/segformer", 3, pretrained=True)
 
 
 def test_paper_optimizers_and_lr_override() -> None:
-    settings = load_settings(None, ["train.architecture=deeplabv3plus"]).train
+    settings = load_settings(None, ["selftrain.architecture=deeplabv3plus"]).selftrain
     assert resolve_optimizer(settings) == ("sgd", 1e-3, 5e-4)
-    assert resolve_optimizer(load_settings().train) == ("adamw", 6e-5, 0.01)
-    assert resolve_optimizer(load_settings(None, ["train.lr=0.002"]).train)[1] == 0.002
+    assert resolve_optimizer(load_settings().selftrain) == ("adamw", 6e-5, 0.01)
+    assert resolve_optimizer(load_settings(None, ["selftrain.lr=0.002"]).selftrain)[1] == 0.002
 
 
 def test_augment_pads_with_ignore_and_is_seeded() -> None:
@@ -170,7 +170,7 @@ def _fresh_model(backbone: Path) -> torch.nn.Module:
 def test_loss_decreases(tmp_path: Path) -> None:
     workspace, _ = make_workspace(tmp_path)
     backbone = tiny_segformer_dir(tmp_path)
-    settings = small_settings(backbone, iterations=40, checkpoint_every=40, lr=0.01).train
+    settings = small_settings(backbone, iterations=40, checkpoint_every=40, lr=0.01).selftrain
     summary = train_segmenter(_fresh_model(backbone), _dataset(workspace), settings, tmp_path / "ck.pt", {}, torch.device("cpu"))
     assert summary["final_loss"] < 0.7 * summary["first_loss"]
     assert (tmp_path / "ck.pt").is_file()
@@ -179,7 +179,7 @@ def test_loss_decreases(tmp_path: Path) -> None:
 def test_resume_continues_like_an_uninterrupted_run(tmp_path: Path) -> None:
     workspace, _ = make_workspace(tmp_path)
     backbone = tiny_segformer_dir(tmp_path)
-    settings = small_settings(backbone, iterations=6, checkpoint_every=2).train
+    settings = small_settings(backbone, iterations=6, checkpoint_every=2).selftrain
     cpu = torch.device("cpu")
     whole = _fresh_model(backbone)
     train_segmenter(whole, _dataset(workspace), settings, tmp_path / "a.pt", {"fingerprint": "x"}, cpu)
@@ -213,14 +213,14 @@ def test_selftrain_stage_rounds_outputs_and_skip(tmp_path: Path) -> None:
     assert summary["rounds_run"] == 2 and summary["stop_rule"] == "dev_miou"
     assert set(summary["dev_miou"]) == {"0", "1", "2"}  # round 0 = the pseudo-labels themselves
     for r in (1, 2):
-        round_dir = workspace.root / "train" / f"round_{r}"
+        round_dir = workspace.root / "selftrain" / f"round_{r}"
         assert (round_dir / "checkpoints" / "last.pt").is_file()
         assert (round_dir / "model" / "segmenter.json").is_file()
         metrics = json.loads((round_dir / "metrics.json").read_text())
         assert metrics["training"]["iterations"] == 4 and 0.0 <= metrics["agreement"] <= 1.0
         labels = read_label_png(round_dir / "labels" / "f0_t0.png")
         assert labels.shape == (64, 64) and labels.max() < 7
-    model, record = load_segmenter(workspace.root / "train" / summary["model"])
+    model, record = load_segmenter(workspace.root / "selftrain" / summary["model"])
     assert record["class_names"][0] == "road"
     again = selftrain.run(workspace, settings, dev_labels=gt_dir)  # complete: skipped
     assert again["fingerprint"] == manifest["fingerprint"] and again["finished"] == manifest["finished"]
@@ -235,8 +235,8 @@ def test_student_starts_from_teacher_or_afresh(tmp_path: Path, student_init: str
     settings = small_settings(tiny_segformer_dir(tmp_path), iterations=2, rounds=2, lr=0.0,
                               student_init=student_init)
     assert selftrain.run(workspace, settings)["summary"]["rounds_run"] == 2
-    teacher, _ = load_segmenter(workspace.root / "train" / "round_1" / "model")
-    student, _ = load_segmenter(workspace.root / "train" / "round_2" / "model")
+    teacher, _ = load_segmenter(workspace.root / "selftrain" / "round_1" / "model")
+    student, _ = load_segmenter(workspace.root / "selftrain" / "round_2" / "model")
     same = [torch.equal(a, b) for a, b in zip(teacher.parameters(), student.parameters(), strict=True)]
     assert all(same) if student_init == "teacher" else not all(same)
 
@@ -247,7 +247,7 @@ def test_next_round_trains_on_confident_pixels_only(tmp_path: Path) -> None:
     workspace, gt_dir = make_workspace(tmp_path, n_tiles=2)
     settings = small_settings(tiny_segformer_dir(tmp_path), iterations=6, rounds=2, relabel_confidence=0.165)
     manifest = selftrain.run(workspace, settings, dev_labels=gt_dir)
-    round_1 = workspace.root / "train" / "round_1"
+    round_1 = workspace.root / "selftrain" / "round_1"
     full, confident = read_label_png(round_1 / "labels" / "f0_t0.png"), read_label_png(round_1 / "confident_labels" / "f0_t0.png")
     kept = confident != IGNORE_INDEX
     assert (confident[kept] == full[kept]).all() and 0 < kept.sum() < kept.size  # near-uniform after 6 iterations: max probability 0.154-0.171
@@ -278,11 +278,11 @@ def test_selftrain_resumes_an_interrupted_round(tmp_path: Path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         selftrain.run(workspace, settings, callback=interrupt)
-    assert workspace.read_manifest("train") is None
+    assert workspace.read_manifest("selftrain") is None
     manifest = selftrain.run(workspace, settings)
     metrics = manifest["items"]["round_1"]
     assert metrics["training"]["resumed_from"] == 2 and metrics["training"]["iterations_this_session"] == 2
-    assert manifest["summary"]["stopped_by"] == "reached train.rounds = 1"
+    assert manifest["summary"]["stopped_by"] == "reached selftrain.rounds = 1"
 
 
 def test_train_command(tmp_path: Path) -> None:
@@ -290,11 +290,11 @@ def test_train_command(tmp_path: Path) -> None:
 
     workspace, gt_dir = make_workspace(tmp_path, n_tiles=2)
     backbone = tiny_segformer_dir(tmp_path)
-    args = ["train", str(workspace.root), "--dev-labels", str(gt_dir), "--set", f"train.backbone={backbone}",
-            "--set", "train.pretrained=false", "--set", "train.iterations=2", "--set", "train.rounds=1",
-            "--set", "train.scale_range=[48, 64]", "--set", "train.crop_size=32", "--set", "train.batch_size=2",
-            "--set", "train.device=cpu", "--set", "predict.window=32"]
+    args = ["train", str(workspace.root), "--dev-labels", str(gt_dir), "--set", f"selftrain.backbone={backbone}",
+            "--set", "selftrain.pretrained=false", "--set", "selftrain.iterations=2", "--set", "selftrain.rounds=1",
+            "--set", "selftrain.scale_range=[48, 64]", "--set", "selftrain.crop_size=32", "--set", "selftrain.batch_size=2",
+            "--set", "selftrain.device=cpu", "--set", "predict.window=32"]
     main.main(args, standalone_mode=False)
-    manifest = workspace.read_manifest("train")
+    manifest = workspace.read_manifest("selftrain")
     assert manifest is not None and manifest["summary"]["best_round"] == 1
-    assert (workspace.root / "train" / "round_1" / "model" / "weights.pt").is_file()
+    assert (workspace.root / "selftrain" / "round_1" / "model" / "weights.pt").is_file()

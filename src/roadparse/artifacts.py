@@ -7,15 +7,22 @@ a format lives in one place.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from tqdm.auto import tqdm
 
-from roadparse.io.labels import IGNORE_INDEX, read_label_png
+from roadparse.clustering import append_colour
+from roadparse.io.labels import IGNORE_INDEX, ClassSet, read_label_png
+from roadparse.merge import TileCoverage, tile_coverage
 from roadparse.workspace import Workspace
+
+SUGGESTED = "merge_map.suggested.yaml"
+"""File name of the merge map the cluster stage suggests, in ``cluster/``."""
 
 
 @dataclass(frozen=True)
@@ -146,3 +153,123 @@ def tile_ground_truth(tile: Tile, labels_dir: str | Path) -> np.ndarray:
     crop = label[y : y + height, x : x + width]
     out[: crop.shape[0], : crop.shape[1]] = crop
     return out
+
+
+def gallery_path(workspace: Workspace) -> Path:
+    """Returns the path of the cluster gallery ``cluster/gallery/index.html``."""
+    return workspace.root / "cluster" / "gallery" / "index.html"
+
+
+def pseudo_label_dir(workspace: Workspace) -> Path:
+    """Returns the folder of the pseudo-label PNGs, ``pseudolabel/labels``."""
+    return workspace.root / "pseudolabel" / "labels"
+
+
+def round_dirs(workspace: Workspace) -> list[tuple[int, Path]]:
+    """Returns (round number, folder) of every self-training round folder ``selftrain/round_<r>``, in order."""
+    found = []
+    for path in (workspace.root / "selftrain").glob("round_*"):
+        suffix = path.name.removeprefix("round_")
+        if path.is_dir() and suffix.isdigit():
+            found.append((int(suffix), path))
+    return sorted(found)
+
+
+def suggested_merge_map_path(workspace: Workspace) -> Path:
+    """Returns the path of ``cluster/merge_map.suggested.yaml`` (written by the cluster stage)."""
+    return workspace.root / "cluster" / SUGGESTED
+
+
+def assignments_path(workspace: Workspace) -> Path:
+    """Returns the path of ``cluster/assignments.parquet``."""
+    return workspace.root / "cluster" / "assignments.parquet"
+
+
+def read_assignments(workspace: Workspace) -> Any:
+    """Returns the assignments as a pyarrow Table (mask_id, tile_id, cluster, distance).
+
+    Raises:
+        ValueError: the cluster stage has not finished.
+    """
+    import pyarrow.parquet as pq
+
+    workspace.require_manifest("cluster")
+    return pq.read_table(assignments_path(workspace))
+
+
+def mask_key(tile_id: Any, mask_id: Any) -> tuple[str, str]:
+    """Returns the key that identifies a mask across artifacts: (tile id, mask id), as strings."""
+    return str(tile_id), str(mask_id)
+
+
+def mask_rows(table: Any) -> dict[tuple[str, str], int]:
+    """Returns mask key -> row of a table with ``tile_id`` and ``mask_id`` columns (index, assignments)."""
+    pairs = zip(table.column("tile_id").to_pylist(), table.column("mask_id").to_pylist(), strict=True)
+    return {mask_key(t, m): row for row, (t, m) in enumerate(pairs)}
+
+
+def clustering_features(workspace: Workspace, layer: int, colour_weight: float) -> np.ndarray:
+    """Returns the (N, D) features of ``layer`` that get clustered (colour statistics appended when asked)."""
+    features = read_features(workspace, layer)
+    if colour_weight == 0:
+        return features
+    return append_colour(features, read_colour(workspace), colour_weight)
+
+
+def ground_truth_lookup(labels_dir: str | Path) -> Callable[[Tile], np.ndarray | None]:
+    """Returns tile -> (h, w) uint8 ground truth, or None when the tile has none.
+
+    Looks for a tile-level label ``labels_dir/<tile_id>.png`` first, else crops the
+    frame label ``labels_dir/<frame stem>.png`` at the tile offset.
+    """
+    labels_dir = Path(labels_dir)
+    if not labels_dir.is_dir():
+        raise ValueError(f"{labels_dir}: ground-truth label folder not found")
+
+    def lookup(tile: Tile) -> np.ndarray | None:
+        tile_label = labels_dir / f"{tile.id}.png"
+        if tile_label.exists():
+            return read_label_png(tile_label)
+        if (labels_dir / f"{Path(tile.frame).stem}.png").exists():
+            return tile_ground_truth(tile, labels_dir)
+        return None
+
+    return lookup
+
+
+def collect_coverage(
+    workspace: Workspace,
+    tiles: Iterable[Tile],
+    labels_dir: str | Path,
+    classes: ClassSet,
+    keys: dict[tuple[str, str], int],
+) -> tuple[list[tuple[TileCoverage, np.ndarray]], np.ndarray]:
+    """Returns the coverage of every labelled tile and the (M, C) ground-truth histogram per mask.
+
+    ``keys`` maps (tile id, mask id) -> row of the mask in the assignments. Each coverage
+    comes with the (n tile masks,) int64 rows of the tile's masks (-1: not embedded).
+    """
+    lookup = ground_truth_lookup(labels_dir)
+    histograms = np.zeros((len(keys), len(classes)), dtype=np.int64)
+    coverages = []
+    for tile in tqdm(list(tiles), desc="ground truth", unit="tiles", dynamic_ncols=True):
+        ground_truth = lookup(tile)
+        if ground_truth is None:
+            continue
+        masks = read_tile_masks(workspace, tile.id)
+        rows = np.array([keys.get(mask_key(tile.id, m["id"]), -1) for m in masks], dtype=np.int64)
+        try:
+            coverage = tile_coverage(masks, ground_truth, len(classes))
+        except ValueError as exc:
+            raise ValueError(f"tile {tile.id}: {exc}") from None
+        coverages.append((coverage, rows))
+        local = np.zeros((len(masks), len(classes)), dtype=np.int64)
+        for stack, histogram in zip(coverage.stacks, coverage.histograms, strict=True):
+            local[stack] += histogram
+        embedded = rows >= 0
+        histograms[rows[embedded]] += local[embedded]
+    if not coverages:
+        raise ValueError(
+            f"{labels_dir}: no ground truth for any tile (expected <frame stem>.png or <tile id>.png)"
+        )
+    return coverages, histograms

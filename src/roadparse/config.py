@@ -6,11 +6,14 @@ Unknown or mistyped keys are errors that name the key and the file.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -130,13 +133,12 @@ class PseudolabelSettings(_Section):
     """Stage 4b: masks painted with class ids."""
 
     merge_map: str = Field("merge_map.yaml", description="merge map file (cluster -> class or discard), relative to the work dir")
-    ignore_index: int = Field(255, ge=0, le=255, description="label for unlabelled pixels")
 
 
-class TrainSettings(_Section):
+class SelftrainSettings(_Section):
     """Stage 5: teacher-student self-training (paper §3.3, §4.5, Table 6)."""
 
-    execution_only: ClassVar[frozenset[str]] = frozenset({"device"})
+    execution_only: ClassVar[frozenset[str]] = frozenset({"device", "num_workers", "checkpoint_every"})
 
     architecture: Literal["segformer", "deeplabv3plus"] = Field("segformer", description="segmentation network")
     backbone: str = Field("nvidia/mit-b0", description="SegFormer id/path, or a DeepLabV3+ encoder name (e.g. resnet50)")
@@ -204,14 +206,13 @@ class Settings(_Section):
     """All settings of a roadparse run."""
 
     classes: str | None = Field(None, description="classes file (names, colours); null: the built-in road classes")
-    seed: int = Field(0, description="global seed for anything not seeded per stage")
     run: RunSettings = RunSettings()
     roi: RoiSettings = RoiSettings()
     masks: MasksSettings = MasksSettings()
     embed: EmbedSettings = EmbedSettings()
     cluster: ClusterSettings = ClusterSettings()
     pseudolabel: PseudolabelSettings = PseudolabelSettings()
-    train: TrainSettings = TrainSettings()
+    selftrain: SelftrainSettings = SelftrainSettings()
     predict: PredictSettings = PredictSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
 
@@ -252,6 +253,36 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return nested
 
 
+REMOVED_KEYS: dict[tuple[str, ...], str] = {
+    ("seed",): "every stage that draws random numbers has its own seed (cluster.seed, selftrain.seed)",
+    ("pseudolabel", "ignore_index"): "unlabelled pixels are always 255 (the label PNGs' ignore value)",
+}
+"""Keys earlier versions wrote into ``settings.yaml`` that no longer do anything: dropped with a warning."""
+
+
+def _drop_removed_keys(data: dict[str, Any], source: str) -> None:
+    for path, reason in REMOVED_KEYS.items():
+        node: Any = data
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node:
+            del node[path[-1]]
+            log.warning("%s: setting %s is no longer used and was ignored: %s", source, ".".join(path), reason)
+
+
+RENAMED_SECTIONS: dict[str, str] = {"train": "selftrain"}
+"""Sections renamed since earlier versions (old name -> new name): still read, with a warning."""
+
+
+def _rename_sections(data: dict[str, Any], source: str) -> dict[str, Any]:
+    for old, new in RENAMED_SECTIONS.items():
+        if old in data:
+            log.warning("%s: section '%s' is now called '%s'; please rename it", source, old, new)
+            data = dict(data)
+            data[new] = _deep_merge(data.pop(old) or {}, data.get(new) or {})
+    return data
+
+
 def load_settings(path: str | Path | None = None, overrides: list[str] | None = None) -> Settings:
     """Returns settings from defaults ⊕ the YAML file at ``path`` ⊕ ``key=value`` overrides.
 
@@ -273,10 +304,11 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
-        data = loaded
+        data = _rename_sections(loaded, source)
     if overrides:
-        data = _deep_merge(data, parse_overrides(overrides))
+        data = _deep_merge(data, _rename_sections(parse_overrides(overrides), "--set"))
         source += " + --set overrides"
+    _drop_removed_keys(data, source)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

@@ -19,12 +19,13 @@ from typing import Any
 
 import yaml
 
+from roadparse.artifacts import gallery_path, pseudo_label_dir, round_dirs
 from roadparse.config import Settings, dump_settings, load_settings
+from roadparse.dev_split import dev_tiles
 from roadparse.io.images import list_images
 from roadparse.io.labels import load_classes
 from roadparse.pipeline import (
     PipelineResult,
-    dev_tiles,
     finish_pipeline,
     run_until_merge,
     suggested_merge_map,
@@ -72,8 +73,8 @@ def run_demo(out: str | Path, size: DemoSize = DemoSize(), overrides: list[str] 
     split = json.loads((data / "split.json").read_text())
     extra = list(overrides or [])
     if size.iterations is not None:
-        extra.append(f"train.iterations={size.iterations}")
-        extra.append(f"train.checkpoint_every={max(1, size.iterations // 3)}")
+        extra.append(f"selftrain.iterations={size.iterations}")
+        extra.append(f"selftrain.checkpoint_every={max(1, size.iterations // 3)}")
     settings = demo_settings(out, data, split["dev"], extra)
     workspace = Workspace(settings.run.workdir)
     workspace.write_settings(dump_settings(settings))
@@ -101,15 +102,15 @@ def write_demo_report(out: Path, workspace: Workspace, settings: Settings, resul
     from roadparse.report.html import write_report
 
     classes = load_classes(settings.classes)
-    label_dirs = {"pseudo-label": workspace.root / "pseudolabel" / "labels"}
-    for round_dir in sorted((workspace.root / "train").glob("round_*")):
-        label_dirs[f"{settings.train.architecture} {round_dir.name.replace('_', ' ')}"] = round_dir / "labels"
-    gallery = workspace.root / "cluster" / "gallery" / "index.html"
+    label_dirs = {"pseudo-label": pseudo_label_dir(workspace)}
+    for _, round_dir in round_dirs(workspace):
+        label_dirs[f"{settings.selftrain.architecture} {round_dir.name.replace('_', ' ')}"] = round_dir / "labels"
+    gallery = gallery_path(workspace)
     gallery_html = _gallery_fragment(workspace)
     notes = [
         "Offline demo: synthetic drone-road frames rendered at 0.25 cm/px with exact ground truth; "
         "backends that need no downloaded weights (offline ROI finder, Felzenszwalb masks, EfficientNet-Lite0 "
-        f"ImageNet features, {settings.train.architecture} on {settings.train.backbone}).",
+        f"ImageNet features, {settings.selftrain.architecture} on {settings.selftrain.backbone}).",
         "The merge map was suggested by majority vote of ground-truth classes under each cluster's masks on the "
         "dev split and accepted as is. Labels were used for naming clusters only, never for training.",
         f"Full cluster gallery: {gallery}",
@@ -120,7 +121,7 @@ def write_demo_report(out: Path, workspace: Workspace, settings: Settings, resul
         classes=classes,
         metrics=result.metrics,
         seconds=result.seconds,
-        sample_tiles=dev_tiles(workspace, settings),
+        sample_tiles=dev_tiles(workspace, settings.run),
         label_dirs=label_dirs,
         gt_dir=Path(settings.run.dev_labels) if settings.run.dev_labels else None,
         settings_yaml=dump_settings(settings),

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from roadparse.artifacts import Tile, list_tiles, tile_ground_truth
+from roadparse.artifacts import gallery_path, pseudo_label_dir, round_dirs, suggested_merge_map_path
 from roadparse.config import Settings, dump_settings
-from roadparse.evaluation import evaluate_pairs
+from roadparse.dev_split import dev_tiles, score_label_dir
 from roadparse.io.images import list_images
-from roadparse.io.labels import load_classes, read_label_png
+from roadparse.io.labels import load_classes
 from roadparse.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -35,33 +35,6 @@ class PipelineResult:
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def dev_tiles(workspace: Workspace, settings: Settings) -> list[Tile]:
-    """Returns the tiles whose frame has ground truth in ``run.dev_labels`` (and is a dev frame)."""
-    labels_dir = settings.run.dev_labels
-    if labels_dir is None:
-        return []
-    wanted = set(settings.run.dev_frames) if settings.run.dev_frames is not None else None
-    tiles = []
-    for tile in list_tiles(workspace):
-        stem = Path(tile.frame).stem
-        if (wanted is None or stem in wanted) and (Path(labels_dir) / f"{stem}.png").exists():
-            tiles.append(tile)
-    return tiles
-
-
-def evaluate_label_dir(
-    tiles: list[Tile], pred_dir: Path, gt_labels_dir: str | Path, class_names: tuple[str, ...]
-) -> dict[str, Any]:
-    """Returns metrics of ``pred_dir/<tile_id>.png`` against the frame ground truth under each tile."""
-    pairs = []
-    for tile in tiles:
-        pred_path = pred_dir / f"{tile.id}.png"
-        if not pred_path.exists():
-            raise ValueError(f"{pred_path}: no label for dev tile {tile.id}")
-        pairs.append((tile.id, read_label_png(pred_path), tile_ground_truth(tile, gt_labels_dir)))
-    return evaluate_pairs(pairs, class_names)
 
 
 def _timed(result: PipelineResult, stage: str, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -84,7 +57,7 @@ def run_until_merge(workspace: Workspace, settings: Settings, frames: list[Path]
 
 def suggested_merge_map(workspace: Workspace, settings: Settings) -> Path | None:
     """Returns the merge map the cluster stage suggested by majority vote on the dev labels; None without labels."""
-    path = workspace.root / "cluster" / "merge_map.suggested.yaml"
+    path = suggested_merge_map_path(workspace)
     return path if settings.run.dev_labels is not None and path.exists() else None
 
 
@@ -109,7 +82,7 @@ def run_pipeline(settings: Settings, *, frames: list[Path] | None = None) -> Pip
     merge_map = workspace.root / settings.pseudolabel.merge_map
     if not merge_map.exists():
         suggested = suggested_merge_map(workspace, settings)
-        gallery = workspace.root / "cluster" / "gallery" / "index.html"
+        gallery = gallery_path(workspace)
         hint = (
             f"cp {suggested} {merge_map}" if suggested else f"write {merge_map} (clusters: {{0: road, 1: discard, ...}})"
         )
@@ -129,21 +102,20 @@ def finish_pipeline(workspace: Workspace, settings: Settings, result: PipelineRe
 
     _timed(result, "pseudolabel", pseudolabel.run, workspace, settings)
     dev_labels = Path(settings.run.dev_labels) if settings.run.dev_labels else None
-    dev_ids = [tile.id for tile in dev_tiles(workspace, settings)] or None
-    _timed(result, "train", selftrain.run, workspace, settings, dev_labels=dev_labels, dev_tiles=dev_ids)
+    dev_ids = [tile.id for tile in dev_tiles(workspace, settings.run)] or None
+    _timed(result, "selftrain", selftrain.run, workspace, settings, dev_labels=dev_labels, dev_tiles=dev_ids)
     result.metrics = evaluate_rounds(workspace, settings)
 
 
 def evaluate_rounds(workspace: Workspace, settings: Settings) -> dict[str, dict[str, Any]]:
     """Returns dev metrics of the pseudo-labels ("clustering (iter 0)") and of every training round."""
-    tiles = dev_tiles(workspace, settings)
+    tiles = dev_tiles(workspace, settings.run)
     if not tiles or settings.run.dev_labels is None:
         return {}
     names = load_classes(settings.classes).names
-    metrics = {"clustering (iter 0)": evaluate_label_dir(tiles, workspace.root / "pseudolabel" / "labels", settings.run.dev_labels, names)}
-    arch = settings.train.architecture
-    for round_dir in sorted((workspace.root / "train").glob("round_*")):
+    metrics = {"clustering (iter 0)": score_label_dir(pseudo_label_dir(workspace), tiles, settings.run.dev_labels, names)}
+    arch = settings.selftrain.architecture
+    for number, round_dir in round_dirs(workspace):
         if (round_dir / "labels").is_dir():
-            title = f"{arch} (iter {int(round_dir.name.split('_')[1])})"
-            metrics[title] = evaluate_label_dir(tiles, round_dir / "labels", settings.run.dev_labels, names)
+            metrics[f"{arch} (iter {number})"] = score_label_dir(round_dir / "labels", tiles, settings.run.dev_labels, names)
     return metrics

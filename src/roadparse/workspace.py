@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-STAGES: tuple[str, ...] = ("roi", "masks", "embed", "cluster", "pseudolabel", "train")
+STAGES: tuple[str, ...] = ("roi", "masks", "embed", "cluster", "pseudolabel", "selftrain")
 """Pipeline stages in order; each reads the artifacts of the ones before it."""
 
 MANIFEST = "manifest.json"

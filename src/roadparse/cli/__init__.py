@@ -14,22 +14,23 @@ from roadparse import __version__
 from roadparse.cli.common import setup_logging
 
 _COMMANDS = {
-    # name: (module, attribute)
-    "config": ("roadparse.cli.core", "config_cmd"),
-    "status": ("roadparse.cli.core", "status_cmd"),
-    "evaluate": ("roadparse.cli.core", "evaluate_cmd"),
+    # name: (module, attribute); each command lives in the module of its name
+    "config": ("roadparse.cli.config", "config_cmd"),
+    "status": ("roadparse.cli.status", "status_cmd"),
     "synth": ("roadparse.cli.synth", "synth_cmd"),
     "roi": ("roadparse.cli.roi", "roi_cmd"),
     "masks": ("roadparse.cli.masks", "masks_cmd"),
     "embed": ("roadparse.cli.embed", "embed_cmd"),
     "cluster": ("roadparse.cli.cluster", "cluster_cmd"),
-    "pseudolabel": ("roadparse.cli.cluster", "pseudolabel_cmd"),
-    "sweep": ("roadparse.cli.cluster", "sweep_cmd"),
-    "train": ("roadparse.cli.train", "train_cmd"),
-    "predict": ("roadparse.cli.train", "predict_cmd"),
-    "run": ("roadparse.cli.pipeline", "run_cmd"),
-    "demo": ("roadparse.cli.pipeline", "demo_cmd"),
+    "pseudolabel": ("roadparse.cli.pseudolabel", "pseudolabel_cmd"),
+    "sweep": ("roadparse.cli.sweep", "sweep_cmd"),
+    "selftrain": ("roadparse.cli.selftrain", "selftrain_cmd"),
+    "predict": ("roadparse.cli.predict", "predict_cmd"),
+    "evaluate": ("roadparse.cli.evaluate", "evaluate_cmd"),
+    "run": ("roadparse.cli.run", "run_cmd"),
+    "demo": ("roadparse.cli.demo", "demo_cmd"),
 }
+_ALIASES = {"train": "selftrain"}  # the stage's name before 0.2; still accepted
 
 
 class _LazyGroup(click.Group):
@@ -37,6 +38,7 @@ class _LazyGroup(click.Group):
         return list(_COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd_name = _ALIASES.get(cmd_name, cmd_name)
         if cmd_name not in _COMMANDS:
             return None
         module_name, attribute = _COMMANDS[cmd_name]

@@ -1,4 +1,4 @@
-"""CLI for stage 4: ``roadparse cluster``, ``roadparse cluster suggest``, ``roadparse pseudolabel``, ``roadparse sweep``."""
+"""``roadparse cluster WORKDIR`` (stage 4) and ``roadparse cluster suggest WORKDIR``."""
 
 from __future__ import annotations
 
@@ -6,21 +6,14 @@ from pathlib import Path
 
 import click
 
-from roadparse.cli.common import config_options, fail, open_workspace, resolve_settings
-
-_WORKDIR = click.argument("workdir", type=click.Path(file_okay=False, path_type=Path))
-_LABELS = click.option(
-    "--labels",
-    "labels_dir",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="ground-truth label PNGs (<frame stem>.png or <tile id>.png), used to NAME clusters only",
-)
-_PURITY = click.option(
-    "--min-purity",
-    type=click.FloatRange(0, 1),
-    default=None,
-    help="below this majority share a cluster is 'discard' (default: cluster.min_purity)",
+from roadparse.cli.common import (
+    LABELS_OPTION,
+    PURITY_OPTION,
+    WORKDIR,
+    config_options,
+    fail,
+    open_workspace,
+    resolve_settings,
 )
 
 
@@ -45,9 +38,9 @@ def cluster_cmd() -> None:
 
 
 @cluster_cmd.command("run")
-@_WORKDIR
-@_LABELS
-@_PURITY
+@WORKDIR
+@LABELS_OPTION
+@PURITY_OPTION
 @config_options
 def cluster_run_cmd(
     workdir: Path,
@@ -57,6 +50,7 @@ def cluster_run_cmd(
     overrides: tuple[str, ...],
 ) -> None:
     """Cluster WORKDIR's embeddings; write assignments, the gallery and (with --labels) a suggested merge map."""
+    from roadparse.artifacts import gallery_path, suggested_merge_map_path
     from roadparse.stages import cluster
 
     if min_purity is not None:
@@ -69,8 +63,8 @@ def cluster_run_cmd(
         fail(str(exc))
     sizes = manifest["summary"]["clustering"].get("sizes", [])
     click.echo(f"{manifest['summary']['masks']} masks in {len(sizes)} clusters (sizes {sizes})")
-    click.echo(f"gallery: {workspace.root / 'cluster' / 'gallery' / 'index.html'}")
-    suggested = workspace.root / "cluster" / cluster.SUGGESTED
+    click.echo(f"gallery: {gallery_path(workspace)}")
+    suggested = suggested_merge_map_path(workspace)
     if suggested.exists():
         click.echo(f"suggested merge map: {suggested}")
     click.echo(
@@ -79,9 +73,9 @@ def cluster_run_cmd(
 
 
 @cluster_cmd.command("suggest")
-@_WORKDIR
-@_LABELS
-@_PURITY
+@WORKDIR
+@LABELS_OPTION
+@PURITY_OPTION
 @click.option(
     "--zero-shot",
     "zero_shot",
@@ -129,101 +123,4 @@ def cluster_suggest_cmd(
     click.echo(f"suggested merge map: {path}")
     click.echo(
         f"next: cp {path} {workspace.root / settings.pseudolabel.merge_map}, edit, then `roadparse pseudolabel {workdir}`"
-    )
-
-
-@click.command("pseudolabel")
-@_WORKDIR
-@click.option(
-    "--merge-map",
-    "merge_map",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="merge map YAML (default: WORKDIR/<pseudolabel.merge_map>)",
-)
-@config_options
-def pseudolabel_cmd(
-    workdir: Path, merge_map: Path | None, config_path: Path | None, overrides: tuple[str, ...]
-) -> None:
-    """Paint each tile's masks with their cluster's class (merge map); write pseudolabel/labels/*.png."""
-    from roadparse.stages import pseudolabel
-
-    settings = resolve_settings(config_path, overrides, workdir)
-    workspace = open_workspace(workdir, settings)
-    try:
-        manifest = pseudolabel.run(workspace, settings, merge_map_path=merge_map)
-    except ValueError as exc:
-        fail(str(exc))
-    summary = manifest["summary"]
-    click.echo(
-        f"{summary['items']} tiles labelled ({summary['failed']} failed), {summary['unlabelled_share']:.1%} of pixels unlabelled"
-    )
-    click.echo(f"labels: {pseudolabel.labels_dir(workspace)}")
-
-
-def _parse_layers(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    layers: list[int] = []
-    for part in text.split(","):
-        low, _, high = part.partition("-")
-        try:
-            layers += list(range(int(low), int(high) + 1)) if high else [int(low)]
-        except ValueError:
-            raise click.BadParameter(
-                f"{text!r}: use e.g. 12, 1-12 or 1,6,12", param_hint="--layers"
-            ) from None
-    return layers
-
-
-@click.command("sweep")
-@_WORKDIR
-@click.option(
-    "--labels",
-    "labels_dir",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    required=True,
-    help="ground-truth label PNGs",
-)
-@click.option(
-    "--layers",
-    default=None,
-    help="embedded layers to compare, e.g. 1-12 or 6,12 (default: all embedded)",
-)
-@click.option(
-    "--methods",
-    default="spectral,kmeans,kmedoids,agglomerative",
-    show_default=True,
-    help="clustering methods to compare",
-)
-@_PURITY
-@config_options
-def sweep_cmd(
-    workdir: Path,
-    labels_dir: Path,
-    layers: str | None,
-    methods: str,
-    min_purity: float | None,
-    config_path: Path | None,
-    overrides: tuple[str, ...],
-) -> None:
-    """Compare layers x clustering methods against ground truth (paper Tables 3-5); write sweep/tables.md."""
-    from roadparse.stages import sweep
-
-    settings = resolve_settings(config_path, overrides, workdir)
-    workspace = open_workspace(workdir, settings)
-    try:
-        result = sweep.run(
-            workspace,
-            settings,
-            labels_dir,
-            layers=_parse_layers(layers),
-            methods=[m.strip() for m in methods.split(",") if m.strip()],
-            min_purity=min_purity,
-        )
-    except ValueError as exc:
-        fail(str(exc))
-    click.echo(result["tables"], nl=False)
-    click.echo(
-        f"written: {workspace.root / 'sweep' / 'tables.md'}, {workspace.root / 'sweep' / 'results.json'}"
     )

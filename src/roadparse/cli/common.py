@@ -13,6 +13,21 @@ import click
 from roadparse.config import ConfigError, Settings, dump_settings, load_settings
 from roadparse.workspace import Workspace
 
+WORKDIR = click.argument("workdir", type=click.Path(file_okay=False, path_type=Path))
+LABELS_OPTION = click.option(
+    "--labels",
+    "labels_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="ground-truth label PNGs (<frame stem>.png or <tile id>.png), used to NAME clusters only",
+)
+PURITY_OPTION = click.option(
+    "--min-purity",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="below this majority share a cluster is 'discard' (default: cluster.min_purity)",
+)
+
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Adds ``--config FILE`` and repeatable ``--set section.key=value`` to a command."""
@@ -65,3 +80,17 @@ def setup_logging(verbose: int) -> None:
 def fail(message: str) -> None:
     """Exits with status 1 after printing one clear error line."""
     raise click.ClickException(message)
+
+
+def print_metrics(metrics: dict[str, dict[str, Any]], seconds: dict[str, float]) -> None:
+    """Prints stage timings and one row per labelled set: IoU per class, mIoU, PA."""
+    if seconds:
+        click.echo("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+    if not metrics:
+        return
+    names = list(next(iter(metrics.values()))["iou"])
+    width = max(len(k) for k in metrics) + 2
+    click.echo(f"{'':<{width}}" + "".join(f"{n[:12]:>13}" for n in names) + f"{'mIoU':>8}{'PA':>8}")
+    for title, s in metrics.items():
+        cells = "".join(f"{'-' if s['iou'][n] is None else format(s['iou'][n], '.2f'):>13}" for n in names)
+        click.echo(f"{title:<{width}}{cells}{s['miou']:>8.2f}{s['pixel_accuracy']:>8.2f}")

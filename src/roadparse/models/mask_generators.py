@@ -50,7 +50,7 @@ def _load_sam_model(name_or_path: str) -> Any:
         ValueError: the config's model type is not one of ``_SUPPORTED_TYPES``.
     """
     if name_or_path.endswith((".pth", ".pt")):
-        from roadparse.models.sam_convert import load_official_checkpoint
+        from roadparse.models.sam.convert import load_official_checkpoint
 
         return load_official_checkpoint(name_or_path)
     import transformers
@@ -87,7 +87,7 @@ def load_mask_generator(settings: MasksSettings, device: str | None = None) -> M
             merge_threshold=settings.offline_merge,
             min_mask_area=settings.min_mask_area,
         )
-    from roadparse.models.sam_amg import SamAutomaticMasks
+    from roadparse.models.sam.amg import SamAutomaticMasks
 
     if "/" not in name and not looks_like_path(name) and not name.endswith((".pth", ".pt")):
         raise ValueError(

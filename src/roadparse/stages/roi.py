@@ -4,7 +4,7 @@ Per frame: decode at long side 1024 (reduced JPEG decoding), find road boxes
 (``detector``: Grounding DINO + zero-shot filter; ``offline``: asphalt colour and
 texture; ``none``: the whole frame), map them to full resolution, merge overlapping
 ones, read the full-resolution frame once (GeoTIFFs: only the box windows) and cut
-the boxes into tiles with the edge rule of :mod:`roadparse.roi.geometry`.
+the boxes into tiles with the edge rule of :mod:`roadparse.geometry`.
 
 Small frames: under ``shift`` a frame narrower or shorter than a tile gives one tile
 of the frame's own size (no padding); under ``pad`` it gives one ``tile_size`` tile,
@@ -27,6 +27,7 @@ from PIL import Image
 
 from roadparse.config import RoiSettings, Settings
 from roadparse.executor import process_items
+from roadparse.geometry import cut_tile, merge_boxes, pixel_box, scale_boxes, tile_box
 from roadparse.io import geo
 from roadparse.io.images import (
     ImageReadError,
@@ -35,8 +36,7 @@ from roadparse.io.images import (
     read_image_reduced,
     write_image,
 )
-from roadparse.roi.geometry import cut_tile, merge_boxes, pixel_box, scale_boxes, tile_box
-from roadparse.roi.offline import find_road
+from roadparse.models.offline_roi import find_road
 from roadparse.workspace import Workspace, fingerprint
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from roadparse.artifacts import list_tiles, read_index
+from roadparse.artifacts import (
+    clustering_features,
+    collect_coverage,
+    list_tiles,
+    mask_rows,
+    read_index,
+)
 from roadparse.clustering import METHODS, cluster
 from roadparse.config import Settings
-from roadparse.evaluation import markdown_table, scores
 from roadparse.io.labels import IGNORE_INDEX, load_classes
 from roadparse.merge import (
     class_table,
@@ -29,7 +34,7 @@ from roadparse.merge import (
     merge_map_from_suggestions,
     suggest_from_histograms,
 )
-from roadparse.stages.cluster import clustering_features, collect_coverage, mask_rows
+from roadparse.metrics import markdown_table, scores
 from roadparse.workspace import Workspace, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -162,7 +167,7 @@ def run(
             workspace, list_tiles(workspace), labels_dir, classes, keys
         )
     for layer in sorted({layer for layer, _ in todo}):
-        features = np.asarray(clustering_features(workspace, settings.cluster, layer))
+        features = np.asarray(clustering_features(workspace, layer, settings.cluster.colour_weight))
         for method in (m for lay, m in todo if lay == layer):
             log.info("sweep: layer %d, %s", layer, method)
             record = _configuration(

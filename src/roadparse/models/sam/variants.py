@@ -1,6 +1,6 @@
 """What differs between SAM, SAM-HQ and SAM 2 in automatic mask generation, behind one small interface.
 
-:class:`~roadparse.models.sam_amg.SamAutomaticMasks` runs the same point grid, IoU filter,
+:class:`~roadparse.models.sam.amg.SamAutomaticMasks` runs the same point grid, IoU filter,
 stability score, box NMS and RLE for every model; a *family* adapter supplies the rest:
 
 * the model input: side ``S`` and how a crop fills it. SAM and SAM-HQ
@@ -16,7 +16,7 @@ stability score, box NMS and RLE for every model; a *family* adapter supplies th
   no-memory embedding added (``Sam2Model.get_image_embeddings``);
 * :meth:`decode`: many single-point prompts on one crop's features, multimask output:
   ((P, M, L, L) low-res logits, (P, M) predicted IoUs). SAM runs the exact fast decoder of
-  :mod:`roadparse.models.sam_decoder`; SAM-HQ and SAM 2 run the model's own prompt
+  :mod:`roadparse.models.sam.decoder`; SAM-HQ and SAM 2 run the model's own prompt
   encoder and mask decoder, ``DECODE_CHUNK`` points at a time, exactly as their
   ``forward(..., multimask_output=True)`` does (SAM-HQ: ``hq_token_only=False``, the three
   SAM masks sorted by predicted IoU, each plus the HQ mask; SAM 2: object scores unused,
@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
-from roadparse.models.sam_decoder import decode_points
-from roadparse.models.sam_encoder import use_fast_attention
+from roadparse.models.sam.decoder import decode_points
+from roadparse.models.sam.encoder import use_fast_attention
 
 DECODE_CHUNK = 16
 """Points through SAM-HQ's / SAM 2's own mask decoder at once: it copies the image side and upscales
@@ -85,7 +85,7 @@ class SamFamily:
             points: (P, 2) float32 (x, y) in the model's input pixel frame.
             iou_thresh: the caller's predicted-IoU threshold (SAM: logits of points whose IoUs are all
                 at or under it may be left as zeros).
-            upscale_dtype: dtype of SAM's mask upscaling (see :func:`~roadparse.models.sam_decoder.decode_points_fast`).
+            upscale_dtype: dtype of SAM's mask upscaling (see :func:`~roadparse.models.sam.decoder.decode_points_fast`).
         """
         return decode_points(self.model, features, self.image_pe, points, iou_thresh=iou_thresh, upscale_dtype=upscale_dtype)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from roadparse.evaluation import evaluate_pairs, markdown_table
 from roadparse.io.labels import load_classes, read_label_png
+from roadparse.metrics import evaluate_pairs, markdown_table
 from roadparse.workspace import atomic_write_json, atomic_write_text
 
 _PRED_SUFFIXES = ("", "_label", "_pred")

@@ -3,11 +3,11 @@
 Round 1 trains a teacher on the pseudo-labels; every round then relabels all training
 tiles with its model (sliding window over the full tile, argmax) and the next round
 trains a fresh student of the same kind on those labels. Rounds stop after
-``train.rounds`` or, from round 2 on, when a round no longer improves: by dev-set mIoU
+``selftrain.rounds`` or, from round 2 on, when a round no longer improves: by dev-set mIoU
 when a dev label folder is given, else when successive rounds' labels agree on at least
 ``1 - train.min_improvement`` of the pixels. The manifest records which rule stopped it.
 
-Layout: ``train/round_<r>/{checkpoints/last.pt, model/, labels/<tile_id>.png, metrics.json}``.
+Layout: ``selftrain/round_<r>/{checkpoints/last.pt, model/, labels/<tile_id>.png, metrics.json}``.
 Each finished round is journalled, so a rerun skips finished rounds and resumes an
 interrupted one from its last checkpoint.
 """
@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from roadparse.artifacts import Tile, list_tiles, tile_ground_truth
-from roadparse.config import Settings, TrainSettings, dump_settings
+from roadparse.artifacts import Tile, list_tiles, pseudo_label_dir, tile_ground_truth
+from roadparse.config import SelftrainSettings, Settings, dump_settings
+from roadparse.dev_split import score_label_dir
 from roadparse.io.images import read_image
 from roadparse.io.labels import (
     IGNORE_INDEX,
@@ -39,9 +40,9 @@ from roadparse.models.segmenters import (
     save_segmenter,
     segmenter_record,
 )
-from roadparse.predict import predict_image
-from roadparse.training.dataset import TileLabelDataset
-from roadparse.training.loop import (
+from roadparse.models.sliding_window import predict_image
+from roadparse.stages.selftrain.dataset import TileLabelDataset
+from roadparse.stages.selftrain.loop import (
     DistContext,
     distributed_context,
     resolve_optimizer,
@@ -51,7 +52,7 @@ from roadparse.workspace import Workspace, atomic_write_json, atomic_write_text,
 
 log = logging.getLogger(__name__)
 
-STAGE = "train"
+STAGE = "selftrain"
 
 
 def label_agreement(previous_dir: Path, current_dir: Path, tiles: list[Tile]) -> float | None:
@@ -73,19 +74,12 @@ def dev_scores(labels_dir: Path, dev_tiles: list[Tile], dev_labels: Path, classe
 
     The confusion matrix is summed over all dev tiles; unlabelled (255) predictions count as errors.
     """
-    from roadparse.evaluation import confusion_matrix, scores
-
-    confusion = np.zeros((len(classes) + 1, len(classes)), dtype=np.int64)
-    for tile in dev_tiles:
-        prediction = read_label_png(labels_dir / f"{tile.id}.png")
-        truth = tile_ground_truth(tile, dev_labels)
-        confusion += confusion_matrix(prediction, truth, len(classes), len(classes), IGNORE_INDEX)
-    return scores(confusion, classes.names)
+    return score_label_dir(labels_dir, dev_tiles, dev_labels, classes.names)["scores"]
 
 
-def _next_round_labels(round_dir: Path, train: TrainSettings) -> Path:
+def _next_round_labels(round_dir: Path, train: SelftrainSettings) -> Path:
     """Returns the folder of a round's labels the next round trains on: its confident labels when
-    ``train.relabel_confidence`` is set, else all of its labels."""
+    ``selftrain.relabel_confidence`` is set, else all of its labels."""
     return round_dir / ("confident_labels" if train.relabel_confidence > 0 else "labels")
 
 
@@ -96,7 +90,7 @@ def relabel_tiles(
     """Writes ``labels_dir/<tile_id>.png``: the model's argmax over each full tile (padding = ignore).
 
     With ``confident_dir``, also writes there the same labels with pixels whose class
-    probability is under ``train.relabel_confidence`` unlabelled (written first, so a tile
+    probability is under ``selftrain.relabel_confidence`` unlabelled (written first, so a tile
     whose ``labels_dir`` file exists is complete). Tiles already relabelled (by an
     interrupted run of the same round) are skipped; under DDP each rank relabels its own
     share of the tiles.
@@ -111,7 +105,7 @@ def relabel_tiles(
         image = read_image(tile.path)
         predicted = predict_image(
             model, image, settings.predict.window, settings.predict.overlap, settings.predict.batch_size, device,
-            return_probabilities=confident_dir is not None, amp=settings.train.amp,
+            return_probabilities=confident_dir is not None, amp=settings.selftrain.amp,
         )
         labels, probabilities = predicted if isinstance(predicted, tuple) else (predicted, None)
         valid_w, valid_h = tile.valid
@@ -120,7 +114,7 @@ def relabel_tiles(
         if confident_dir is not None:
             assert probabilities is not None
             confident = labels.copy()
-            confident[probabilities.max(axis=0) < settings.train.relabel_confidence] = IGNORE_INDEX
+            confident[probabilities.max(axis=0) < settings.selftrain.relabel_confidence] = IGNORE_INDEX
             write_label_png(confident_dir / f"{tile.id}.png", confident, classes)
         write_label_png(path, labels, classes)
     dist.barrier()
@@ -153,7 +147,7 @@ def _stop_rule(
         if metrics["agreement"] >= 1.0 - min_improvement:
             return f"label agreement {metrics['agreement']:.4f} >= {1.0 - min_improvement}"
     if round_index >= rounds:
-        return f"reached train.rounds = {rounds}"
+        return f"reached selftrain.rounds = {rounds}"
     return None
 
 
@@ -168,7 +162,7 @@ def run(
 
     Args:
         workspace: the run directory (needs finished ``roi`` and ``pseudolabel`` stages).
-        settings: resolved settings (``train``, ``predict`` for relabelling, ``classes``).
+        settings: resolved settings (``selftrain``, ``predict`` for relabelling, ``classes``).
         dev_labels: optional folder of frame ground-truth PNGs (``<frame stem>.png``);
             enables the dev-mIoU stopping rule.
         dev_tiles: tile ids of the dev split (default: every tile whose frame has ground truth).
@@ -179,10 +173,10 @@ def run(
     classes = load_classes(settings.classes)
     dev_labels = Path(dev_labels) if dev_labels is not None else None
     dev = _dev_tiles(tiles, dev_labels, dev_tiles)
-    dist, device = distributed_context(settings.train.device)
+    dist, device = distributed_context(settings.selftrain.device)
     stage_settings = {
         # where and how fast it runs must not invalidate finished rounds or checkpoints
-        "train": settings.train.model_dump(mode="json", exclude={*settings.train.execution_only, "num_workers", "checkpoint_every"}),
+        "selftrain": settings.selftrain.identity(),
         "relabel": {"window": settings.predict.window, "overlap": settings.predict.overlap},
         "classes": list(classes.names),
     }
@@ -197,11 +191,11 @@ def run(
         return stage.manifest  # type: ignore[return-value]
 
     history: list[dict[str, Any]] = []
-    previous_labels = workspace.root / "pseudolabel" / "labels"
+    previous_labels = pseudo_label_dir(workspace)
     if dev:
         history.append({"round": 0, "dev": dev_scores(previous_labels, dev, dev_labels, classes)})  # type: ignore[arg-type]
     stopped_by = None
-    for round_index in range(1, settings.train.rounds + 1):
+    for round_index in range(1, settings.selftrain.rounds + 1):
         round_dir = stage.dir / f"round_{round_index}"
         item = f"round_{round_index}"
         if stage.item_done(item):
@@ -209,14 +203,14 @@ def run(
         else:
             metrics = _train_round(round_index, round_dir, previous_labels, tiles, dev, dev_labels,
                                    classes, settings, stage.fingerprint, device, dist, callback)
-            metrics["stop"] = _stop_rule(round_index, settings.train.rounds, metrics, [*history, metrics],
-                                         settings.train.min_improvement)
+            metrics["stop"] = _stop_rule(round_index, settings.selftrain.rounds, metrics, [*history, metrics],
+                                         settings.selftrain.min_improvement)
             metrics = dist.broadcast(metrics)  # every rank takes rank 0's decision
             if dist.is_main:
                 atomic_write_json(round_dir / "metrics.json", metrics)
                 stage.record_item(item, metrics)
         history.append(metrics)
-        previous_labels = _next_round_labels(round_dir, settings.train)
+        previous_labels = _next_round_labels(round_dir, settings.selftrain)
         if metrics["stop"]:
             stopped_by = metrics["stop"]
             break
@@ -245,7 +239,7 @@ def _train_round(
     device: torch.device, dist: DistContext, callback: Any,
 ) -> dict[str, Any]:
     """Trains one round's model on ``source_labels``, saves it, relabels the tiles; returns its metrics."""
-    train = settings.train
+    train = settings.selftrain
     stamp = round_dir / ".fingerprint"
     if dist.is_main and round_dir.exists() and (not stamp.is_file() or stamp.read_text().strip() != run_fingerprint):
         shutil.rmtree(round_dir)  # left by a run with other settings or inputs

@@ -1,7 +1,7 @@
 """The training loop: optimiser and schedule per paper Table 6, AMP, checkpoints, resume, DDP.
 
 Multi-GPU: launch the command under ``torchrun``, e.g.
-``torchrun --nproc_per_node 4 "$(which roadparse)" train WORKDIR``; each process trains on its
+``torchrun --nproc_per_node 4 "$(which roadparse)" selftrain WORKDIR``; each process trains on its
 own slice of every global batch (``batch_size`` per GPU), gradients are averaged by
 DistributedDataParallel, and only rank 0 writes checkpoints, models and manifests.
 """
@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from roadparse.config import TrainSettings
+from roadparse.config import SelftrainSettings
 from roadparse.io.labels import IGNORE_INDEX
 from roadparse.models.segmenters import unwrap
-from roadparse.training.dataset import IterationBatchSampler, TileLabelDataset
+from roadparse.stages.selftrain.dataset import IterationBatchSampler, TileLabelDataset
 from roadparse.workspace import atomic_output
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def distributed_context(device_name: str = "auto") -> tuple[DistContext, torch.d
     return DistContext(rank, world_size, local_rank), device
 
 
-def resolve_optimizer(settings: TrainSettings) -> tuple[str, float, float]:
+def resolve_optimizer(settings: SelftrainSettings) -> tuple[str, float, float]:
     """Returns (optimizer name, learning rate, weight decay) after applying the paper defaults."""
     name = settings.optimizer
     if name == "auto":
@@ -91,7 +91,7 @@ def resolve_optimizer(settings: TrainSettings) -> tuple[str, float, float]:
     return name, lr, decay
 
 
-def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, settings: SelftrainSettings) -> torch.optim.Optimizer:
     """Returns SGD or AdamW over the model's trainable parameters, as ``settings`` resolve."""
     name, lr, decay = resolve_optimizer(settings)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -145,7 +145,7 @@ def _loss_curve(losses: list[float], points: int = 50) -> list[float]:
 def train_segmenter(
     model: torch.nn.Module,
     dataset: TileLabelDataset,
-    settings: TrainSettings,
+    settings: SelftrainSettings,
     checkpoint_path: str | Path,
     record: dict[str, Any],
     device: torch.device,
@@ -178,7 +178,7 @@ def train_segmenter(
 def _train(
     model: torch.nn.Module,
     dataset: TileLabelDataset,
-    settings: TrainSettings,
+    settings: SelftrainSettings,
     checkpoint_path: Path,
     record: dict[str, Any],
     device: torch.device,

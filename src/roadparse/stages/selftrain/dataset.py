@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from roadparse.io.images import read_image
 from roadparse.io.labels import read_label_png
-from roadparse.training.augment import augment_pair
+from roadparse.stages.selftrain.augment import augment_pair
 
 _SEED_MIX = 0x9E3779B97F4A7C15
 

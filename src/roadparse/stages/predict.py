@@ -1,11 +1,5 @@
-"""Sliding-window prediction on tiles and whole frames, without seams and in bounded memory.
-
-Windows overlap; each window's softmax is weighted by a 2-D raised-cosine (Hann) window
-that is high in the centre and near zero at the border, summed, and divided by the summed
-weights, so no pixel's label depends on where a window border happens to fall. Windows
-are processed one horizontal band at a time and rows are finalised as soon as no later
-window touches them: the accumulator holds C × (window + stride) × W floats, not C × H × W
-(7 classes on a 7952×5304 frame: ~0.2 GB instead of 1.2 GB).
+"""``roadparse predict``: a saved model applied to tiles and whole frames (sliding windows,
+:mod:`roadparse.models.sliding_window`).
 
 :func:`predict_files` applies a saved model to files and folders and writes, per input, a
 palette label PNG, a colour overlay, a GeoTIFF for georeferenced inputs, and per-class areas.
@@ -32,6 +26,7 @@ from roadparse.io.images import list_images, read_image, write_image
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
 from roadparse.models import resolve_device
 from roadparse.models.segmenters import MODEL_WEIGHTS, load_segmenter
+from roadparse.models.sliding_window import predict_image
 from roadparse.workspace import (
     atomic_output,
     atomic_write_json,
@@ -42,155 +37,6 @@ from roadparse.workspace import (
 
 log = logging.getLogger(__name__)
 
-
-def window_starts(length: int, window: int, stride: int) -> list[int]:
-    """Returns window offsets covering [0, length): every ``stride``, the last flush with the end.
-
-    ``length`` must be at least ``window``.
-    """
-    if length < window:
-        raise ValueError(f"length {length} is shorter than the window {window}")
-    starts = list(range(0, length - window + 1, stride))
-    if starts[-1] != length - window:
-        starts.append(length - window)
-    return starts
-
-
-def blend_weights(window: int) -> np.ndarray:
-    """Returns the (window, window) float32 blending weight: outer product of 1-D Hann windows.
-
-    Sampled at pixel centres, so it is strictly positive (a pixel seen by one window
-    only still gets that window's prediction) and symmetric.
-    """
-    ramp = 0.5 - 0.5 * np.cos(2.0 * np.pi * (np.arange(window) + 0.5) / window)
-    return np.outer(ramp, ramp).astype(np.float32)
-
-
-def _forward(model: torch.nn.Module, crops: torch.Tensor, amp: bool) -> torch.Tensor:
-    """Returns (B, C, h, w) float32 softmax probabilities of (B, 3, h, w) float crops in [0, 1]."""
-    on_cuda = crops.device.type == "cuda"
-    dtype = torch.bfloat16 if on_cuda and torch.cuda.is_bf16_supported() else torch.float16
-    with torch.autocast(crops.device.type, dtype=dtype, enabled=amp and on_cuda):
-        logits = model(crops)
-    if logits.shape[-2:] != crops.shape[-2:]:
-        raise ValueError(f"model returned logits of size {tuple(logits.shape[-2:])} for crops of {tuple(crops.shape[-2:])}")
-    return torch.softmax(logits.float(), dim=1)
-
-
-@torch.inference_mode()
-def predict_image(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    window: int = 512,
-    overlap: float = 0.25,
-    batch_size: int = 4,
-    device: torch.device | str | None = None,
-    return_probabilities: bool = False,
-    amp: bool = True,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Returns the (H, W) uint8 label map of an image (and optionally (C, H, W) float16 probabilities).
-
-    Args:
-        model: maps (B, 3, h, w) float RGB in [0, 1] to (B, C, h, w) logits; put in eval mode.
-        image: (H, W, 3) uint8 RGB of any size; sides shorter than ``window`` are
-            reflect-padded for the forward pass and cropped back.
-        window: window side in pixels.
-        overlap: fraction of the window shared by neighbouring windows, in [0, 1).
-        batch_size: windows per forward pass.
-        device: where the model runs (default: the model's device).
-        return_probabilities: also return the blended class probabilities.
-        amp: mixed precision on CUDA (bfloat16 where supported, else float16).
-    """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    if device is None:
-        device = next(iter(model.parameters())).device
-    device = torch.device(device)
-    model.eval()
-    height, width = image.shape[:2]
-    pad = ((0, max(0, window - height)), (0, max(0, window - width)), (0, 0))
-    if pad[0][1] or pad[1][1]:
-        image = np.pad(image, pad, mode="reflect" if min(height, width) > 1 else "edge")
-    padded_h, padded_w = image.shape[:2]
-    stride = max(1, int(round(window * (1.0 - overlap))))
-    row_starts = window_starts(padded_h, window, stride)
-    col_starts = window_starts(padded_w, window, stride)
-    weight = torch.from_numpy(blend_weights(window)).to(device)
-    labels = np.empty((padded_h, padded_w), dtype=np.uint8)
-    probabilities: np.ndarray | None = None
-    acc: torch.Tensor | None = None  # (C, rows, W) weighted probability sums for rows [top, top + rows)
-    weight_sum = torch.zeros((0, padded_w), device=device)
-    top = 0
-    for row_index, y in enumerate(row_starts):
-        band = torch.from_numpy(np.array(image[y : y + window])).to(device)  # copy: inputs may be read-only
-        band = band.permute(2, 0, 1).float().div_(255.0)  # (3, window, W)
-        missing = y + window - (top + weight_sum.shape[0])
-        if missing > 0:
-            weight_sum = torch.cat([weight_sum, weight_sum.new_zeros((missing, padded_w))])
-            if acc is not None:
-                acc = torch.cat([acc, acc.new_zeros((acc.shape[0], missing, padded_w))], dim=1)
-        for first in range(0, len(col_starts), batch_size):
-            xs = col_starts[first : first + batch_size]
-            crops = torch.stack([band[:, :, x : x + window] for x in xs])
-            probs = _forward(model, crops, amp) * weight
-            if acc is None:
-                acc = probs.new_zeros((probs.shape[1], weight_sum.shape[0], padded_w))
-            rows = slice(y - top, y - top + window)
-            for prob, x in zip(probs, xs, strict=True):
-                acc[:, rows, x : x + window] += prob
-                weight_sum[rows, x : x + window] += weight
-        assert acc is not None
-        done = (row_starts[row_index + 1] if row_index + 1 < len(row_starts) else padded_h) - top
-        blended = acc[:, :done] / weight_sum[:done]
-        labels[top : top + done] = blended.argmax(dim=0).to(torch.uint8).cpu().numpy()
-        if return_probabilities:
-            if probabilities is None:
-                probabilities = np.empty((acc.shape[0], padded_h, padded_w), dtype=np.float16)
-            probabilities[:, top : top + done] = blended.half().cpu().numpy()
-        acc, weight_sum, top = acc[:, done:].clone(), weight_sum[done:].clone(), top + done
-    labels = np.ascontiguousarray(labels[:height, :width])
-    if return_probabilities:
-        assert probabilities is not None
-        return labels, np.ascontiguousarray(probabilities[:, :height, :width])
-    return labels
-
-
-@torch.inference_mode()
-def predict_naive(
-    model: torch.nn.Module, image: np.ndarray, window: int = 512, batch_size: int = 4, device: Any = None
-) -> np.ndarray:
-    """Returns the (H, W) uint8 labels from non-overlapping windows without blending (reference for benchmarks)."""
-    return predict_image(model, image, window=window, overlap=0.0, batch_size=batch_size, device=device)  # type: ignore[return-value]
-
-
-def seam_rates(labels: np.ndarray, row_borders: list[int], col_borders: list[int]) -> dict[str, float]:
-    """Returns how often neighbouring pixels change label across the given borders vs elsewhere.
-
-    ``row_borders`` / ``col_borders`` are the first row / column of each window after the
-    first one. A seam shows as a ``border`` rate well above the ``interior`` rate; the ratio
-    is 1 when borders are invisible.
-
-    Args:
-        labels: (H, W) uint8 label map.
-    """
-    col_changes = labels[:, 1:] != labels[:, :-1]  # (H, W-1): change between column c-1 and c
-    row_changes = labels[1:] != labels[:-1]  # (H-1, W)
-    col_mask = np.zeros(col_changes.shape[1], dtype=bool)
-    col_mask[[c - 1 for c in col_borders if 0 < c < labels.shape[1]]] = True
-    row_mask = np.zeros(row_changes.shape[0], dtype=bool)
-    row_mask[[r - 1 for r in row_borders if 0 < r < labels.shape[0]]] = True
-    border = col_changes[:, col_mask].sum() + row_changes[row_mask].sum()
-    n_border = col_changes[:, col_mask].size + row_changes[row_mask].size
-    interior = col_changes[:, ~col_mask].sum() + row_changes[~row_mask].sum()
-    n_interior = col_changes[:, ~col_mask].size + row_changes[~row_mask].size
-    border_rate = float(border / max(n_border, 1))
-    interior_rate = float(interior / max(n_interior, 1))
-    return {"border": border_rate, "interior": interior_rate, "ratio": border_rate / max(interior_rate, 1e-12)}
-
-
-# ----------------------------------------------------------------------------- file outputs
 
 
 @dataclass(frozen=True)
@@ -341,7 +187,7 @@ def predict_files(
     files = collect_inputs(inputs)
     weights = Path(model_path) / MODEL_WEIGHTS if Path(model_path).is_dir() else Path(model_path)
     run_key = fingerprint({"model": str(Path(model_path).resolve()), "mtime": weights.stat().st_mtime_ns,
-                           "settings": settings.predict.model_dump(mode="json", exclude={"device", "batch_size"})})
+                           "settings": settings.predict.identity()})
     records_dir = out_dir / ".records"
     results: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}

@@ -6,10 +6,10 @@ arranged so that a CPU or GPU does little work per candidate:
 
 * the image embedding is computed once per crop (and for several tiles in one batch), with
   the ViT's relative-position attention bias built a block at a time
-  (``roadparse.models.sam_encoder``: 1 GB less memory traffic per global block of ViT-L);
-* the whole grid is decoded in large point batches (SAM: ``roadparse.models.sam_decoder``;
+  (``roadparse.models.sam.encoder``: 1 GB less memory traffic per global block of ViT-L);
+* the whole grid is decoded in large point batches (SAM: ``roadparse.models.sam.decoder``;
   SAM-HQ and SAM 2: their own prompt encoder and mask decoder, see
-  ``roadparse.models.sam_variants``, which also holds each model's input geometry);
+  ``roadparse.models.sam.variants``, which also holds each model's input geometry);
 * predicted-IoU filtering runs before anything is upsampled (and, in SAM's fast decoder,
   before the per-point upscaling network runs);
 * stability scores and boxes are computed exactly as the official does, on logits
@@ -20,7 +20,7 @@ arranged so that a CPU or GPU does little work per candidate:
   (Estimating stability on the 256x256 logits instead is not within tolerance: on
   rough logits it is off by up to 0.3, so it is not used.) With a stability threshold
   of 0 nothing is filtered on stability, so it is computed for the NMS survivors only,
-  and the boxes for NMS come from ``roadparse.models.sam_boxes`` (a few exact rows and
+  and the boxes for NMS come from ``roadparse.models.sam.boxes`` (a few exact rows and
   columns per candidate instead of the whole upsampled mask);
 * only masks that survive NMS are upsampled again and binarised at full resolution.
 
@@ -44,8 +44,8 @@ from torchvision.ops import batched_nms
 
 from roadparse.io import rle as rle_io
 from roadparse.models import retain_freed_memory
-from roadparse.models.sam_boxes import UpscaledBoxes
-from roadparse.models.sam_variants import Features, model_family
+from roadparse.models.sam.boxes import UpscaledBoxes
+from roadparse.models.sam.variants import Features, model_family
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class SamAutomaticMasks:
     Arguments mirror ``segment_anything.SamAutomaticMaskGenerator``; ``min_mask_area``
     replaces ``min_mask_region_area`` (see the module docstring); ``upscale_dtype`` bfloat16
     runs SAM's fast decoder's mask upscaling in bfloat16 (faster, no longer equal to SAM: see
-    :func:`roadparse.models.sam_decoder.decode_points_fast`; SAM-HQ and SAM 2 ignore it).
+    :func:`roadparse.models.sam.decoder.decode_points_fast`; SAM-HQ and SAM 2 ignore it).
     """
 
     def __init__(
@@ -222,7 +222,7 @@ class SamAutomaticMasks:
         """Returns the image features of (H, W, 3) uint8 crops and their resized sizes.
 
         SAM: the (B, C, h, w) image embeddings; SAM-HQ and SAM 2: a tuple of tensors (see
-        :mod:`roadparse.models.sam_variants`). ``self.family.select(features, i)`` is crop i's.
+        :mod:`roadparse.models.sam.variants`). ``self.family.select(features, i)`` is crop i's.
         """
         prepared = [self.pixels(crop) for crop in crops]
         batch = torch.stack([tensor for tensor, _ in prepared]).to(self.device)

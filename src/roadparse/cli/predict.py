@@ -1,0 +1,38 @@
+"""``roadparse predict MODEL INPUTS --out DIR``: a trained model applied to tiles and frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from roadparse.cli.common import config_options, fail, resolve_settings
+
+
+@click.command("predict")
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="output folder: <stem>_label.png, <stem>_overlay.jpg, <stem>_label.tif, areas.csv, summary.json")
+@config_options
+def predict_cmd(model: Path, inputs: tuple[Path, ...], out_dir: Path,
+                config_path: Path | None, overrides: tuple[str, ...]) -> None:
+    """Label images with a trained MODEL (a model folder or a .pt checkpoint).
+
+    INPUTS are image files or folders of tiles or whole frames of any size; GeoTIFFs keep
+    their CRS and transform. Settings: predict.window, predict.overlap, predict.batch_size,
+    predict.gsd_cm (for m² areas when the input has no projected CRS), predict.device.
+    """
+    from roadparse.models import ModelLoadError
+    from roadparse.stages.predict import predict_files
+
+    settings = resolve_settings(config_path, overrides)
+    try:
+        summary = predict_files(model, list(inputs), out_dir, settings)
+    except (ValueError, ModelLoadError) as exc:
+        fail(str(exc))
+        return
+    click.echo(f"predicted {len(summary['images'])} image(s) into {out_dir}"
+               + (f"; {len(summary['failed'])} failed (see summary.json)" if summary["failed"] else ""))
+    if summary["failed"]:
+        raise SystemExit(1)

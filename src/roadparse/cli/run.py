@@ -1,0 +1,39 @@
+"""``roadparse run CONFIG``: every stage in order, resuming."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from roadparse.cli.common import print_metrics, resolve_settings
+
+
+@click.command("run")
+@click.argument("config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--frames", type=click.Path(exists=True, path_type=Path), default=None, help="frames folder (overrides run.frames)")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None, help="work directory (overrides run.workdir)")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="override one setting (repeatable)")
+def run_cmd(config_path: Path, frames: Path | None, workdir: Path | None, overrides: tuple[str, ...]) -> None:
+    """Run every stage on the frames named in CONFIG, resuming where a previous run stopped.
+
+    Stops after clustering when the merge map is missing, saying where the gallery and
+    the suggested map are; run the same command again once the map is in place.
+    """
+    from roadparse.pipeline import MergeMapMissing, run_pipeline
+
+    extra = list(overrides)
+    if frames is not None:
+        extra.append(f"run.frames={frames}")
+    if workdir is not None:
+        extra.append(f"run.workdir={workdir}")
+    settings = resolve_settings(config_path, tuple(extra))
+    try:
+        result = run_pipeline(settings)
+    except MergeMapMissing as exc:
+        click.echo(str(exc))
+        raise SystemExit(3) from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    print_metrics({k: v["scores"] for k, v in result.metrics.items()}, result.seconds)
+    click.echo(f"done: {result.workdir}")

@@ -1,0 +1,49 @@
+"""The dev split: the tiles whose frames have ground truth, and scores of label folders on them.
+
+The pipeline (every round's table), the self-training stop rule and the demo report all
+score through :func:`score_label_dir`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from roadparse.artifacts import Tile, list_tiles, tile_ground_truth
+from roadparse.config import RunSettings
+from roadparse.io.labels import read_label_png
+from roadparse.metrics import evaluate_pairs
+from roadparse.workspace import Workspace
+
+
+def dev_tiles(workspace: Workspace, run: RunSettings) -> list[Tile]:
+    """Returns the tiles whose frame has ground truth in ``run.dev_labels`` (and is a dev frame)."""
+    if run.dev_labels is None:
+        return []
+    wanted = set(run.dev_frames) if run.dev_frames is not None else None
+    tiles = []
+    for tile in list_tiles(workspace):
+        stem = Path(tile.frame).stem
+        if (wanted is None or stem in wanted) and (Path(run.dev_labels) / f"{stem}.png").exists():
+            tiles.append(tile)
+    return tiles
+
+
+def score_label_dir(
+    labels_dir: Path, tiles: list[Tile], gt_labels_dir: str | Path, class_names: tuple[str, ...]
+) -> dict[str, Any]:
+    """Returns metrics of ``labels_dir/<tile_id>.png`` against the frame ground truth under each tile.
+
+    Pixel counts are summed over the tiles; unlabelled (255) predictions count as errors.
+    The result is :func:`roadparse.metrics.evaluate_pairs`'s (``scores``, ``confusion``, ...).
+
+    Raises:
+        ValueError: a tile has no label in ``labels_dir``.
+    """
+    pairs = []
+    for tile in tiles:
+        path = labels_dir / f"{tile.id}.png"
+        if not path.exists():
+            raise ValueError(f"{path}: no label for dev tile {tile.id}")
+        pairs.append((tile.id, read_label_png(path), tile_ground_truth(tile, gt_labels_dir)))
+    return evaluate_pairs(pairs, class_names)

@@ -1,1 +1,0 @@
-"""Training of segmentation networks on tiles and (pseudo-)labels: augmentation, data, loop."""
