@@ -19,11 +19,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from roadparse.artifacts import Tile, list_tiles, pseudo_label_dir, tile_ground_truth
+from roadparse.artifacts import Tile, list_tiles, pseudo_label_dir
 from roadparse.config import SelftrainSettings, Settings, dump_settings
 from roadparse.dev_split import score_label_dir
 from roadparse.io.images import read_image
