@@ -27,6 +27,7 @@ _COMMANDS = {
     "sweep": ("roadparse.cli.cluster", "sweep_cmd"),
     "train": ("roadparse.cli.train", "train_cmd"),
     "predict": ("roadparse.cli.train", "predict_cmd"),
+    "export": ("roadparse.cli.export", "export_cmd"),
     "run": ("roadparse.cli.pipeline", "run_cmd"),
     "demo": ("roadparse.cli.pipeline", "demo_cmd"),
 }
