@@ -243,7 +243,7 @@ def read_input(path: Path) -> tuple[np.ndarray, GeoReference | None]:
 
 
 def exif_georeference(path: Path) -> tuple[GeoReference | None, str | None]:
-    """Returns (the approximate UTM geo-reference of a drone JPEG from its EXIF/XMP, why not) .
+    """Returns (the approximate UTM geo-reference of a drone JPEG from its EXIF/XMP, or None; why not).
 
     (None, None) for images without a GPS position; (None, reason) when the frame is
     refused (oblique, rotated) or rasterio is missing; the reason is also logged.
@@ -260,7 +260,7 @@ def exif_georeference(path: Path) -> tuple[GeoReference | None, str | None]:
 
         footprint = georeference_frame(path)
     except (ValueError, ImportError) as exc:
-        reason = f"{exc}" if isinstance(exc, ValueError) else "rasterio is not installed (pip install 'roadparse[geo]')"
+        reason = str(exc) if isinstance(exc, ValueError) else f"{exc.name} is not installed (pip install 'roadparse[geo]')"
         log.warning("%s: not georeferenced: %s", path, reason)
         return None, reason
     return GeoReference(CRS.from_epsg(footprint.epsg), Affine(*footprint.transform), source="exif"), None
