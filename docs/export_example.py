@@ -1,11 +1,14 @@
-"""Renders docs/export.png: a demo frame as a geotagged drone JPEG → predict → export → layers drawn over it.
+"""Renders docs/export.png: a demo frame as a geotagged drone JPEG, its pseudo-labels exported to a
+GeoPackage in UTM, the layers drawn from that file over the frame.
 
 Usage: python docs/export_example.py DEMO_OUT [--frame STEM] [--out docs/export.png]
 
-DEMO_OUT is a finished `roadparse demo --out DEMO_OUT`. The frame gets DJI-style EXIF/XMP
-(GPS position, 4 m relative altitude so that a Phantom 4 Pro camera gives the synthetic
-0.25 cm/px, gimbal yaw 30°, pitch -90°), is predicted with the run's model, exported to a
-GeoPackage in UTM and drawn from that file with matplotlib.
+DEMO_OUT is a `roadparse demo --out DEMO_OUT` run that got past the pseudolabel stage. The
+frame gets DJI-style EXIF/XMP (GPS position, a relative altitude at which a Phantom 4 Pro
+camera gives the synthetic 0.25 cm/px, gimbal yaw 30°, pitch -90°) and is georeferenced
+from it (roadparse.export.georef). Its roi tiles' pseudo-labels are written as a prediction
+folder (each tile with its own UTM transform) and exported with `roadparse export --workdir`,
+which pastes the tiles back into the frame.
 """
 
 from __future__ import annotations
@@ -38,14 +41,13 @@ def geotag(frame: Path, out: Path) -> Path:
     return out
 
 
-def render(pred_dir: Path, gpkg: Path, stem: str, out: Path) -> None:
-    """Draws the frame (placed by its world file) with every polygon and centre-line layer of ``gpkg``."""
+def render(transform: tuple[float, ...], jpeg: Path, gpkg: Path, out: Path) -> None:
+    """Draws the frame (placed by its pixel → UTM transform) with the polygon and centre-line layers of ``gpkg``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pyogrio
-    import rasterio
     import shapely
     from matplotlib.patches import PathPatch
     from matplotlib.path import Path as MplPath
@@ -53,14 +55,13 @@ def render(pred_dir: Path, gpkg: Path, stem: str, out: Path) -> None:
     from roadparse.io.labels import load_classes
 
     classes = load_classes()
-    with rasterio.open(pred_dir / f"{stem}_label.tif") as source:
-        transform, width, height = source.transform, source.width, source.height
-    frame = np.asarray(Image.open(pred_dir.parent / "flight" / f"{stem}.jpg"))
+    frame = np.asarray(Image.open(jpeg))
+    height, width = frame.shape[:2]
     fig, ax = plt.subplots(figsize=(9, 7), dpi=110)
     # the frame drawn as a rotated image: warp its corners with the transform
     from matplotlib.transforms import Affine2D
 
-    a, b, c, d, e, f = tuple(transform)[:6]
+    a, b, c, d, e, f = transform[:6]
     image = ax.imshow(frame, origin="upper", extent=(0, width, height, 0))
     image.set_transform(Affine2D.from_values(a, d, b, e, c, f) + ax.transData)
     for name, _ in pyogrio.list_layers(gpkg):
@@ -79,37 +80,50 @@ def render(pred_dir: Path, gpkg: Path, stem: str, out: Path) -> None:
                     codes = np.concatenate([[MplPath.MOVETO] + [MplPath.LINETO] * (len(r.coords) - 2) + [MplPath.CLOSEPOLY]
                                             for r in rings])
                     ax.add_patch(PathPatch(MplPath(vertices, codes), facecolor=(*colour, 0.45), edgecolor=colour, lw=1.0))
-    corners = np.array([transform * xy for xy in ((0, 0), (width, 0), (width, height), (0, height))])
+    corners = np.array([(a * x + b * y + c, d * x + e * y + f) for x, y in ((0, 0), (width, 0), (width, height), (0, height))])
     ax.set_xlim(corners[:, 0].min(), corners[:, 0].max())
     ax.set_ylim(corners[:, 1].min(), corners[:, 1].max())
     ax.set_aspect("equal")
     ax.ticklabel_format(useOffset=False, style="plain")
     ax.set_xlabel("easting (m, UTM 32N)")
     ax.set_ylabel("northing (m)")
-    ax.set_title(f"{gpkg.name}: polygons per class (road, other hidden) and centre-lines (black) over {stem}.jpg", fontsize=9)
+    ax.set_title(f"{gpkg.name}: polygons per class (road, other hidden) and centre-lines (black) over {jpeg.name}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
 
 
 def main() -> None:
+    from pyproj import CRS
+
+    from roadparse.artifacts import list_tiles
     from roadparse.cli import main as cli
+    from roadparse.export.georef import georeference_frame
+    from roadparse.io.geo import tile_transform
+    from roadparse.workspace import Workspace
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("demo_out", type=Path)
-    parser.add_argument("--frame", default=None)
+    parser.add_argument("--frame", default="frame_0000")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("export.png"))
     args = parser.parse_args()
-    frames = sorted((args.demo_out / "data" / "frames").glob("*.png"))
-    frame = next(p for p in frames if args.frame in (None, p.stem))
-    work = args.demo_out / "export-example"
-    geotag(frame, work / "flight" / f"{frame.stem}.jpg")
-    model = args.demo_out / "run" / "train" / json.loads((args.demo_out / "run" / "train" / "manifest.json").read_text())["summary"]["model"]
-    cli.main(["predict", str(model), str(work / "flight"), "--out", str(work / "preds"), "--set", "predict.device=cpu"],
+    work, example = args.demo_out / "run", args.demo_out / "export-example"
+    jpeg = geotag(args.demo_out / "data" / "frames" / f"{args.frame}.jpg", example / "flight" / f"{args.frame}.jpg")
+    footprint = georeference_frame(jpeg)
+    crs = CRS.from_epsg(footprint.epsg).to_wkt()
+    preds = example / "preds"
+    preds.mkdir(parents=True, exist_ok=True)
+    records = []
+    for tile in list_tiles(Workspace(work)):
+        if Path(tile.frame).stem != args.frame:
+            continue
+        (preds / f"{tile.id}_label.png").write_bytes((work / "pseudolabel" / "labels" / f"{tile.id}.png").read_bytes())
+        records.append({"input": str(tile.path), "crs": crs, "pixel_area_m2": footprint.gsd_m**2,
+                        "transform": list(tile_transform(footprint.transform, *tile.offset)), "run_key": "pseudolabel"})
+    (preds / "summary.json").write_text(json.dumps({"model": str(work / "pseudolabel"), "images": records}))
+    cli.main(["export", str(preds), "--workdir", str(work), "--format", "gpkg", "--out", str(preds / "survey.gpkg")],
              standalone_mode=False)
-    cli.main(["export", str(work / "preds"), "--format", "gpkg", "--out", str(work / "preds" / "survey.gpkg")],
-             standalone_mode=False)
-    render(work / "preds", work / "preds" / "survey.gpkg", frame.stem, args.out)
+    render(footprint.transform, jpeg, preds / "survey.gpkg", args.out)
     print(f"wrote {args.out}")
 
 
