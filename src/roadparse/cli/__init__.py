@@ -26,6 +26,7 @@ _COMMANDS = {
     "sweep": ("roadparse.cli.sweep", "sweep_cmd"),
     "selftrain": ("roadparse.cli.selftrain", "selftrain_cmd"),
     "predict": ("roadparse.cli.predict", "predict_cmd"),
+    "export": ("roadparse.cli.export", "export_cmd"),
     "evaluate": ("roadparse.cli.evaluate", "evaluate_cmd"),
     "run": ("roadparse.cli.run", "run_cmd"),
     "demo": ("roadparse.cli.demo", "demo_cmd"),

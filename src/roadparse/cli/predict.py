@@ -13,14 +13,17 @@ from roadparse.cli.common import config_options, fail, resolve_settings
 @click.argument("model", type=click.Path(exists=True, path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="output folder: <stem>_label.png, <stem>_overlay.jpg, <stem>_label.tif, areas.csv, summary.json")
+              help="output folder: <stem>_label.png, <stem>_confidence.png, <stem>_overlay.jpg, "
+                   "<stem>_label.tif (+ world files) when georeferenced, areas.csv, summary.json")
 @config_options
 def predict_cmd(model: Path, inputs: tuple[Path, ...], out_dir: Path,
                 config_path: Path | None, overrides: tuple[str, ...]) -> None:
     """Label images with a trained MODEL (a model folder or a .pt checkpoint).
 
     INPUTS are image files or folders of tiles or whole frames of any size; GeoTIFFs keep
-    their CRS and transform. Settings: predict.window, predict.overlap, predict.batch_size,
+    their CRS and transform; drone JPEGs with GPS in EXIF are georeferenced approximately
+    (nadir footprint in UTM; frames over 10° from nadir are not). Settings: predict.window,
+    predict.overlap, predict.batch_size,
     predict.gsd_cm (for m² areas when the input has no projected CRS), predict.device.
     """
     from roadparse.models import ModelLoadError

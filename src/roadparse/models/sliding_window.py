@@ -39,8 +39,10 @@ def predict_image(
     device: torch.device | str | None = None,
     return_probabilities: bool = False,
     amp: bool = True,
+    return_confidence: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Returns the (H, W) uint8 label map of an image (and optionally (C, H, W) float16 probabilities).
+    """Returns the (H, W) uint8 label map of an image (and optionally (C, H, W) float16 probabilities
+    or the (H, W) uint8 confidence: the winning class's probability × 255, rounded).
 
     Args:
         model: maps (B, 3, h, w) float RGB in [0, 1] to (B, C, h, w) logits; put in eval mode.
@@ -52,7 +54,10 @@ def predict_image(
         device: where the model runs (default: the model's device).
         return_probabilities: also return the blended class probabilities.
         amp: mixed precision on CUDA (bfloat16 where supported, else float16).
+        return_confidence: also return the confidence map (not with ``return_probabilities``).
     """
+    if return_probabilities and return_confidence:
+        raise ValueError("return_probabilities and return_confidence are exclusive")
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     if not 0 <= overlap < 1:
@@ -71,6 +76,7 @@ def predict_image(
     col_starts = window_starts(padded_w, window, stride)
     weight = torch.from_numpy(blend_weights(window)).to(device)
     labels = np.empty((padded_h, padded_w), dtype=np.uint8)
+    confidence = np.empty((padded_h, padded_w), dtype=np.uint8) if return_confidence else None
     probabilities: np.ndarray | None = None
     acc: torch.Tensor | None = None  # (C, rows, W) weighted probability sums for rows [top, top + rows)
     weight_sum = torch.zeros((0, padded_w), device=device)
@@ -97,12 +103,16 @@ def predict_image(
         done = (row_starts[row_index + 1] if row_index + 1 < len(row_starts) else padded_h) - top
         blended = acc[:, :done] / weight_sum[:done]
         labels[top : top + done] = blended.argmax(dim=0).to(torch.uint8).cpu().numpy()
+        if confidence is not None:
+            confidence[top : top + done] = blended.amax(dim=0).mul(255.0).round().to(torch.uint8).cpu().numpy()
         if return_probabilities:
             if probabilities is None:
                 probabilities = np.empty((acc.shape[0], padded_h, padded_w), dtype=np.float16)
             probabilities[:, top : top + done] = blended.half().cpu().numpy()
         acc, weight_sum, top = acc[:, done:].clone(), weight_sum[done:].clone(), top + done
     labels = np.ascontiguousarray(labels[:height, :width])
+    if confidence is not None:
+        return labels, np.ascontiguousarray(confidence[:height, :width])
     if return_probabilities:
         assert probabilities is not None
         return labels, np.ascontiguousarray(probabilities[:, :height, :width])

@@ -45,6 +45,8 @@ class GeoReference:
 
     crs: Any
     transform: Any
+    source: str = "geotiff"
+    """where it came from: ``geotiff``, or ``exif`` (an approximate nadir footprint, see roadparse.io.georef)"""
 
     def pixel_area_m2(self) -> float | None:
         """Returns the ground area of one pixel in m², or None when the CRS is not projected."""
@@ -74,6 +76,38 @@ def read_input(path: Path) -> tuple[np.ndarray, GeoReference | None]:
                         bands = source.read(indexes=[1, 2, 3] if source.count >= 3 else [1])
                         return _to_uint8_rgb(np.moveaxis(bands, 0, -1)), GeoReference(source.crs, source.transform)
     return read_image(path), None
+
+
+def exif_georeference(path: Path) -> tuple[GeoReference | None, str | None]:
+    """Returns (the approximate UTM geo-reference of a drone JPEG from its EXIF/XMP, or None; why not).
+
+    (None, None) for images without a GPS position; (None, reason) when the frame is
+    refused (oblique, rotated) or rasterio is missing; the reason is also logged.
+    """
+    from roadparse.io.exif import has_gps_position
+
+    if path.suffix.lower() not in (".jpg", ".jpeg") or not has_gps_position(path):
+        return None, None
+    from roadparse.io.georef import georeference_frame
+
+    try:
+        from rasterio.crs import CRS
+        from rasterio.transform import Affine
+
+        footprint = georeference_frame(path)
+    except (ValueError, ImportError) as exc:
+        reason = str(exc) if isinstance(exc, ValueError) else f"{exc.name} is not installed (pip install 'roadparse[geo]')"
+        log.warning("%s: not georeferenced: %s", path, reason)
+        return None, reason
+    return GeoReference(CRS.from_epsg(footprint.epsg), Affine(*footprint.transform), source="exif"), None
+
+
+def write_confidence_png(path: Path, confidence: np.ndarray) -> None:
+    """Writes an (H, W) uint8 confidence map (class probability × 255) as a greyscale PNG, atomically."""
+    from PIL import Image
+
+    with atomic_output(path) as tmp:
+        Image.fromarray(confidence, mode="L").save(tmp, format="PNG", compress_level=1)
 
 
 def _to_uint8_rgb(data: np.ndarray) -> np.ndarray:
@@ -144,19 +178,34 @@ def class_set_for(record: dict[str, Any], classes_path: str | None) -> ClassSet:
 def predict_one(
     model: torch.nn.Module, path: Path, out_dir: Path, classes: ClassSet, settings: PredictSettings, device: torch.device
 ) -> dict[str, Any]:
-    """Predicts one file, writes its outputs (label PNG, overlay, GeoTIFF) and returns its record."""
+    """Predicts one file, writes its outputs (label PNG, confidence PNG, overlay, GeoTIFF) and returns its record.
+
+    Drone JPEGs with a GPS position are georeferenced from their EXIF/XMP (approximate
+    nadir footprint in UTM); georeferenced outputs also get world files.
+    """
     started = time.perf_counter()
     image, geo = read_input(path)
-    labels = predict_image(model, image, settings.window, settings.overlap, settings.batch_size, device)
-    assert isinstance(labels, np.ndarray)
+    geo_refused = None
+    if geo is None:
+        geo, geo_refused = exif_georeference(path)
+    labels, confidence = predict_image(model, image, settings.window, settings.overlap, settings.batch_size, device,
+                                       return_confidence=True)
     write_label_png(out_dir / f"{path.stem}_label.png", labels, classes)
+    write_confidence_png(out_dir / f"{path.stem}_confidence.png", confidence)
     write_image(out_dir / f"{path.stem}_overlay.jpg", overlay(image, labels, classes), quality=90)
     pixel_m2 = geo.pixel_area_m2() if geo is not None else None
-    gsd_source = "geotiff" if pixel_m2 is not None else None
+    gsd_source = geo.source if pixel_m2 is not None and geo is not None else None
     if pixel_m2 is None and settings.gsd_cm is not None:
         pixel_m2, gsd_source = (settings.gsd_cm / 100.0) ** 2, "settings"
+    geo_record: dict[str, Any] = {"georeference_refused": geo_refused} if geo_refused else {}
     if geo is not None:
+        from roadparse.io.georef import write_world_file
+
         write_label_geotiff(out_dir / f"{path.stem}_label.tif", labels, geo, classes)
+        crs_wkt = geo.crs.to_wkt() if geo.crs is not None else None
+        for raster in (f"{path.stem}_label.png", f"{path.stem}_confidence.png", f"{path.stem}_overlay.jpg"):
+            write_world_file(out_dir / raster, tuple(geo.transform)[:6], crs_wkt)
+        geo_record = {"crs": crs_wkt, "transform": [float(v) for v in tuple(geo.transform)[:6]], "georeference": geo.source}
     counts = np.bincount(labels.ravel(), minlength=len(classes))[: len(classes)]
     areas = {
         name: {"pixels": int(count), "share": round(float(count) / labels.size, 6),
@@ -166,7 +215,7 @@ def predict_one(
     return {
         "input": str(path), "width": int(labels.shape[1]), "height": int(labels.shape[0]),
         "georeferenced": geo is not None, "pixel_area_m2": pixel_m2, "gsd_source": gsd_source,
-        "seconds": round(time.perf_counter() - started, 3), "areas": areas,
+        "seconds": round(time.perf_counter() - started, 3), "areas": areas, **geo_record,
     }
 
 

@@ -1,0 +1,221 @@
+"""Drone photo metadata from EXIF and XMP: position, height above take-off, gimbal angles, camera.
+
+:func:`read_drone_metadata` returns a typed :class:`DroneMetadata` record that the
+georeferencing (``roadparse.io.georef``) and the ground sampling distance
+(:meth:`DroneMetadata.gsd_cm`) read. Missing or implausible values never raise: they are
+replaced by a documented estimate, named in ``estimated``, and a warning naming the frame
+and the value used is logged.
+
+Where each value comes from:
+
+| value | source |
+|---|---|
+| lat, lon | EXIF GPS IFD (GPSLatitude/Ref, GPSLongitude/Ref) |
+| relative altitude | XMP ``drone-dji:RelativeAltitude`` (height above the take-off point) |
+| gimbal yaw / pitch | XMP ``drone-dji:GimbalYawDegree`` / ``GimbalPitchDegree`` (pitch -90 = nadir); yaw falls back to ``FlightYawDegree`` |
+| focal length | EXIF FocalLength; else the camera table |
+| sensor width | the camera table (by EXIF Model); else EXIF FocalPlaneXResolution; else 36 mm × focal / FocalLengthIn35mmFilm |
+
+The camera table (:data:`CAMERAS`) lists a few common survey cameras by their EXIF
+``Model``; extend it or pass a sensor width where yours is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALTITUDE_M = 30.0
+"""Height above ground used when a frame has no usable relative altitude (a warning says so)."""
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A camera's sensor size and its lens's focal length (for lenses that have one)."""
+
+    sensor_width_mm: float
+    sensor_height_mm: float
+    focal_mm: float | None
+
+
+CAMERAS: dict[str, Camera] = {
+    # EXIF Model: sensor (mm) and the fixed lens's focal length (mm), from the makers' specifications
+    "FC6310": Camera(13.2, 8.8, 8.8),  # DJI Phantom 4 Pro / V2.0 (1")
+    "FC6310S": Camera(13.2, 8.8, 8.8),  # DJI Phantom 4 Pro V2.0
+    "FC6310R": Camera(13.2, 8.8, 8.8),  # DJI Phantom 4 RTK
+    "L1D-20c": Camera(13.2, 8.8, 10.26),  # DJI Mavic 2 Pro (Hasselblad, 1")
+    "FC7303": Camera(6.17, 4.55, 4.49),  # DJI Mini 2 (1/2.3")
+    "M3E": Camera(17.3, 13.0, 12.29),  # DJI Mavic 3 Enterprise (4/3")
+    "ZenmuseP1": Camera(35.9, 24.0, None),  # DJI Zenmuse P1 (full frame; 24/35/50 mm lenses)
+    "ILCE-7RM2": Camera(35.9, 24.0, None),  # Sony A7R II (7952 x 5304, full frame)
+    "ILCE-7RM3": Camera(35.9, 24.0, None),  # Sony A7R III (7952 x 5304, full frame)
+}
+DEFAULT_CAMERA = Camera(13.2, 8.8, 8.8)
+"""Used for an unknown camera without sensor information (a warning says so): a 1" sensor, 8.8 mm."""
+
+_GPS_IFD, _EXIF_IFD = 0x8825, 0x8769
+_MAKE, _MODEL = 0x010F, 0x0110
+_FOCAL, _FOCAL_35MM = 0x920A, 0xA405
+_FOCAL_PLANE_XRES, _FOCAL_PLANE_UNIT = 0xA20E, 0xA210
+_UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0}  # FocalPlaneResolutionUnit: inch, cm, mm
+
+
+@dataclass(frozen=True)
+class DroneMetadata:
+    """Where and how a drone frame was taken; ``estimated`` names the values that were filled in."""
+
+    frame: str
+    width: int
+    """image width in pixels"""
+    height: int
+    """image height in pixels"""
+    lat: float | None
+    """WGS84 latitude in degrees (None: no GPS)"""
+    lon: float | None
+    """WGS84 longitude in degrees (None: no GPS)"""
+    relative_altitude_m: float
+    """height above the take-off point in metres, used as height above the ground"""
+    yaw_deg: float
+    """gimbal yaw: the direction the top of the image points, degrees clockwise from true north"""
+    pitch_deg: float
+    """gimbal pitch in degrees: -90 looks straight down (nadir), 0 at the horizon"""
+    focal_mm: float
+    sensor_width_mm: float
+    camera_model: str
+    estimated: tuple[str, ...] = ()
+    orientation: int = 1
+    """EXIF orientation (1: stored upright; other values: viewers rotate or mirror the pixels)"""
+
+    @property
+    def off_nadir_deg(self) -> float:
+        """Returns how far the optical axis is from straight down, in degrees."""
+        return abs(90.0 + self.pitch_deg)
+
+    def gsd_cm(self) -> float:
+        """Returns the ground sampling distance at the image centre in cm per pixel (nadir pinhole model).
+
+        GSD = height × sensor width / (focal length × image width).
+        """
+        return 100.0 * self.relative_altitude_m * self.sensor_width_mm / (self.focal_mm * self.width)
+
+
+def gsd_cm(path: str | Path) -> float:
+    """Returns the ground sampling distance in cm/px of a drone frame from its EXIF/XMP."""
+    return read_drone_metadata(path).gsd_cm()
+
+
+def _xmp_value(xmp: str, key: str) -> float | None:
+    """Returns the number of an XMP property written as attribute (key="1.0") or element (<key>1.0</key>)."""
+    match = re.search(rf'{key}\s*=\s*"([^"]*)"', xmp) or re.search(rf"{key}>\s*([^<]*)<", xmp)
+    if match is None:
+        return None
+    try:
+        return float(match.group(1).strip())
+    except ValueError:
+        return None
+
+
+def _degrees(dms: object, ref: object) -> float | None:
+    """Returns signed decimal degrees from an EXIF (deg, min, sec) triple and its N/S/E/W reference."""
+    try:
+        deg, minutes, seconds = (float(v) for v in dms)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    value = deg + minutes / 60.0 + seconds / 3600.0
+    return -value if str(ref).strip().upper() in ("S", "W") else value
+
+
+def _positive(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return number if number > 0 else None
+
+
+def _sensor_width(exif_ifd: dict, width: int, focal_mm: float | None) -> float | None:
+    """Returns the sensor width in mm from FocalPlaneXResolution, else from the 35 mm equivalent focal length."""
+    xres = _positive(exif_ifd.get(_FOCAL_PLANE_XRES))
+    if xres is not None:
+        return width / xres * _UNIT_MM.get(int(exif_ifd.get(_FOCAL_PLANE_UNIT, 2)), 25.4)
+    focal_35 = _positive(exif_ifd.get(_FOCAL_35MM))
+    if focal_35 is not None and focal_mm is not None:
+        return 36.0 * focal_mm / focal_35
+    return None
+
+
+def read_drone_metadata(path: str | Path, default_altitude_m: float = DEFAULT_ALTITUDE_M) -> DroneMetadata:
+    """Returns the position, height, gimbal angles and camera of a drone frame from its EXIF/XMP.
+
+    Never raises for missing or bad metadata: a missing or non-positive relative altitude
+    becomes ``default_altitude_m``, an unknown camera the table's default, a missing yaw 0
+    and a missing pitch -90 (nadir); each is logged as a warning naming the frame and the
+    value used, and listed in ``estimated``. Missing GPS leaves lat/lon None.
+
+    Raises:
+        ValueError: the file is not a readable image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            exif = image.getexif()
+            orientation = int(exif.get(0x0112, 1) or 1)
+            xmp_raw = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp") or b""
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read image metadata: {exc}") from None
+    xmp = xmp_raw.decode("utf-8", "replace") if isinstance(xmp_raw, bytes) else str(xmp_raw)
+    gps, exif_ifd = exif.get_ifd(_GPS_IFD), exif.get_ifd(_EXIF_IFD)
+    model = str(exif.get(_MODEL, "") or "").strip("\x00 ")
+    estimated: list[str] = []
+
+    def estimate(name: str, value: float, why: str) -> float:
+        log.warning("%s: %s; using %s = %g", path.name, why, name, value)
+        estimated.append(name)
+        return value
+
+    lat = _degrees(gps.get(2), gps.get(1, "N"))
+    lon = _degrees(gps.get(4), gps.get(3, "E"))
+    if lat is None or lon is None:
+        log.info("%s: no GPS position in EXIF; the frame cannot be georeferenced", path.name)
+    altitude = _xmp_value(xmp, "RelativeAltitude")
+    if altitude is None or altitude <= 0:
+        why = "no relative altitude in XMP" if altitude is None else f"relative altitude {altitude:g} m is not above the ground"
+        altitude = estimate("relative_altitude_m", default_altitude_m, why)
+    yaw = _xmp_value(xmp, "GimbalYawDegree")
+    if yaw is None:
+        yaw = _xmp_value(xmp, "FlightYawDegree")
+    if yaw is None:
+        yaw = estimate("yaw_deg", 0.0, "no gimbal or flight yaw in XMP")
+    pitch = _xmp_value(xmp, "GimbalPitchDegree")
+    if pitch is None:
+        pitch = estimate("pitch_deg", -90.0, "no gimbal pitch in XMP (assuming a nadir frame)")
+    camera = CAMERAS.get(model)
+    focal = _positive(exif_ifd.get(_FOCAL)) or (camera.focal_mm if camera else None)
+    if focal is None:
+        focal = estimate("focal_mm", DEFAULT_CAMERA.focal_mm or 8.8, f"no focal length for camera {model or 'unknown'!r}")
+    sensor = camera.sensor_width_mm if camera else _sensor_width(exif_ifd, width, focal)
+    if sensor is None:
+        sensor = estimate("sensor_width_mm", DEFAULT_CAMERA.sensor_width_mm,
+                          f"camera {model or 'unknown'!r} is not in roadparse.io.exif.CAMERAS and has no sensor size in EXIF")
+    return DroneMetadata(
+        frame=path.name, width=width, height=height, lat=lat, lon=lon, relative_altitude_m=altitude,
+        yaw_deg=yaw, pitch_deg=pitch, focal_mm=focal, sensor_width_mm=sensor, camera_model=model,
+        estimated=tuple(estimated), orientation=orientation,
+    )
+
+
+def has_gps_position(path: str | Path) -> bool:
+    """True when an image file carries an EXIF GPS latitude and longitude (cheap: reads the header only)."""
+    try:
+        with Image.open(path) as image:
+            gps = image.getexif().get_ifd(_GPS_IFD)
+    except OSError:
+        return False
+    return 2 in gps and 4 in gps

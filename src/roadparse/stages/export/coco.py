@@ -1,0 +1,110 @@
+"""Label maps → COCO instance annotations (one per 4-connected region, compressed RLE).
+
+Readable by pycocotools and by the COCO importers of CVAT (Datumaro) and other labelling
+tools, so pseudo-labels or predictions can be corrected where people already label.
+Category ids are class id + 1 (COCO reserves 0); predictions carry a ``score`` (mean
+class probability of the region) when confidence maps exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from roadparse.io.labels import ClassSet
+
+
+@dataclass(frozen=True)
+class LabelImage:
+    """One image's label map and where the image is."""
+
+    file_name: str
+    labels: np.ndarray
+    """(H, W) uint8 class ids; 255 = unlabelled"""
+    confidence: np.ndarray | None = None
+    """(H, W) uint8 class probability × 255, or None"""
+
+
+def region_rle(band: np.ndarray, x0: int, width: int) -> dict[str, Any]:
+    """Returns the compressed COCO RLE of a region given as the (H, w) bool column band starting at column ``x0``
+    of an image ``width`` wide (the image is False outside the band).
+
+    Encodes only the band (column-major runs, padded with the columns before and after),
+    so a small region of a large frame costs its band, not the whole frame.
+    """
+    from pycocotools import mask as mask_utils
+
+    height = band.shape[0]
+    flat = band.ravel(order="F")
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    if flat[0]:
+        runs.insert(0, 0)  # COCO runs start with zeros
+    runs[0] += x0 * height
+    after = (width - x0 - band.shape[1]) * height
+    if len(runs) % 2 == 1:  # ends with zeros
+        runs[-1] += after
+    elif after:
+        runs.append(after)
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": runs}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
+def coco_dataset(images: list[LabelImage], classes: ClassSet, description: str = "roadparse labels") -> dict[str, Any]:
+    """Returns a COCO instances dict: images, categories, one annotation per region of each class."""
+    from scipy import ndimage
+
+    annotations: list[dict[str, Any]] = []
+    records = []
+    for image_id, image in enumerate(images, start=1):
+        height, width = image.labels.shape
+        records.append({"id": image_id, "file_name": image.file_name, "width": width, "height": height})
+        for class_id in range(len(classes)):
+            components, count = ndimage.label(image.labels == class_id)
+            for component, box in enumerate(ndimage.find_objects(components), start=1):
+                if box is None:
+                    continue
+                rows, cols = box
+                band = components[:, cols] == component
+                area = int(band.sum())
+                annotation = {
+                    "id": len(annotations) + 1, "image_id": image_id, "category_id": class_id + 1,
+                    "segmentation": region_rle(band, cols.start, width), "area": area,
+                    "bbox": [cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start], "iscrowd": 0,
+                }
+                if image.confidence is not None:
+                    region = components[box] == component
+                    annotation["score"] = round(float(image.confidence[box][region].mean()) / 255.0, 4)
+                annotations.append(annotation)
+    categories = [{"id": i + 1, "name": name, "supercategory": "road"} for i, name in enumerate(classes.names)]
+    return {"info": {"description": description}, "images": records, "categories": categories, "annotations": annotations}
+
+
+def prediction_images(pred_dir: Path, summary: dict[str, Any]) -> list[LabelImage]:
+    """Returns the label maps of a ``roadparse predict`` folder, named by their input file."""
+    from PIL import Image
+
+    from roadparse.io.labels import read_label_png
+
+    images = []
+    for record in summary["images"]:
+        stem = Path(record["input"]).stem
+        confidence = None
+        if (pred_dir / f"{stem}_confidence.png").is_file():
+            with Image.open(pred_dir / f"{stem}_confidence.png") as source:
+                confidence = np.asarray(source)
+        images.append(LabelImage(Path(record["input"]).name, read_label_png(pred_dir / f"{stem}_label.png"), confidence))
+    return images
+
+
+def label_folder_images(label_dir: Path, image_suffix: str = ".png") -> list[LabelImage]:
+    """Returns the label PNGs of a folder (e.g. ``WORKDIR/pseudolabel/labels``), named ``<stem><image_suffix>``."""
+    from roadparse.io.labels import read_label_png
+
+    paths = sorted(label_dir.glob("*.png"))
+    if not paths:
+        raise ValueError(f"{label_dir}: no label PNGs")
+    return [LabelImage(f"{path.stem}{image_suffix}", read_label_png(path)) for path in paths]

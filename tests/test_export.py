@@ -1,0 +1,186 @@
+"""Exports on synthetic label maps of known geometry: layers, centre-lines, tile joins, measurements, COCO."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from roadparse.io.labels import load_classes, write_label_png
+
+pyogrio = pytest.importorskip("pyogrio")
+pytest.importorskip("shapely")
+pytest.importorskip("rasterio")
+
+CLASSES = load_classes()
+ROAD, WHITE, SEALING, CONE = (CLASSES.index(n) for n in ("road", "white_marking", "crack_sealing", "traffic_cone"))
+GSD_CM = 0.5  # 10 m = 2000 px, 4 cm = 8 px, 1 m² = 200 x 200 px
+
+
+def write_prediction(pred_dir: Path, labels: dict[str, np.ndarray], geo: dict[str, dict] | None = None,
+                     confidence: int = 230) -> Path:
+    """Writes a prediction folder as `roadparse predict` does: label + confidence PNGs and summary.json."""
+    from PIL import Image
+
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    for stem, label in labels.items():
+        write_label_png(pred_dir / f"{stem}_label.png", label, CLASSES)
+        Image.fromarray(np.full(label.shape, confidence, np.uint8), mode="L").save(pred_dir / f"{stem}_confidence.png")
+        records.append({"input": f"/frames/{stem}.png", "width": label.shape[1], "height": label.shape[0],
+                        "pixel_area_m2": (GSD_CM / 100) ** 2, "run_key": "abc123", **(geo or {}).get(stem, {})})
+    summary = {"model": "/runs/w/train/round_1/model", "classes": list(CLASSES.names), "images": records, "failed": {}}
+    (pred_dir / "summary.json").write_text(json.dumps(summary))
+    return pred_dir
+
+
+def scene() -> np.ndarray:
+    """Returns (600, 2200) labels: road with a 10 m x 4 cm sealing line, a 1 m² marking square and two cones."""
+    labels = np.full((600, 2200), ROAD, np.uint8)
+    labels[100:108, 100:2100] = SEALING  # 2000 px x 8 px at 0.5 cm: 10 m x 4 cm
+    labels[300:500, 300:500] = WHITE  # 200 x 200 px: 1 m²
+    labels[300:340, 1000:1040] = CONE
+    labels[300:340, 1200:1240] = CONE
+    return labels
+
+
+def test_gpkg_layers_line_length_square_area_and_measurements(tmp_path: Path) -> None:
+    from roadparse.stages.export.run import export_vectors
+
+    pred = write_prediction(tmp_path / "pred", {"frame1": scene()})
+    result = export_vectors(pred, tmp_path / "out" / "survey.gpkg", "gpkg")
+    path = tmp_path / "out" / "survey.gpkg"
+    layers = {name for name, _ in pyogrio.list_layers(path)}
+    assert {"road", "crack_sealing", "crack_sealing_centreline", "white_marking", "traffic_cone"} <= layers
+    meta, _, geometry, fields = pyogrio.raw.read(path, layer="crack_sealing_centreline")
+    assert len(geometry) == 1  # one polyline
+    import shapely
+
+    line = shapely.from_wkb(geometry[0])
+    assert line.geom_type == "LineString"
+    record = dict(zip(meta["fields"], [f[0] for f in fields], strict=True))
+    assert record["length_m"] == pytest.approx(10.0, abs=0.1) and line.length == pytest.approx(10.0, abs=0.1)
+    assert record["width_cm"] == pytest.approx(4.0, abs=0.2)
+    assert record["frame"] == "frame1" and record["model"] == "model" and record["run"] == "abc123"
+    meta, _, geometry, fields = pyogrio.raw.read(path, layer="white_marking")
+    record = dict(zip(meta["fields"], [f[0] for f in fields], strict=True))
+    assert len(geometry) == 1 and record["area_m2"] == pytest.approx(1.0, abs=0.02)
+    assert shapely.from_wkb(geometry[0]).area == pytest.approx(1.0, abs=0.02)
+    assert record["confidence"] == pytest.approx(230 / 255, abs=1e-3)
+    assert meta["crs"] is None  # no georeference: local metres
+    survey = json.loads((tmp_path / "out" / "measurements.json").read_text())["survey"]
+    assert survey["traffic_cone_count"] == 2 and survey["crack_sealing_m"] == pytest.approx(10.0, abs=0.1)
+    assert survey["white_marking_m"] > 0 and survey["area_m2.white_marking"] == pytest.approx(1.0)
+    assert (tmp_path / "out" / "measurements_frames.csv").read_text().startswith("frame,area_m2.road")
+    assert "<table>" in (tmp_path / "out" / "measurements.html").read_text()
+    assert result["layers"]["traffic_cone"] == 2
+
+
+def test_polygon_split_by_tile_border_is_one_feature(tmp_path: Path) -> None:
+    from roadparse.stages.export.run import export_vectors
+
+    frame = scene()
+    # two roi tiles cut at x = 400 (through the square and the line); the second padded by 200 px
+    tiles = {"f_x0_y0": frame[:, :400], "f_x400_y0": np.pad(frame[:, 400:], ((0, 0), (0, 200)), constant_values=CONE)}
+    pred = write_prediction(tmp_path / "pred", tiles)
+    work = tmp_path / "work"
+    (work / "roi").mkdir(parents=True)
+    manifest = {"items": {"f": {"frame": "/frames/f.jpg", "tiles": [
+        {"id": "f_x0_y0", "path": "tiles/f_x0_y0.png", "offset": [0, 0], "size": [400, 600], "valid": [400, 600]},
+        {"id": "f_x400_y0", "path": "tiles/f_x400_y0.png", "offset": [400, 0], "size": [2000, 600], "valid": [1800, 600]},
+    ]}}}
+    (work / "roi" / "manifest.json").write_text(json.dumps(manifest))
+    export_vectors(pred, tmp_path / "layers", "geojson", workdir=work)
+    square = json.loads((tmp_path / "layers" / "white_marking.geojson").read_text())["features"]
+    assert len(square) == 1
+    assert square[0]["properties"]["area_m2"] == pytest.approx(1.0) and square[0]["properties"]["tile"] == "f_x0_y0,f_x400_y0"
+    lines = json.loads((tmp_path / "layers" / "crack_sealing_centreline.geojson").read_text())["features"]
+    assert len(lines) == 1 and lines[0]["properties"]["length_m"] == pytest.approx(10.0, abs=0.1)
+    cones = json.loads((tmp_path / "layers" / "traffic_cone.geojson").read_text())["features"]
+    assert len(cones) == 2  # the padding (painted as cones) is cut off at the tile's valid width
+
+
+def test_geotiff_predictions_keep_crs_in_gpkg_and_shapefile(tmp_path: Path) -> None:
+    from pyproj import CRS
+
+    from roadparse.stages.export.run import export_vectors
+
+    crs = CRS.from_epsg(32633).to_wkt()
+    transform = [0.005, 0.0, 500000.0, 0.0, -0.005, 5400000.0]
+    pred = write_prediction(tmp_path / "pred", {"ortho": scene()}, geo={"ortho": {"crs": crs, "transform": transform}})
+    export_vectors(pred, tmp_path / "o.gpkg", "gpkg")
+    info = pyogrio.read_info(tmp_path / "o.gpkg", layer="white_marking")
+    assert CRS.from_user_input(info["crs"]).to_epsg() == 32633
+    _, _, geometry, _ = pyogrio.raw.read(tmp_path / "o.gpkg", layer="white_marking")
+    import shapely
+
+    minx, miny, maxx, maxy = shapely.from_wkb(geometry[0]).bounds
+    assert (minx, maxy) == pytest.approx((500000.0 + 300 * 0.005, 5400000.0 - 300 * 0.005))
+    export_vectors(pred, tmp_path / "shp", "shp")
+    assert CRS.from_user_input(pyogrio.read_info(tmp_path / "shp" / "road.shp")["crs"]).to_epsg() == 32633
+
+
+def test_skeleton_lines_diagonal_is_one_line() -> None:
+    from roadparse.stages.export.vectors import skeleton_lines
+
+    skeleton = np.eye(50, dtype=bool)
+    skeleton[10, 11] = True  # an L-shaped step: no triangle, still one line
+    lines = skeleton_lines(skeleton)
+    assert len(lines) == 1 and lines[0].length == pytest.approx(49 * 2**0.5, abs=1.0)
+
+
+def test_coco_roundtrip_with_pycocotools(tmp_path: Path) -> None:
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    from roadparse.stages.export.run import export_coco
+
+    labels = np.full((60, 90), ROAD, np.uint8)
+    labels[5:9, 10:80] = SEALING
+    labels[20:30, 20:30] = CONE
+    labels[20:30, 60:70] = CONE
+    labels[40:, :] = 255
+    pred = write_prediction(tmp_path / "pred", {"a": labels, "b": np.flipud(labels).copy()})
+    export_coco(pred, tmp_path / "coco.json")
+    coco = COCO(str(tmp_path / "coco.json"))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CLASSES.names)
+    for image in coco.loadImgs(coco.getImgIds()):
+        source = labels if image["file_name"] == "a.png" else np.flipud(labels)
+        rebuilt = np.full(source.shape, 255, np.uint8)
+        for annotation in coco.loadAnns(coco.getAnnIds(imgIds=image["id"])):
+            mask = coco.annToMask(annotation).astype(bool)
+            assert mask.sum() == annotation["area"] and not (rebuilt[mask] != 255).any()
+            rebuilt[mask] = annotation["category_id"] - 1
+            assert annotation["score"] == pytest.approx(230 / 255, abs=1e-3)
+            assert mask_utils.toBbox(annotation["segmentation"]).tolist() == annotation["bbox"]
+        np.testing.assert_array_equal(rebuilt, source)
+    assert len(coco.getAnnIds(catIds=[CONE + 1])) == 4
+
+
+def test_coco_of_pseudo_labels_folder(tmp_path: Path) -> None:
+    from roadparse.stages.export.run import export_coco
+
+    labels_dir = tmp_path / "work" / "pseudolabel" / "labels"
+    labels_dir.mkdir(parents=True)
+    labels = np.full((20, 20), 255, np.uint8)
+    labels[:10] = ROAD
+    write_label_png(labels_dir / "t1.png", labels, CLASSES)
+    result = export_coco(tmp_path / "work", tmp_path / "pl.json")
+    data = json.loads((tmp_path / "pl.json").read_text())
+    assert result["annotations"] == 1 and data["images"][0]["file_name"] == "t1.png"
+    assert "score" not in data["annotations"][0]
+
+
+def test_cli_export_and_errors(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from roadparse.cli import main
+
+    pred = write_prediction(tmp_path / "pred", {"frame1": scene()})
+    result = CliRunner().invoke(main, ["export", str(pred), "--format", "gpkg"])
+    assert result.exit_code == 0, result.output
+    assert (pred / "export.gpkg").is_file() and "crack_sealing_centreline (1)" in result.output
+    result = CliRunner().invoke(main, ["export", str(tmp_path), "--format", "shp"])
+    assert result.exit_code == 1 and "summary.json: not found" in result.output
