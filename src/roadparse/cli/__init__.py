@@ -1,4 +1,4 @@
-"""The ``roadparse`` command line: one subcommand per stage, plus run / demo / status / config.
+"""The ``roadparse`` command line: one subcommand per stage, plus run / demo / status / config / review.
 
 Each subcommand only parses arguments and calls its stage's ``run``; stage modules
 are imported lazily so that one missing heavy backend never blocks the others.
@@ -25,6 +25,7 @@ _COMMANDS = {
     "cluster": ("roadparse.cli.cluster", "cluster_cmd"),
     "pseudolabel": ("roadparse.cli.cluster", "pseudolabel_cmd"),
     "sweep": ("roadparse.cli.cluster", "sweep_cmd"),
+    "review": ("roadparse.cli.review", "review_cmd"),
     "train": ("roadparse.cli.train", "train_cmd"),
     "predict": ("roadparse.cli.train", "predict_cmd"),
     "run": ("roadparse.cli.pipeline", "run_cmd"),
