@@ -48,6 +48,7 @@ def review_cmd(
     click.echo(f"{session.n_clusters} clusters of {len(session.clusters)} masks in {workdir}")
     click.echo(f"open: {server.url}")
     click.echo("Ctrl-C stops the server; Save in the page writes " + str(session.merge_map_path))
+    server.warm()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -162,7 +162,9 @@ class ReviewServer:
         """Binds 127.0.0.1:``port`` (0: any free port); raises OSError when the port is taken."""
         from werkzeug.serving import make_server
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # request lines would print the token
         self.token = token or new_token()
+        self._session = session
         self.app = create_app(session, self.token)
         self._server = make_server(HOST, port, self.app, threaded=True)
         self.port = int(self._server.server_port)
@@ -172,6 +174,10 @@ class ReviewServer:
     def url(self) -> str:
         """Returns the page's URL with the token."""
         return f"http://{HOST}:{self.port}/?token={self.token}"
+
+    def warm(self) -> None:
+        """Counts the preview's pixel coverage in the background, so the first preview is quick."""
+        threading.Thread(target=self._session.coverages, daemon=True).start()
 
     def serve_forever(self) -> None:
         """Serves until interrupted (Ctrl-C) or :meth:`shutdown`."""

@@ -78,7 +78,6 @@ class ReviewSession:
         self.rows = mask_rows(table)
         self.tiles: dict[str, Tile] = {tile.id: tile for tile in list_tiles(workspace)}
         self.sizes = np.bincount(self.clusters, minlength=self.n_clusters)
-        self.rng = np.random.default_rng(options.seed)
         gsd_cm = settings.predict.gsd_cm
         self.window_px = max(32, round(options.window_m * 100 / gsd_cm)) if gsd_cm else 400
         self._lock = threading.Lock()
@@ -87,15 +86,21 @@ class ReviewSession:
         self._features: np.ndarray | None = None
         self.preview_ids = self._sample_tiles(options.preview_tiles)
         self._coverages: list[tuple[TileCoverage, np.ndarray]] | None = None
+        self._coverage_lock = threading.Lock()
 
     # ---- clusters --------------------------------------------------------------------------
 
-    def members(self, rows: np.ndarray, count: int) -> tuple[list[int], list[int]]:
-        """Returns (typical, random) member rows among ``rows``: nearest the centre, then a sample."""
+    def members(self, rows: np.ndarray, count: int, key: tuple[int, ...]) -> tuple[list[int], list[int]]:
+        """Returns (typical, random) member rows among ``rows``: nearest the centre, then a sample.
+
+        The sample is drawn from a Generator seeded by the options' seed and ``key`` (cluster,
+        part), so a reload shows the same members.
+        """
+        rng = np.random.default_rng([self.options.seed, *key])
         n_typical = (count + 1) // 2
         ordered = rows[np.argsort(self.distances[rows], kind="stable")]
         typical, rest = ordered[:n_typical], ordered[n_typical:]
-        sample = np.sort(self.rng.choice(rest, size=min(count - n_typical, len(rest)), replace=False)) if len(rest) else rest
+        sample = np.sort(rng.choice(rest, size=min(count - n_typical, len(rest)), replace=False)) if len(rest) else rest
         return [int(r) for r in typical], [int(r) for r in sample]
 
     def suggestions(self) -> dict[int, str]:
@@ -134,7 +139,7 @@ class ReviewSession:
         clusters = []
         for cluster_id in order:
             rows = np.flatnonzero(self.clusters == cluster_id)
-            typical, sample = self.members(rows, self.options.members)
+            typical, sample = self.members(rows, self.options.members, (cluster_id,))
             clusters.append(
                 {
                     "id": cluster_id,
@@ -225,7 +230,7 @@ class ReviewSession:
         parts = self.split_parts(cluster_id, k, seed)
         entries = []
         for part in range(k):
-            typical, sample = self.members(rows[parts == part], max(4, self.options.members // 2))
+            typical, sample = self.members(rows[parts == part], max(4, self.options.members // 2), (cluster_id, k, part))
             entries.append({"part": part, "size": int((parts == part).sum()), "typical": typical, "random": sample})
         return {"cluster": cluster_id, "k": k, "seed": seed, "sizes": [e["size"] for e in entries], "parts": entries}
 
@@ -256,13 +261,18 @@ class ReviewSession:
         with_masks = sorted(set(self.tile_ids))
         if len(with_masks) <= count:
             return with_masks
-        return sorted(self.rng.choice(with_masks, size=count, replace=False).tolist())
+        rng = np.random.default_rng([self.options.seed, count])
+        return sorted(rng.choice(with_masks, size=count, replace=False).tolist())
 
     def _tile_rows(self, tile_id: str, masks: list[dict[str, Any]]) -> np.ndarray:
         return np.array([self.rows.get((tile_id, str(m["id"])), -1) for m in masks], dtype=np.int64)
 
     def coverages(self) -> list[tuple[TileCoverage, np.ndarray]]:
         """Returns (coverage, mask rows) of the tiles the unlabelled share is counted on (computed once)."""
+        with self._coverage_lock:
+            return self._compute_coverages()
+
+    def _compute_coverages(self) -> list[tuple[TileCoverage, np.ndarray]]:
         if self._coverages is None:
             from roadparse.merge import tile_coverage
 

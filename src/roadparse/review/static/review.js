@@ -148,7 +148,8 @@ function thumbs(typical, random, caption) {
   const box = el("div", "thumbs");
   const add = (rows, label) => {
     if (!rows.length) return;
-    box.append(el("span", "label", label));
+    const strip = el("div", "strip");
+    strip.append(el("span", "label", label));
     for (const row of rows) {
       const img = el("img");
       img.loading = "lazy";
@@ -157,11 +158,11 @@ function thumbs(typical, random, caption) {
       img.src = memberSrc(row);
       img.addEventListener("mouseenter", () => showTile(row, caption));
       img.addEventListener("click", (ev) => { ev.stopPropagation(); pin(img, row, caption); });
-      box.append(img);
+      strip.append(img);
     }
+    box.append(strip);
   };
   add(typical, "typical");
-  if (typical.length && random.length) box.append(el("span", "sep"));
   add(random, "random");
   return box;
 }
@@ -210,7 +211,7 @@ function renderCluster(clusterId) {
     splitter.append("mixed?", select, go);
     if (c.size < 2) splitter.hidden = true;
   }
-  buttons.append(splitter);
+  meta.append(splitter);
   body.append(buttons);
   body.append(thumbs(c.typical, c.random, `cluster ${clusterId}`));
   if (isSplit) body.append(renderParts(clusterId, choice));
