@@ -169,3 +169,12 @@ def test_preview_counts_unlabelled_pixels(client) -> None:  # noqa: ANN001
     assert len(result["images"]) == 3 and result["images"][0]["src"].startswith("data:image/jpeg;base64,")
     only_road = http.post(f"/api/preview?token={TOKEN}", json={"clusters": {str(ids["road"]): "road"}}).get_json()
     assert only_road["unlabelled"] == pytest.approx(16 / 64)  # the 'other' strip, unassigned
+
+
+def test_cli_review_refuses_a_workdir_without_clusters(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from roadparse.cli import main
+
+    result = CliRunner().invoke(main, ["review", str(tmp_path), "--port", "0"])
+    assert result.exit_code == 1 and "cluster" in result.output, result.output

@@ -22,6 +22,7 @@ from typing import Any
 
 from flask import Flask, Response, abort, jsonify, request
 
+from roadparse.merge_split import Split, check_sizes
 from roadparse.review.choices import merge_map_text, parse_choices, save_merge_map
 from roadparse.review.session import ReviewSession
 
@@ -116,7 +117,7 @@ def create_app(session: ReviewSession, token: str) -> Flask:
             merge_map = parse_choices(body, session.n_clusters, session.classes)
             sizes = {c: int(n) for c, n in enumerate(session.sizes)}
             for cluster_id, value in merge_map.items():
-                if not isinstance(value, str):
+                if isinstance(value, Split):
                     _check_split(session, cluster_id, value)
         except ValueError as exc:
             return jsonify({"error": str(exc)}), 400
@@ -143,11 +144,9 @@ def _partial_choices(session: ReviewSession, body: Any) -> dict[int, Any]:
     return parse_choices({"clusters": clusters}, session.n_clusters, session.classes)
 
 
-def _check_split(session: ReviewSession, cluster_id: int, split: Any) -> None:
-    parts = session.split_parts(cluster_id, split.k, split.seed)
-    from roadparse.merge_split import check_sizes
-
-    check_sizes(split, parts, f"cluster {cluster_id}")
+def _check_split(session: ReviewSession, cluster_id: int, split: Split) -> None:
+    """Raises ValueError when the page's split does not match the one pseudolabel will compute."""
+    check_sizes(split, session.split_parts(cluster_id, split.k, split.seed), f"cluster {cluster_id}")
 
 
 def new_token() -> str:
