@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from roadparse.clustering import append_colour
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, read_label_png
 from roadparse.merge import TileCoverage, tile_coverage
+from roadparse.merge_split import Split, parse_split
 from roadparse.workspace import Workspace
 
 SUGGESTED = "merge_map.suggested.yaml"
@@ -111,8 +112,11 @@ def read_index(workspace: Workspace) -> Any:
     return pq.read_table(index_path(workspace))
 
 
-def read_merge_map(path: str | Path, n_clusters: int | None = None) -> dict[int, str]:
-    """Returns cluster id -> class name or ``"discard"`` from a merge-map YAML (``clusters: {0: road}``).
+def read_merge_map(path: str | Path, n_clusters: int | None = None) -> dict[int, str | Split]:
+    """Returns cluster id -> class name, ``"discard"`` or a :class:`Split` from a merge-map YAML.
+
+    The file is ``clusters: {0: road, 5: {split: 2, parts: [road, discard]}}``; maps without
+    splits (the original format) read as before.
 
     Raises:
         ValueError: the file is missing or malformed, or (when ``n_clusters`` is given)
@@ -125,12 +129,14 @@ def read_merge_map(path: str | Path, n_clusters: int | None = None) -> dict[int,
     clusters = data.get("clusters") if isinstance(data, dict) else None
     if not isinstance(clusters, dict):
         raise ValueError(f"{path}: expected 'clusters:' mapping cluster id -> class name or discard")
-    mapping: dict[int, str] = {}
+    mapping: dict[int, str | Split] = {}
     for key, value in clusters.items():
         try:
-            mapping[int(key)] = str(value)
+            cluster_id = int(key)
         except (TypeError, ValueError):
             raise ValueError(f"{path}: cluster id {key!r} is not an integer") from None
+        is_split = isinstance(value, dict)
+        mapping[cluster_id] = parse_split(value, f"{path}: cluster {key}") if is_split else str(value)
     if n_clusters is not None:
         unknown = sorted(k for k in mapping if not 0 <= k < n_clusters)
         missing = sorted(set(range(n_clusters)) - set(mapping))

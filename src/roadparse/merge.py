@@ -3,7 +3,8 @@
 The merge map is COMRP's one human step: over-clusters are merged into classes, and
 mixed clusters are discarded (paper §3.2.3). This module holds the pure logic:
 
-- :func:`class_table` validates a map against the clusters and the class names.
+- :func:`class_table` validates a map against the clusters and the class names
+  (split clusters, :mod:`roadparse.merge_split`, are classed per part by :func:`split_class_ids`).
 - :func:`paint_masks` paints masks larger-first so small ones on top stay visible.
 - :class:`TileCoverage` summarises a tile once (which masks cover which pixels, and the
   ground truth there), so any merge map can then be evaluated exactly without
@@ -16,7 +17,7 @@ mixed clusters are discarded (paper §3.2.3). This module holds the pure logic:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,14 +26,20 @@ import yaml
 
 from roadparse.io import rle as rle_io
 from roadparse.io.labels import IGNORE_INDEX, ClassSet
+from roadparse.merge_split import Split
 
 log = logging.getLogger(__name__)
 
 DISCARD = "discard"
 
 
-def class_table(merge_map: dict[int, str], n_clusters: int, classes: ClassSet) -> np.ndarray:
+def class_table(
+    merge_map: Mapping[int, str | Split], n_clusters: int, classes: ClassSet
+) -> np.ndarray:
     """Returns the (n_clusters,) uint8 class id of every cluster (IGNORE_INDEX for discard).
+
+    A split cluster (:class:`~roadparse.merge_split.Split`) gets IGNORE_INDEX here; its
+    parts' names are validated and its masks are classed per part (:func:`split_class_ids`).
 
     Raises:
         ValueError: a class name is not in ``classes`` (the valid names are listed),
@@ -48,18 +55,26 @@ def class_table(merge_map: dict[int, str], n_clusters: int, classes: ClassSet) -
         raise ValueError(
             f"merge map: clusters {missing} are not mapped; map each to a class or '{DISCARD}'"
         )
-    bad = sorted(
-        {name for name in merge_map.values() if name != DISCARD and name not in classes.names}
-    )
+    names = [n for v in merge_map.values() for n in (v.parts if isinstance(v, Split) else [v])]
+    bad = sorted({name for name in names if name != DISCARD and name not in classes.names})
     if bad:
         raise ValueError(
             f"merge map: unknown class names {bad}; use one of {', '.join(classes.names)} or '{DISCARD}'"
         )
     table = np.full(n_clusters, IGNORE_INDEX, dtype=np.uint8)
     for cluster_id, name in merge_map.items():
-        if name != DISCARD:
+        if isinstance(name, str) and name != DISCARD:
             table[cluster_id] = classes.index(name)
     return table
+
+
+def split_class_ids(split: Split, parts: np.ndarray, classes: ClassSet) -> np.ndarray:
+    """Returns the (n,) uint8 class id of a split cluster's members from their (n,) int parts."""
+    table = np.array(
+        [IGNORE_INDEX if name == DISCARD else classes.index(name) for name in split.parts],
+        dtype=np.uint8,
+    )
+    return table[parts]
 
 
 def painting_order(areas: Sequence[int]) -> np.ndarray:

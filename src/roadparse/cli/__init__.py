@@ -1,4 +1,4 @@
-"""The ``roadparse`` command line: one subcommand per stage, plus run / demo / status / config.
+"""The ``roadparse`` command line: one subcommand per stage, plus run / demo / status / config / review.
 
 Each subcommand only parses arguments and calls its stage's ``run``; stage modules
 are imported lazily so that one missing heavy backend never blocks the others.
@@ -23,6 +23,7 @@ _COMMANDS = {
     "embed": ("roadparse.cli.embed", "embed_cmd"),
     "cluster": ("roadparse.cli.cluster", "cluster_cmd"),
     "pseudolabel": ("roadparse.cli.pseudolabel", "pseudolabel_cmd"),
+    "review": ("roadparse.cli.review", "review_cmd"),
     "sweep": ("roadparse.cli.sweep", "sweep_cmd"),
     "selftrain": ("roadparse.cli.selftrain", "selftrain_cmd"),
     "predict": ("roadparse.cli.predict", "predict_cmd"),

@@ -2,7 +2,8 @@
 
 Writes ``pseudolabel/labels/<tile_id>.png`` (palette PNG, 255 = unlabelled). Masks are
 painted larger first so small masks on top stay visible; masks of discarded clusters
-and masks without an embedding are not painted. Resumable per tile.
+and masks without an embedding are not painted; masks of a split cluster take the
+class of their part. Resumable per tile.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from roadparse.artifacts import (
     Tile,
+    clustering_features,
     gallery_path,
     list_tiles,
     mask_key,
@@ -29,7 +32,8 @@ from roadparse.artifacts import (
 from roadparse.config import Settings
 from roadparse.executor import process_items
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
-from roadparse.merge import class_table, paint_masks
+from roadparse.merge import class_table, paint_masks, split_class_ids
+from roadparse.merge_split import Split, check_sizes, split_points
 from roadparse.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -69,12 +73,39 @@ def merge_map_file(
     )
 
 
+def mask_class_ids(
+    workspace: Workspace,
+    settings: Settings,
+    merge_map: Mapping[int, str | Split],
+    table: np.ndarray,
+    where: str | Path = "merge map",
+) -> np.ndarray:
+    """Returns the (N,) uint8 class id of every clustered mask (assignment row order).
+
+    Masks of a split cluster get the class of their part: the split is recomputed on
+    the clustering features and must reproduce the sizes recorded in the map.
+
+    Raises:
+        ValueError: a split no longer reproduces (the message says to split it again).
+    """
+    clusters = read_assignments(workspace).column("cluster").to_numpy().astype(np.int64)
+    row_classes = table[clusters]
+    splits = {c: v for c, v in merge_map.items() if isinstance(v, Split)}
+    if splits:
+        features = clustering_features(workspace, settings.cluster.layer, settings.cluster.colour_weight)
+        for cluster_id, split in sorted(splits.items()):
+            rows = np.flatnonzero(clusters == cluster_id)
+            parts = split_points(np.asarray(features[rows]), split.k, split.seed)
+            check_sizes(split, parts, f"{where}: cluster {cluster_id}")
+            row_classes[rows] = split_class_ids(split, parts, load_classes(settings.classes))
+    return row_classes
+
+
 def _paint_tile(
     tile: Tile,
     workspace: Workspace,
     classes: ClassSet,
-    table: np.ndarray,
-    clusters: dict[tuple[str, str], int],
+    mask_class: dict[tuple[str, str], int],
 ) -> dict[str, Any]:
     path = masks_path(workspace, tile.id)
     if not path.exists():
@@ -85,10 +116,10 @@ def _paint_tile(
     mask_classes = []
     missing = 0
     for mask in masks:
-        cluster_id = clusters.get(mask_key(tile.id, mask["id"]))
-        if cluster_id is None:
+        class_id = mask_class.get(mask_key(tile.id, mask["id"]))
+        if class_id is None:
             missing += 1
-        mask_classes.append(IGNORE_INDEX if cluster_id is None else int(table[cluster_id]))
+        mask_classes.append(IGNORE_INDEX if class_id is None else class_id)
     label = paint_masks(height, width, masks, mask_classes)
     write_label_png(labels_dir(workspace) / f"{tile.id}.png", label, classes)
     pixels = np.bincount(label.ravel(), minlength=256)
@@ -131,7 +162,8 @@ def run(
     n_clusters = int(cluster_manifest["summary"]["n_clusters"])
     classes = load_classes(settings.classes)
     try:
-        table = class_table(read_merge_map(path, n_clusters), n_clusters, classes)
+        merge_map = read_merge_map(path, n_clusters)
+        table = class_table(merge_map, n_clusters, classes)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     inputs = {
@@ -143,12 +175,13 @@ def run(
     if stage_run.complete:
         return stage_run.manifest  # type: ignore[return-value]
     assignments = read_assignments(workspace)
-    clusters = {
+    row_classes = mask_class_ids(workspace, settings, merge_map, table, path)
+    mask_classes = {
         mask_key(t, m): int(c)
         for t, m, c in zip(
             assignments.column("tile_id").to_pylist(),
             assignments.column("mask_id").to_pylist(),
-            assignments.column("cluster").to_pylist(),
+            row_classes.tolist(),
             strict=True,
         )
     }
@@ -156,7 +189,7 @@ def run(
     process_items(
         stage_run,
         tiles,
-        lambda tile: _paint_tile(tile, workspace, classes, table, clusters),
+        lambda tile: _paint_tile(tile, workspace, classes, mask_classes),
         desc="pseudolabel",
         unit="tiles",
     )

@@ -1,0 +1,180 @@
+"""Split clusters in the merge map, and the review server's safety: token, localhost, paths, saves."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from roadparse.artifacts import read_merge_map
+from roadparse.config import load_settings
+from roadparse.io.labels import IGNORE_INDEX, load_classes
+from roadparse.merge import class_table
+from roadparse.merge_split import Split, split_points
+from roadparse.review import views
+from roadparse.review.server import create_app
+from roadparse.review.session import ReviewSession
+from roadparse.stages import cluster, pseudolabel
+from roadparse.workspace import Workspace
+from test_pseudolabel import SETTINGS, build_workspace
+
+TOKEN = "test-token"
+
+
+@pytest.fixture()
+def clustered(tmp_path: Path) -> tuple[Workspace, Path]:
+    workspace, labels_dir = build_workspace(tmp_path)
+    cluster.run(workspace, load_settings(overrides=SETTINGS), labels_dir=labels_dir)
+    return workspace, labels_dir
+
+
+def _clusters_by_kind(workspace: Workspace) -> dict[str, int]:
+    suggested = read_merge_map(workspace.root / "cluster" / "merge_map.suggested.yaml")
+    return {name: cluster_id for cluster_id, name in suggested.items()}  # type: ignore[misc]
+
+
+def test_split_points_are_deterministic_and_numbered_by_size() -> None:
+    rng = np.random.default_rng(0)
+    points = np.vstack([rng.normal(0, 0.01, (3, 4)) + [1, 0, 0, 0], rng.normal(0, 0.01, (7, 4)) + [0, 1, 0, 0]])
+    parts = split_points(points, 2, seed=0)
+    assert parts.tolist() == [1] * 3 + [0] * 7  # part 0 is the largest
+    np.testing.assert_array_equal(split_points(points, 2, seed=0), parts)
+    with pytest.raises(ValueError, match="splits into 2..8 parts, not 11"):
+        split_points(points, 11, seed=0)
+
+
+def test_merge_map_reads_old_and_split_entries(tmp_path: Path) -> None:
+    path = tmp_path / "merge_map.yaml"
+    path.write_text("clusters: {0: road, 1: discard}\n")
+    assert read_merge_map(path, 2) == {0: "road", 1: "discard"}  # the original format
+    path.write_text("clusters:\n  0: road\n  1: {split: 2, seed: 3, sizes: [5, 4], parts: [white_marking, discard]}\n")
+    merge_map = read_merge_map(path, 2)
+    assert merge_map[1] == Split(parts=("white_marking", "discard"), seed=3, sizes=(5, 4))
+    table = class_table(merge_map, 2, load_classes())
+    assert table.tolist() == [0, IGNORE_INDEX]  # split clusters are classed per part
+    path.write_text("clusters: {0: road, 1: {split: 3, parts: [road, tree]}}\n")
+    with pytest.raises(ValueError, match=r"cluster 1: split: 3 but 2 parts"):
+        read_merge_map(path, 2)
+    path.write_text("clusters: {0: road, 1: {split: 2, parts: [road, tree]}}\n")
+    with pytest.raises(ValueError, match=r"unknown class names \['tree'\]"):
+        class_table(read_merge_map(path, 2), 2, load_classes())
+
+
+def test_pseudolabel_honours_a_split_cluster(clustered: tuple[Workspace, Path]) -> None:
+    workspace, _ = clustered
+    settings = load_settings(overrides=SETTINGS)
+    ids = _clusters_by_kind(workspace)
+    session = ReviewSession(workspace, settings)
+    parts = session.split_parts(ids["white_marking"], 2, 0)
+    sizes = np.bincount(parts).tolist()
+    value = {"split": 2, "seed": 0, "sizes": sizes, "parts": ["white_marking", "discard"]}
+    merge_map = {"clusters": {ids["road"]: "road", ids["other"]: "other", ids["white_marking"]: value}}
+    (workspace.root / "merge_map.yaml").write_text(yaml.safe_dump(merge_map))
+    manifest = pseudolabel.run(workspace, settings)
+    assert manifest["summary"]["masks"]["white_marking"] == sizes[0]
+    # the discarded part's markings show the road mask below them
+    assert manifest["summary"]["pixels"]["white_marking"] == 36 * sizes[0]
+    assert manifest["summary"]["unlabelled_share"] == 0.0
+    # a split that no longer reproduces is an error that says what to do
+    value["sizes"] = [sizes[0] + 1, sizes[1] - 1]
+    (workspace.root / "merge_map.yaml").write_text(yaml.safe_dump(merge_map))
+    with pytest.raises(ValueError, match="no longer reproduces.*roadparse review"):
+        pseudolabel.run(workspace, settings)
+
+
+def test_context_window_keeps_ground_size_and_outlines_thin_masks() -> None:
+    image = np.full((100, 100, 3), 90, np.uint8)
+    mask = np.zeros((100, 100), bool)
+    mask[50, 10:90] = True  # a 1-px line: thinner than a display pixel after shrinking
+    window = views.context_window(image, mask, (10, 50, 90, 51), side=400, out=100)
+    assert window.shape == (100, 100, 3)
+    assert (window == views.OUTLINE_RGB).all(axis=2).any()  # still visible
+    assert (window[0, 0] == views.PAD_RGB).all()  # the window reaches past the tile
+
+
+@pytest.fixture()
+def client(clustered: tuple[Workspace, Path]):  # noqa: ANN201
+    workspace, _ = clustered
+    app = create_app(ReviewSession(workspace, load_settings(overrides=SETTINGS)), TOKEN)
+    return app.test_client(), workspace
+
+
+def test_every_request_needs_the_token_and_localhost(client) -> None:  # noqa: ANN001
+    http, _ = client
+    for path in ("/", "/api/state", "/api/member/0.jpg", "/static/review.js"):
+        assert http.get(path).status_code == 403
+        assert http.get(path + "?token=wrong").status_code == 403
+        assert http.get(path + f"?token={TOKEN}").status_code == 200, path
+    assert http.get("/api/state", headers={"X-Review-Token": TOKEN}).status_code == 200
+    assert http.post("/api/save", json={}).status_code == 403
+    remote = http.get(f"/api/state?token={TOKEN}", environ_base={"REMOTE_ADDR": "10.0.0.7"})
+    assert remote.status_code == 403
+
+
+def test_request_paths_never_reach_the_file_system(client) -> None:  # noqa: ANN001
+    http, _ = client
+    attempts = [
+        "/static/../../../../etc/passwd", "/static/..%2F..%2F..%2Fetc%2Fpasswd", "/static//etc/passwd",
+        "/static/%2Fetc%2Fpasswd", "/static/review.py", "/api/member/..%2F..%2Fmerge_map.yaml.jpg",
+        "/api/member/-1.jpg", "/api/member/99999.jpg", "/api/tile/../../etc/passwd",
+        "/../../etc/passwd", "//etc/passwd", "/api/member/%2Fetc%2Fpasswd.jpg",
+    ]
+    for path in attempts:
+        response = http.get(path + ("&" if "?" in path else "?") + f"token={TOKEN}")
+        assert response.status_code in (400, 404), (path, response.status_code)
+        assert b"root:" not in response.data
+    assert http.get(f"/api/member/0.jpg?view=../../x&token={TOKEN}").status_code == 400
+
+
+def test_concurrent_saves_leave_one_whole_map_and_a_backup(client) -> None:  # noqa: ANN001
+    http, workspace = client
+    ids = _clusters_by_kind(workspace)
+    maps = [
+        {"clusters": {str(ids["road"]): "road", str(ids["other"]): name, str(ids["white_marking"]): "white_marking"}}
+        for name in ("other", "discard")
+    ]
+    results: list[int] = []
+
+    def save(body: dict) -> None:
+        for _ in range(10):
+            results.append(http.post(f"/api/save?token={TOKEN}", json=body).status_code)
+
+    threads = [threading.Thread(target=save, args=(m,)) for m in maps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [200] * 20
+    saved = read_merge_map(workspace.root / "merge_map.yaml", 3)
+    assert saved[ids["other"]] in ("other", "discard") and saved[ids["road"]] == "road"
+    assert read_merge_map(workspace.root / "merge_map.yaml.bak", 3)[ids["road"]] == "road"
+    assert not list(workspace.root.glob(".merge_map.yaml*.tmp"))
+    # an incomplete map is refused, naming the clusters left
+    response = http.post(f"/api/save?token={TOKEN}", json={"clusters": {str(ids["road"]): "road"}})
+    assert response.status_code == 400 and "not mapped" in response.get_json()["error"]
+    # reopening restores the saved choices
+    state = http.get(f"/api/state?token={TOKEN}").get_json()
+    assert state["saved"]["clusters"][str(ids["road"])] == "road"
+
+
+def test_preview_counts_unlabelled_pixels(client) -> None:  # noqa: ANN001
+    http, workspace = client
+    ids = _clusters_by_kind(workspace)
+    everything = {"clusters": {str(c): n for n, c in ids.items()}}
+    result = http.post(f"/api/preview?token={TOKEN}", json=everything).get_json()
+    assert result["unlabelled"] == 0.0 and result["shares"]["white_marking"] == pytest.approx(108 / 3072, abs=1e-4)
+    assert len(result["images"]) == 3 and result["images"][0]["src"].startswith("data:image/jpeg;base64,")
+    only_road = http.post(f"/api/preview?token={TOKEN}", json={"clusters": {str(ids["road"]): "road"}}).get_json()
+    assert only_road["unlabelled"] == pytest.approx(16 / 64)  # the 'other' strip, unassigned
+
+
+def test_cli_review_refuses_a_workdir_without_clusters(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from roadparse.cli import main
+
+    result = CliRunner().invoke(main, ["review", str(tmp_path), "--port", "0"])
+    assert result.exit_code == 1 and "cluster" in result.output, result.output
