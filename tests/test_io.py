@@ -133,3 +133,18 @@ def test_custom_classes_file_errors(tmp_path):
     path.write_text("nothing: here\n")
     with pytest.raises(ValueError, match="classes:"):
         load_classes(path)
+
+
+def test_bands_to_rgb_uint8_known_answers():
+    """One converter for every raster source: grey expanded, extra bands dropped, 16-bit and float scaled."""
+    from roadparse.io.images import bands_to_rgb_uint8
+
+    grey16 = np.array([[0, 65535]], dtype=np.uint16)
+    assert bands_to_rgb_uint8(grey16).tolist() == [[[0, 0, 0], [255, 255, 255]]]
+    four = np.zeros((1, 1, 4), dtype=np.uint8)
+    four[..., :] = [1, 2, 3, 4]
+    assert bands_to_rgb_uint8(four).tolist() == [[[1, 2, 3]]]
+    floats = np.array([[[0.0], [np.nan], [2.0]]], dtype=np.float32)  # (1, 3, 1): scaled by the maximum
+    assert bands_to_rgb_uint8(floats)[0, :, 0].tolist() == [0, 0, 255]
+    two = np.stack([np.full((2, 2), 7), np.full((2, 2), 9)], axis=-1).astype(np.uint8)
+    assert (bands_to_rgb_uint8(two) == 7).all()

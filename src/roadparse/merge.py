@@ -17,7 +17,7 @@ mixed clusters are discarded (paper §3.2.3). This module holds the pure logic:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,6 +274,30 @@ def suggest_zero_shot(
     return suggestions
 
 
+def format_merge_map(
+    entries: Iterable[tuple[int, str | Split, str]],
+    class_names: Sequence[str] | None = None,
+    header: Sequence[str] = (),
+) -> str:
+    """Returns merge-map YAML: ``header`` comment lines, then ``clusters:`` with ``id: value  # comment``.
+
+    The one writer of merge maps (suggestions, the gallery's snippet, ``roadparse review``).
+    ``entries`` are (cluster id, class name / ``discard`` / :class:`Split`, comment); with
+    ``class_names`` a comment lists the valid names.
+    """
+    lines = [f"# {line}" for line in header]
+    if class_names is not None:
+        lines.append(f"# Classes: {', '.join(class_names)}; '{DISCARD}' leaves a cluster's pixels unlabelled (255).")
+    lines.append("clusters:")
+    for cluster_id, value, comment in entries:
+        if isinstance(value, Split):
+            value = yaml.safe_dump(value.to_yaml_value(), default_flow_style=True, sort_keys=False).strip()
+        lines.append(f"  {cluster_id}: {value}" + (f"  # {comment}" if comment else ""))
+    text = "\n".join(lines) + "\n"
+    yaml.safe_load(text)  # what we write must read back
+    return text
+
+
 def merge_map_yaml(
     suggestions: Sequence[dict[str, Any]], class_names: Sequence[str], source: str
 ) -> str:
@@ -281,23 +305,18 @@ def merge_map_yaml(
 
     ``source`` says how the suggestion was made, e.g. "majority vote of dev labels".
     """
-    lines = [
-        f"# Suggested merge map ({source}).",
-        "# Ground-truth labels (if any) were used for NAMING clusters only, never for training.",
-        f"# Classes: {', '.join(class_names)}; '{DISCARD}' leaves a cluster's pixels unlabelled (255).",
-        "# Copy to WORKDIR/merge_map.yaml, edit, then run `roadparse pseudolabel WORKDIR`.",
-        "clusters:",
-    ]
+    entries = []
     for item in suggestions:
-        evidence = (
-            f"majority {item['majority']}, purity {item['purity']:.2f}, {item['masks']} masks"
-        )
+        evidence = f"majority {item['majority']}, purity {item['purity']:.2f}, {item['masks']} masks"
         if "pixels" in item:
             evidence += f", {item['pixels']} labelled px"
-        lines.append(f"  {item['cluster']}: {item['class']}  # {evidence}")
-    text = "\n".join(lines) + "\n"
-    yaml.safe_load(text)  # what we write must read back
-    return text
+        entries.append((int(item["cluster"]), str(item["class"]), evidence))
+    header = [
+        f"Suggested merge map ({source}).",
+        "Ground-truth labels (if any) were used for NAMING clusters only, never for training.",
+        "Copy to WORKDIR/merge_map.yaml, edit, then run `roadparse pseudolabel WORKDIR`.",
+    ]
+    return format_merge_map(entries, class_names, header)
 
 
 def merge_map_from_suggestions(suggestions: Sequence[dict[str, Any]]) -> dict[int, str]:

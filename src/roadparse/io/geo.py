@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from roadparse.io.images import bands_to_rgb_uint8
+
 GEO_SUFFIXES = (".tif", ".tiff")
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
@@ -93,23 +95,6 @@ def tile_transform(
     return (a, b, a * x + b * y + c, d, e, d * x + e * y + f)
 
 
-def _to_rgb_uint8(data: np.ndarray) -> np.ndarray:
-    """Returns (bands, h, w) samples as (h, w, 3) uint8: first three bands, 16-bit / float scaled."""
-    if data.shape[0] >= 3:
-        data = data[:3]
-    else:
-        data = np.repeat(data[:1], 3, axis=0)
-    if data.dtype != np.uint8:
-        if data.dtype == np.uint16:
-            high = 65535.0
-        else:
-            high = max(float(np.nanmax(data)), 1.0)
-        data = np.clip(np.nan_to_num(data.astype(np.float64)) / high * 255.0 + 0.5, 0, 255).astype(
-            np.uint8
-        )
-    return np.ascontiguousarray(np.moveaxis(data, 0, -1))
-
-
 def read_window(path: str | Path, box: tuple[int, int, int, int]) -> np.ndarray:
     """Returns the full-resolution pixels of box (x0, y0, x1, y1) as (h, w, 3) uint8, reading only that window."""
     rasterio = _rasterio()
@@ -123,7 +108,7 @@ def read_window(path: str | Path, box: tuple[int, int, int, int]) -> np.ndarray:
                 data = source.read(window=Window(x0, y0, x1 - x0, y1 - y0))
         except rasterio.errors.RasterioIOError as exc:
             raise GeoReadError(f"{path}: cannot read window {box}: {exc}") from None
-    return _to_rgb_uint8(data)
+    return bands_to_rgb_uint8(np.moveaxis(data, 0, -1))
 
 
 def read_reduced(path: str | Path, long_side: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -149,4 +134,4 @@ def read_reduced(path: str | Path, long_side: int) -> tuple[np.ndarray, tuple[in
                 data = source.read(out_shape=out_shape, resampling=Resampling.bilinear)
         except rasterio.errors.RasterioIOError as exc:
             raise GeoReadError(f"{path}: cannot read: {exc}") from None
-    return _to_rgb_uint8(data), (width, height)
+    return bands_to_rgb_uint8(np.moveaxis(data, 0, -1)), (width, height)

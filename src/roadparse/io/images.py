@@ -81,13 +81,21 @@ def _read_tiff_array(path: Path) -> np.ndarray | None:
     return data
 
 
-def _normalise_array(data: np.ndarray) -> np.ndarray:
-    if data.dtype != np.uint8:
-        hi = 65535.0 if data.dtype == np.uint16 else max(float(data.max()), 1.0)
-        data = np.clip(data.astype(np.float64) / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+def bands_to_rgb_uint8(data: np.ndarray) -> np.ndarray:
+    """Returns (H, W, 3) uint8 RGB from (H, W) or (H, W, B) samples of any integer or float type.
+
+    The first three bands (one or two bands: the first as grey); 16-bit samples scaled by
+    65535, other non-uint8 types by their maximum; NaN counts as 0. The one converter of
+    raster samples to RGB (TIFFs PIL cannot convert, GeoTIFF windows, predict inputs).
+    """
     if data.ndim == 2:
-        data = np.repeat(data[..., None], 3, axis=2)
-    return np.ascontiguousarray(data[..., :3])
+        data = data[..., None]
+    data = data[..., :3] if data.shape[2] >= 3 else np.repeat(data[..., :1], 3, axis=2)
+    if data.dtype != np.uint8:
+        high = 65535.0 if data.dtype == np.uint16 else max(float(np.nanmax(data)), 1.0)
+        scaled = np.nan_to_num(data.astype(np.float64)) / high * 255.0 + 0.5
+        data = np.clip(scaled, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(data)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -105,7 +113,7 @@ def read_image(path: str | Path) -> np.ndarray:
         if path.suffix.lower() in (".tif", ".tiff"):
             data = _read_tiff_array(path)
             if data is not None:
-                return _normalise_array(data)
+                return bands_to_rgb_uint8(data)
         raise ImageReadError(f"{path}: corrupt or truncated image: {exc}") from None
 
 

@@ -23,6 +23,7 @@ from PIL import Image
 from roadparse.artifacts import gallery_path, list_tiles, read_assignments, read_tile_masks
 from roadparse.io import rle as rle_io
 from roadparse.io.images import ImageReadError, read_image
+from roadparse.merge import DISCARD, format_merge_map
 from roadparse.workspace import Workspace, atomic_output, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -211,14 +212,12 @@ def write_gallery(
 
 
 def _merge_snippet(entries: list[dict[str, Any]]) -> str:
-    lines = ["clusters:"]
+    rows = []
     for entry in sorted(entries, key=lambda e: e["cluster"]):
         suggestion = entry.get("suggestion") or {}
-        comment = f"  # {entry['size']} masks" + (
-            f", purity {suggestion['purity']:.2f}" if "purity" in suggestion else ""
-        )
-        lines.append(f"  {entry['cluster']}: {suggestion.get('class', 'discard')}{comment}")
-    return "\n".join(lines)
+        comment = f"{entry['size']} masks" + (f", purity {suggestion['purity']:.2f}" if "purity" in suggestion else "")
+        rows.append((int(entry["cluster"]), str(suggestion.get("class", DISCARD)), comment))
+    return format_merge_map(rows).rstrip("\n")
 
 
 def render_gallery(entries: list[dict[str, Any]], image_src: Any = None) -> str:

@@ -12,10 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from roadparse.io.labels import ClassSet
-from roadparse.merge import DISCARD, class_table
+from roadparse.merge import class_table, format_merge_map
 from roadparse.merge_split import Split, parse_split
 from roadparse.workspace import atomic_output, atomic_write_text
 
@@ -61,20 +59,9 @@ def merge_map_text(
     merge_map: Mapping[int, str | Split], classes: ClassSet, sizes: Mapping[int, int]
 ) -> str:
     """Returns the merge-map YAML of ``merge_map`` with each cluster's size as a comment."""
-    lines = [
-        "# Merge map written by `roadparse review` (cluster -> class, 'discard', or a split into parts).",
-        f"# Classes: {', '.join(classes.names)}; '{DISCARD}' leaves a cluster's pixels unlabelled (255).",
-        "clusters:",
-    ]
-    for cluster_id, value in sorted(merge_map.items()):
-        if isinstance(value, Split):
-            text = yaml.safe_dump(value.to_yaml_value(), default_flow_style=True, sort_keys=False).strip()
-        else:
-            text = value
-        lines.append(f"  {cluster_id}: {text}  # {sizes.get(cluster_id, 0)} masks")
-    text = "\n".join(lines) + "\n"
-    yaml.safe_load(text)  # what we write must read back
-    return text
+    entries = [(cid, value, f"{sizes.get(cid, 0)} masks") for cid, value in sorted(merge_map.items())]
+    header = ["Merge map written by `roadparse review` (cluster -> class, 'discard', or a split into parts)."]
+    return format_merge_map(entries, classes.names, header)
 
 
 def save_merge_map(path: Path, text: str) -> Path | None:

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from roadparse.config import PredictSettings, Settings
-from roadparse.io.images import list_images, read_image, write_image
+from roadparse.io.images import bands_to_rgb_uint8, list_images, read_image, write_image
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
 from roadparse.models import resolve_device
 from roadparse.models.segmenters import MODEL_WEIGHTS, load_segmenter
@@ -74,7 +74,7 @@ def read_input(path: Path) -> tuple[np.ndarray, GeoReference | None]:
                 with rasterio.open(path) as source:
                     if source.crs is not None or not source.transform.is_identity:
                         bands = source.read(indexes=[1, 2, 3] if source.count >= 3 else [1])
-                        return _to_uint8_rgb(np.moveaxis(bands, 0, -1)), GeoReference(source.crs, source.transform)
+                        return bands_to_rgb_uint8(np.moveaxis(bands, 0, -1)), GeoReference(source.crs, source.transform)
     return read_image(path), None
 
 
@@ -108,16 +108,6 @@ def write_confidence_png(path: Path, confidence: np.ndarray) -> None:
 
     with atomic_output(path) as tmp:
         Image.fromarray(confidence, mode="L").save(tmp, format="PNG", compress_level=1)
-
-
-def _to_uint8_rgb(data: np.ndarray) -> np.ndarray:
-    """Returns (H, W, 3) uint8 from (H, W, 1|3) raster bands of any integer/float type."""
-    if data.dtype != np.uint8:
-        high = 65535.0 if data.dtype == np.uint16 else max(float(data.max()), 1.0)
-        data = np.clip(data.astype(np.float32) / high * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if data.shape[2] == 1:
-        data = np.repeat(data, 3, axis=2)
-    return np.ascontiguousarray(data)
 
 
 def write_label_geotiff(path: Path, labels: np.ndarray, geo: GeoReference, classes: ClassSet) -> None:
