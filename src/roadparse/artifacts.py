@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from roadparse.clustering import append_colour
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, read_label_png
-from roadparse.merge import TileCoverage, tile_coverage
-from roadparse.merge_split import Split, parse_split
+from roadparse.merge import TileCoverage, parse_merge_map, tile_coverage
+from roadparse.merge_split import Split
 from roadparse.workspace import Workspace
 
 SUGGESTED = "merge_map.suggested.yaml"
@@ -125,18 +125,11 @@ def read_merge_map(path: str | Path, n_clusters: int | None = None) -> dict[int,
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: merge map not found")
-    data = yaml.safe_load(path.read_text())
-    clusters = data.get("clusters") if isinstance(data, dict) else None
-    if not isinstance(clusters, dict):
-        raise ValueError(f"{path}: expected 'clusters:' mapping cluster id -> class name or discard")
-    mapping: dict[int, str | Split] = {}
-    for key, value in clusters.items():
-        try:
-            cluster_id = int(key)
-        except (TypeError, ValueError):
-            raise ValueError(f"{path}: cluster id {key!r} is not an integer") from None
-        is_split = isinstance(value, dict)
-        mapping[cluster_id] = parse_split(value, f"{path}: cluster {key}") if is_split else str(value)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    mapping = parse_merge_map(data, str(path))
     if n_clusters is not None:
         unknown = sorted(k for k in mapping if not 0 <= k < n_clusters)
         missing = sorted(set(range(n_clusters)) - set(mapping))

@@ -26,7 +26,7 @@ import yaml
 
 from roadparse.io import rle as rle_io
 from roadparse.io.labels import IGNORE_INDEX, ClassSet
-from roadparse.merge_split import Split
+from roadparse.merge_split import Split, parse_split
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,34 @@ def split_class_ids(split: Split, parts: np.ndarray, classes: ClassSet) -> np.nd
         dtype=np.uint8,
     )
     return table[parts]
+
+
+def parse_merge_map(data: Any, where: str) -> dict[int, str | Split]:
+    """Returns cluster id -> class name, ``"discard"`` or a :class:`Split` from a parsed merge map.
+
+    ``data`` is ``{"clusters": {id: class | {split: k, parts: [...]}}}`` (YAML or the review
+    page's JSON); ``where`` names its source in errors.
+
+    Raises:
+        ValueError: not that shape, a cluster id that is not an integer, a value that is
+            neither a class name nor a split.
+    """
+    clusters = data.get("clusters") if isinstance(data, dict) else None
+    if not isinstance(clusters, dict):
+        raise ValueError(f"{where}: expected 'clusters:' mapping cluster id -> class name, discard or a split")
+    mapping: dict[int, str | Split] = {}
+    for key, value in clusters.items():
+        try:
+            cluster_id = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: cluster id {key!r} is not an integer") from None
+        if isinstance(value, dict):
+            mapping[cluster_id] = parse_split(value, f"{where}: cluster {cluster_id}")
+        elif isinstance(value, str):
+            mapping[cluster_id] = value
+        else:
+            raise ValueError(f"{where}: cluster {cluster_id}: expected a class name, '{DISCARD}' or a split, got {value!r}")
+    return mapping
 
 
 def painting_order(areas: Sequence[int]) -> np.ndarray:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from roadparse.io.labels import ClassSet
-from roadparse.merge import class_table, format_merge_map
-from roadparse.merge_split import Split, parse_split
+from roadparse.merge import class_table, format_merge_map, parse_merge_map
+from roadparse.merge_split import Split
 from roadparse.workspace import atomic_output, atomic_write_text
 
 _SAVE_LOCK = threading.Lock()
@@ -26,21 +26,7 @@ def parse_choices(payload: Any, n_clusters: int, classes: ClassSet) -> dict[int,
     Raises:
         ValueError: malformed payload, unknown class names, unknown or unmapped clusters.
     """
-    clusters = payload.get("clusters") if isinstance(payload, dict) else None
-    if not isinstance(clusters, dict):
-        raise ValueError("expected {'clusters': {id: class | split}}")
-    merge_map: dict[int, str | Split] = {}
-    for key, value in clusters.items():
-        try:
-            cluster_id = int(key)
-        except (TypeError, ValueError):
-            raise ValueError(f"cluster id {key!r} is not an integer") from None
-        if isinstance(value, dict):
-            merge_map[cluster_id] = parse_split(value, f"cluster {cluster_id}")
-        elif isinstance(value, str):
-            merge_map[cluster_id] = value
-        else:
-            raise ValueError(f"cluster {cluster_id}: expected a class name or a split")
+    merge_map = parse_merge_map(payload, "choices")
     class_table(merge_map, n_clusters, classes)  # raises naming what is missing or unknown
     return merge_map
 
