@@ -54,3 +54,21 @@ def test_removed_keys_are_dropped_with_a_warning(tmp_path, caplog):
     settings = load_settings(path)
     assert settings.pseudolabel.merge_map == "m.yaml"
     assert sum("no longer used" in r.message for r in caplog.records) == len(REMOVED_KEYS)
+
+
+def test_old_section_name_train_is_read_as_selftrain(tmp_path, caplog):
+    """Configs written before the rename still work, and --set overrides win over the file."""
+    path = tmp_path / "old.yaml"
+    path.write_text("train:\n  iterations: 7\n  lr: 0.5\n")
+    settings = load_settings(path, ["train.lr=0.25"])
+    assert settings.selftrain.iterations == 7 and settings.selftrain.lr == 0.25
+    assert any("now called 'selftrain'" in r.message for r in caplog.records)
+
+
+def test_train_command_is_an_alias_of_selftrain():
+    from click.testing import CliRunner
+
+    from roadparse.cli import main
+
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert result.exit_code == 0 and "Self-train a segmenter" in result.output
