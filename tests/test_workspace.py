@@ -3,7 +3,7 @@ import json
 import pytest
 
 from roadparse.executor import process_batches, process_items
-from roadparse.workspace import Workspace, atomic_output, atomic_write_text
+from roadparse.workspace import StageManifest, Workspace, atomic_output, atomic_write_text
 
 
 class Boom(Exception):
@@ -150,3 +150,18 @@ def test_require_manifest_names_command(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="not a directory"):
         Workspace(tmp_path / "file")
+
+
+def test_manifest_json_has_exactly_the_keys_of_stage_manifest(tmp_path):
+    ws = Workspace(tmp_path)
+    run = ws.begin("masks", {"k": 1}, inputs={"roi": "abc"})
+    run.record_item("a", {"n": 1})
+    run.record_failure("b", "unreadable")
+    returned = run.finish({"tiles": 2})
+    on_disk = json.loads((tmp_path / "masks" / "manifest.json").read_text())
+    assert list(on_disk) == list(StageManifest.__annotations__) == list(returned)
+    assert set(StageManifest.__required_keys__) == set(on_disk)
+    assert on_disk["summary"] == {"items": 1, "failed": 1, "tiles": 2}
+    assert on_disk["failed"] == {"b": "unreadable"}
+    assert ws.read_manifest("masks") == ws.require_manifest("masks") == on_disk
+    assert ws.begin("masks", {"k": 1}, inputs={"roi": "abc"}).manifest == on_disk

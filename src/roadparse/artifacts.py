@@ -54,9 +54,9 @@ def list_tiles(workspace: Workspace) -> list[Tile]:
                     id=tile["id"],
                     path=root / tile["path"],
                     frame=record["frame"],
-                    offset=tuple(tile["offset"]),  # type: ignore[arg-type]
-                    size=tuple(tile["size"]),  # type: ignore[arg-type]
-                    valid=tuple(tile.get("valid", tile["size"])),  # type: ignore[arg-type]
+                    offset=tuple(tile["offset"]),
+                    size=tuple(tile["size"]),
+                    valid=tuple(tile.get("valid", tile["size"])),
                 )
             )
     return tiles

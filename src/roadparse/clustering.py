@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def nearest_neighbors(
         )
         # score: larger = nearer (cosine similarity, or minus the squared distance)
         score = block @ base_t.T
-        if not cosine:
+        if base_sq is not None:  # euclidean
             score = 2.0 * score - (block**2).sum(dim=1, keepdim=True) - base_sq[None, :]
         if exclude_self:
             rows = torch.arange(len(block))
@@ -169,9 +170,9 @@ def pairwise_distances(points: np.ndarray, *, cosine: bool) -> np.ndarray:
     else:
         sq = (points**2).sum(axis=1)
         diss = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * dot, 0.0))
-    diss = np.maximum(0.5 * (diss + diss.T), 0.0).astype(np.float32)
-    np.fill_diagonal(diss, 0.0)
-    return diss
+    symmetric: npt.NDArray[np.float32] = np.maximum(0.5 * (diss + diss.T), 0.0).astype(np.float32)
+    np.fill_diagonal(symmetric, 0.0)
+    return symmetric
 
 
 def knn_affinity(neighbors: np.ndarray, n_points: int) -> Any:

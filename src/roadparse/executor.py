@@ -8,7 +8,7 @@ a distributed backend (Ray, several GPUs) implements the same ``map``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from tqdm.auto import tqdm
@@ -81,6 +81,7 @@ def process_batches(
     executor = executor or InProcessExecutor()
     batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
     done = failed = 0
+    results: Sequence[dict[str, Any] | Exception] | Exception  # a batch's records, or why it failed
     with tqdm(total=len(todo), desc=desc, unit=unit, dynamic_ncols=True) as bar:
         for batch, results in executor.map(lambda pairs: fn([value for _, value in pairs]), batches):
             if isinstance(results, Exception):

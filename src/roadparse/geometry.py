@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 EdgeRule = Literal["shift", "pad", "drop"]
 EDGE_RULES: tuple[str, ...] = ("shift", "pad", "drop")
@@ -64,10 +65,10 @@ def scale_boxes(
         (N, 4) float64 boxes in full-resolution pixels. The scale is per axis
         (``full / reduced``), so rounding in the reduced size does not skew boxes.
     """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    reduced: npt.NDArray[np.float64] = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scale_x = full_size[0] / reduced_size[0]
     scale_y = full_size[1] / reduced_size[1]
-    return boxes * np.array([scale_x, scale_y, scale_x, scale_y])
+    return reduced * np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float64)
 
 
 def pixel_box(
@@ -98,7 +99,8 @@ def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     area_first = np.prod(first[:, 2:] - first[:, :2], axis=1)
     area_second = np.prod(second[:, 2:] - second[:, :2], axis=1)
     union = area_first[:, None] + area_second[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    iou: npt.NDArray[np.float64] = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return iou
 
 
 def merge_boxes(boxes: np.ndarray, merge_iou: float = 0.0) -> tuple[np.ndarray, list[list[int]]]:

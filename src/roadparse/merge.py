@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import yaml
 
 from roadparse.io import rle as rle_io
@@ -74,7 +75,8 @@ def split_class_ids(split: Split, parts: np.ndarray, classes: ClassSet) -> np.nd
         [IGNORE_INDEX if name == DISCARD else classes.index(name) for name in split.parts],
         dtype=np.uint8,
     )
-    return table[parts]
+    ids: npt.NDArray[np.uint8] = table[parts]
+    return ids
 
 
 def parse_merge_map(data: Any, where: str) -> dict[int, str | Split]:
@@ -107,8 +109,8 @@ def parse_merge_map(data: Any, where: str) -> dict[int, str | Split]:
 
 def painting_order(areas: Sequence[int]) -> np.ndarray:
     """Returns mask indices larger-first (ties by index), the order in which masks are painted."""
-    areas = np.asarray(areas, dtype=np.int64)
-    return np.lexsort((np.arange(len(areas)), -areas))
+    sizes = np.asarray(areas, dtype=np.int64)
+    return np.lexsort((np.arange(len(sizes)), -sizes))
 
 
 def paint_masks(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 MAX_PARTS = 8
 """Most parts one cluster may be split into (a page row of buttons per part)."""
@@ -92,7 +93,7 @@ def split_points(points: np.ndarray, k: int, seed: int) -> np.ndarray:
         raise ValueError(f"cannot split {len(points)} masks into {k} parts")
     norms = np.linalg.norm(points, axis=1, keepdims=True)
     points = points / np.where(norms == 0, 1.0, norms)
-    labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(points)
+    labels: npt.NDArray[np.int32] = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(points)
     sizes = np.bincount(labels, minlength=k)
     first = np.array([np.flatnonzero(labels == j).min() if sizes[j] else len(labels) for j in range(k)])
     order = np.lexsort((first, -sizes))  # new part i = old label order[i]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel
 
@@ -122,6 +122,30 @@ class StageStatus:
         return text
 
 
+class StageManifest(TypedDict):
+    """A finished stage's ``<stage>/manifest.json``, as :meth:`StageRun.finish` writes it and every
+    stage's ``run()`` returns it (JSON: keys in this order)."""
+
+    stage: str
+    fingerprint: str
+    """What the run is recorded under: hash of stage name, settings identity and inputs."""
+    settings: Any
+    """The settings that decide the outputs (execution-only fields left out)."""
+    inputs: dict[str, Any]
+    """Upstream stages' fingerprints (and other inputs, such as the dev labels folder)."""
+    git_sha: str | None
+    finished: str
+    """Local time the manifest was written, ``%Y-%m-%dT%H:%M:%S%z``."""
+    seconds: float
+    """Wall time of the run that finished the stage (a resumed run: since it resumed)."""
+    items: dict[str, dict[str, Any]]
+    """Journalled record of every finished item, by item id."""
+    failed: dict[str, str]
+    """Error message of every failed item, by item id."""
+    summary: dict[str, Any]
+    """``items`` and ``failed`` counts and the stage's own summary."""
+
+
 def _settings_identity(settings: Any) -> Any:
     """Returns what identifies a stage's settings: a section's ``identity()`` (execution-only
     settings left out), a model's JSON dump, or the value itself."""
@@ -143,7 +167,7 @@ class StageRun:
     Use :meth:`Workspace.begin` to create one. Typical use::
 
         run = workspace.begin("masks", settings.masks, inputs={"roi": roi_fp})
-        if run.complete:
+        if run.manifest is not None:  # complete
             return run.manifest
         for tile in tiles:
             if run.item_done(tile.id):
@@ -163,7 +187,7 @@ class StageRun:
         self._journal = self.dir / _JOURNAL
         self._failed = self.dir / _FAILED
         self._started = time.time()
-        self.manifest: dict[str, Any] | None = workspace.finished(stage, settings, inputs)
+        self.manifest: StageManifest | None = workspace.finished(stage, settings, inputs)
         if self.manifest is None:
             self._prepare_journal()
 
@@ -208,11 +232,11 @@ class StageRun:
         """Returns the errors of failed items, by item id."""
         return {key: value["error"] for key, value in _read_records(self._failed).items()}
 
-    def finish(self, summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    def finish(self, summary: dict[str, Any] | None = None) -> StageManifest:
         """Writes the manifest (last, atomically) and returns it."""
         items = self.items()
         failures = self.failures()
-        manifest = {
+        manifest: StageManifest = {
             "stage": self.stage,
             "fingerprint": self.fingerprint,
             "settings": self.settings,
@@ -254,14 +278,15 @@ class Workspace:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def read_manifest(self, stage: str) -> dict[str, Any] | None:
+    def read_manifest(self, stage: str) -> StageManifest | None:
         """Returns the manifest of a finished stage, or None."""
         path = self.root / stage / MANIFEST
         if not path.exists():
             return None
-        return json.loads(path.read_text())
+        manifest: StageManifest = json.loads(path.read_text())
+        return manifest
 
-    def require_manifest(self, stage: str) -> dict[str, Any]:
+    def require_manifest(self, stage: str) -> StageManifest:
         """Returns the manifest of ``stage``, or raises naming the command to run first."""
         manifest = self.read_manifest(stage)
         if manifest is None:
@@ -270,7 +295,7 @@ class Workspace:
             )
         return manifest
 
-    def finished(self, stage: str, settings: Any, inputs: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    def finished(self, stage: str, settings: Any, inputs: dict[str, Any] | None = None) -> StageManifest | None:
         """Returns the manifest of ``stage`` when it finished with these settings and inputs (what
         :meth:`begin` would then skip with), else None; changes nothing on disk."""
         existing = self.read_manifest(stage)

@@ -108,10 +108,10 @@ def cluster_suggest_cmd(
                 workspace, settings, labels_dir, min_purity=min_purity
             )
             cluster.write_gallery_safely(workspace, settings, suggestions)
-        else:
+        elif zero_shot is not None:  # exactly one of the two is given (checked above)
             path, suggestions = cluster.suggest_by_zero_shot(
                 workspace, settings, zero_shot, device=device, min_score=min_purity or 0.0
-            )  # type: ignore[arg-type]
+            )
     except ModelLoadError as exc:
         fail(f"zero-shot naming skipped: {exc}")
     except ValueError as exc:

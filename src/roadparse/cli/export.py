@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -25,7 +26,7 @@ from roadparse.cli.common import fail
               help="class that also gets centre-lines (repeatable; default: crack_sealing, white_marking, yellow_marking)")
 @click.option("--classes", "classes_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="classes YAML (default: the classes the predictions name, else the built-in ones)")
-def export_cmd(source: Path, fmt: str, out: Path | None, workdir: Path | None, gsd_cm: float | None,
+def export_cmd(source: Path, fmt: Literal["gpkg", "geojson", "shp", "coco"], out: Path | None, workdir: Path | None, gsd_cm: float | None,
                simplify_cm: float, min_area_m2: float, linear: tuple[str, ...], classes_path: str | None) -> None:
     """Export SOURCE (a `roadparse predict` folder; for coco also a work directory's pseudo-labels
     or a folder of label PNGs) as GIS layers with measurements, or as COCO annotations.
@@ -45,7 +46,7 @@ def export_cmd(source: Path, fmt: str, out: Path | None, workdir: Path | None, g
             result = export_coco(source, out, classes_path)
             click.echo(f"{result['annotations']} instance(s) in {result['images']} image(s) → {out}")
             return
-        result = export_vectors(source, out, fmt, workdir=workdir, gsd_cm=gsd_cm, simplify_cm=simplify_cm,  # type: ignore[arg-type]
+        result = export_vectors(source, out, fmt, workdir=workdir, gsd_cm=gsd_cm, simplify_cm=simplify_cm,
                                 min_area_m2=min_area_m2, linear_classes=linear or LINEAR_CLASSES,
                                 classes_path=classes_path)
     except (ValueError, ImportError) as exc:

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import SupportsFloat
 
 from PIL import Image
 
@@ -123,8 +125,10 @@ def _xmp_value(xmp: str, key: str) -> float | None:
 
 def _degrees(dms: object, ref: object) -> float | None:
     """Returns signed decimal degrees from an EXIF (deg, min, sec) triple and its N/S/E/W reference."""
+    if not isinstance(dms, Iterable):
+        return None
     try:
-        deg, minutes, seconds = (float(v) for v in dms)  # type: ignore[union-attr]
+        deg, minutes, seconds = (float(v) for v in dms)
     except (TypeError, ValueError):
         return None
     value = deg + minutes / 60.0 + seconds / 3600.0
@@ -132,8 +136,10 @@ def _degrees(dms: object, ref: object) -> float | None:
 
 
 def _positive(value: object) -> float | None:
+    if not isinstance(value, SupportsFloat | str | bytes):
+        return None
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)
     except (TypeError, ValueError, ZeroDivisionError):
         return None
     return number if number > 0 else None

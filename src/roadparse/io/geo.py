@@ -75,11 +75,11 @@ def read_geo_info(path: str | Path) -> GeoInfo | None:
         warnings.simplefilter("ignore")  # NotGeoreferencedWarning for plain TIFFs is expected here
         try:
             with rasterio.open(path) as source:
-                transform = tuple(float(v) for v in tuple(source.transform)[:6])
+                a, b, c, d, e, f = (float(v) for v in tuple(source.transform)[:6])
                 crs = source.crs.to_wkt() if source.crs else None
                 info = GeoInfo(
-                    source.width, source.height, source.count, str(source.dtypes[0]), crs, transform
-                )  # type: ignore[arg-type]
+                    source.width, source.height, source.count, str(source.dtypes[0]), crs, (a, b, c, d, e, f)
+                )
         except rasterio.errors.RasterioIOError as exc:
             raise GeoReadError(f"{path}: cannot open with rasterio: {exc}") from None
     if info.crs is None and np.allclose(info.transform, IDENTITY):

@@ -72,8 +72,6 @@ def _read_tiff_array(path: Path) -> np.ndarray | None:
     try:
         import tifffile  # optional
     except ImportError:
-        tifffile = None
-    if tifffile is None:
         return None
     data = tifffile.imread(path)
     if data.ndim == 3 and data.shape[0] in (3, 4) and data.shape[2] not in (3, 4):

@@ -67,7 +67,8 @@ def load_classes(path: str | Path | None = None) -> ClassSet:
         raise ValueError(f"{source}: expected 'classes:' followed by a list of {{name, color}}")
     if len(entries) >= IGNORE_INDEX:
         raise ValueError(f"{source}: at most 254 classes, got {len(entries)}")
-    names, colors = [], []
+    names: list[str] = []
+    colors: list[tuple[int, int, int]] = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or "name" not in entry:
             raise ValueError(f"{source}: class #{i} has no name")
@@ -75,10 +76,11 @@ def load_classes(path: str | Path | None = None) -> ClassSet:
         if not (isinstance(color, list) and len(color) == 3 and all(0 <= int(c) <= 255 for c in color)):
             raise ValueError(f"{source}: class {entry['name']!r} colour must be [R, G, B] in 0..255")
         names.append(str(entry["name"]))
-        colors.append(tuple(int(c) for c in color))
+        red, green, blue = (int(c) for c in color)
+        colors.append((red, green, blue))
     if len(set(names)) != len(names):
         raise ValueError(f"{source}: class names must be unique")
-    return ClassSet(tuple(names), tuple(colors))  # type: ignore[arg-type]
+    return ClassSet(tuple(names), tuple(colors))
 
 
 def write_label_png(path: str | Path, label: np.ndarray, classes: ClassSet) -> None:

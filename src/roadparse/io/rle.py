@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+if TYPE_CHECKING:
+    from pycocotools import _EncodedRLE  # the stubs' name for {"size": [h, w], "counts": ...}
 
 
 def encode(mask: np.ndarray) -> dict[str, Any]:
@@ -13,21 +16,25 @@ def encode(mask: np.ndarray) -> dict[str, Any]:
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    counts = rle["counts"]  # bytes from pycocotools; the stubs allow str too
+    text = counts.decode("ascii") if isinstance(counts, bytes) else counts
+    return {"size": [int(v) for v in rle["size"]], "counts": text}
+
+
+def _to_coco(rle: dict[str, Any]) -> _EncodedRLE:
+    """Returns ``rle`` as pycocotools takes it: counts as bytes."""
+    counts = rle["counts"]
+    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
 
 
 def decode(rle: dict[str, Any]) -> np.ndarray:
     """Returns the (H, W) bool mask of a COCO RLE (counts as str or bytes)."""
-    counts = rle["counts"]
-    coco = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return mask_utils.decode(coco).astype(bool)
+    return mask_utils.decode(_to_coco(rle)).astype(bool)
 
 
 def area(rle: dict[str, Any]) -> int:
     """Returns the number of foreground pixels of a COCO RLE without decoding it."""
-    counts = rle["counts"]
-    coco = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return int(mask_utils.area(coco))
+    return int(mask_utils.area(_to_coco(rle)))
 
 
 def bbox_xyxy(mask: np.ndarray) -> tuple[int, int, int, int]:

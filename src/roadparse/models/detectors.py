@@ -67,7 +67,7 @@ def _detections(
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
     scores = np.asarray(scores.detach().cpu(), dtype=np.float64).reshape(-1)
     found = [
-        Detection(box_xyxy=tuple(float(v) for v in box), score=float(score), label=label)  # type: ignore[arg-type]
+        Detection(box_xyxy=(float(box[0]), float(box[1]), float(box[2]), float(box[3])), score=float(score), label=label)
         for box, score, label in zip(boxes, scores, labels, strict=True)
         if box[2] > box[0] and box[3] > box[1]
     ]

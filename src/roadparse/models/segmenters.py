@@ -47,6 +47,9 @@ class Segmenter(nn.Module):
     the full config), so the module can be rebuilt offline from a saved record.
     """
 
+    mean: torch.Tensor  # (1, 3, 1, 1) buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, net: nn.Module, spec: dict[str, Any]):
         super().__init__()
         self.net = net
@@ -147,8 +150,10 @@ def _match_tensorflow(module: Any) -> None:
         if isinstance(child, nn.BatchNorm2d):
             child.eps = 1e-3
         if isinstance(child, nn.Conv2d) and child.stride != (1, 1) and child.dilation == (1, 1):
+            kernel_h, kernel_w = child.kernel_size
+            stride_h, stride_w = child.stride
             same = SameConv2d(
-                child.in_channels, child.out_channels, child.kernel_size, child.stride,
+                child.in_channels, child.out_channels, (kernel_h, kernel_w), (stride_h, stride_w),
                 padding=0, groups=child.groups, bias=child.bias is not None,
             )
             same.load_state_dict(child.state_dict())

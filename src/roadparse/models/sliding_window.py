@@ -124,4 +124,6 @@ def predict_naive(
     model: torch.nn.Module, image: np.ndarray, window: int = 512, batch_size: int = 4, device: Any = None
 ) -> np.ndarray:
     """Returns the (H, W) uint8 labels from non-overlapping windows without blending (reference for benchmarks)."""
-    return predict_image(model, image, window=window, overlap=0.0, batch_size=batch_size, device=device)  # type: ignore[return-value]
+    labels = predict_image(model, image, window=window, overlap=0.0, batch_size=batch_size, device=device)
+    assert isinstance(labels, np.ndarray)  # neither probabilities nor confidence were asked for
+    return labels

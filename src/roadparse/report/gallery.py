@@ -175,7 +175,7 @@ def write_gallery(
     crops = _load_crops(workspace, wanted, outline=True)
     folder = gallery_path(workspace).parent
     by_cluster = {int(s["cluster"]): s for s in suggestions or []}
-    entries = []
+    entries: list[dict[str, Any]] = []
     for cluster_id, (typical, sample) in members.items():
         files: dict[str, list[str]] = {"typical": [], "random": []}
         for kind, rows in (("typical", typical), ("random", sample)):

@@ -34,7 +34,7 @@ from roadparse.merge import (
     suggest_from_histograms,
     suggest_zero_shot,
 )
-from roadparse.workspace import Workspace, atomic_output, atomic_write_text
+from roadparse.workspace import StageManifest, Workspace, atomic_output, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def write_assignments(path: Path, index: Any, labels: np.ndarray, distances: np.
 
 def run(
     workspace: Workspace, settings: Settings, labels_dir: str | Path | None = None
-) -> dict[str, Any]:
+) -> StageManifest:
     """Clusters the embeddings of ``settings.cluster.layer``; returns the cluster manifest.
 
     Skips the clustering when it already finished with these settings and embeddings;
@@ -66,7 +66,8 @@ def run(
     section = settings.cluster
     embed_manifest = workspace.require_manifest("embed")
     stage_run = workspace.begin("cluster", section, inputs={"embed": embed_manifest["fingerprint"]})
-    if not stage_run.complete:
+    manifest = stage_run.manifest  # None unless finished with these settings and embeddings
+    if manifest is None:
         features = clustering_features(workspace, section.layer, section.colour_weight)
         index = read_index(workspace)
         if index.num_rows != features.shape[0]:
@@ -91,7 +92,7 @@ def run(
             sample_size=section.sample_size,
         )
         write_assignments(assignments_path(workspace), index, result.labels, result.distances)
-        stage_run.finish(
+        manifest = stage_run.finish(
             {
                 "masks": int(len(result.labels)),
                 "n_clusters": section.n_clusters,
@@ -107,7 +108,7 @@ def run(
     if labels_dir is not None:
         _, suggestions = suggest_by_majority(workspace, settings, labels_dir, tiles=tiles)
     write_gallery_safely(workspace, settings, suggestions)
-    return stage_run.manifest  # type: ignore[return-value]
+    return manifest
 
 
 def write_gallery_safely(

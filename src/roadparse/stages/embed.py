@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -35,7 +35,7 @@ from roadparse.config import EmbedSettings, Settings
 from roadparse.io import rle
 from roadparse.io.images import read_image
 from roadparse.models.encoders import Encoder, load_encoder
-from roadparse.workspace import StageRun, Workspace, atomic_output
+from roadparse.workspace import StageManifest, StageRun, Workspace, atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,8 @@ def _write_part(run: StageRun, entry: TileCrops, layers: list[int]) -> dict[str,
         arrays[f"layer{layer}"] = matrix
         dims[str(layer)] = int(matrix.shape[1]) if chunks else None
     with atomic_output(part_path(run, entry.tile.id)) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+        # cast: numpy's stubs type **kwds of savez as if a key could be `allow_pickle` (bool)
+        np.savez(handle, **cast("dict[str, Any]", arrays))
     return {"masks": entry.count, "dims": dims}
 
 
@@ -247,7 +248,7 @@ class _Batcher:
         return done
 
 
-def _expected_crops(masks_manifest: dict[str, Any], tiles: list[Tile]) -> int | None:
+def _expected_crops(masks_manifest: StageManifest, tiles: list[Tile]) -> int | None:
     total = 0
     for tile in tiles:
         record = masks_manifest["items"].get(tile.id, {})
@@ -318,7 +319,7 @@ def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, 
     return {"masks": total, "dims": {str(layer): int(dim) for layer, dim in dims.items()}}
 
 
-def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = None) -> dict[str, Any]:
+def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = None) -> StageManifest:
     """Embeds every mask of the finished ``masks`` stage; returns the stage manifest.
 
     Args:
@@ -341,9 +342,9 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
     if encoder is not None and not set(layers) <= set(encoder.layers):
         raise ValueError(f"the given encoder gives layers {encoder.layers}, settings ask for {layers}")
     stage = workspace.begin("embed", cfg, inputs=inputs)
-    if stage.complete:
+    if stage.manifest is not None:  # finished with these settings and inputs
         log.info("embed: already complete for these settings and masks")
-        return stage.manifest  # type: ignore[return-value]
+        return stage.manifest
     if encoder is None:  # the finished manifest vanished after the check above
         encoder = load_encoder(cfg.encoder, layers, cfg.device, final_norm=cfg.final_norm)
     tiles = [tile for tile in list_tiles(workspace) if tile.id in masks_manifest["items"]]

@@ -21,7 +21,7 @@ from roadparse.executor import process_batches
 from roadparse.io import rle as rle_io
 from roadparse.io.images import read_image
 from roadparse.models.mask_generators import MaskGenerator, load_mask_generator
-from roadparse.workspace import Workspace, atomic_write_json
+from roadparse.workspace import StageManifest, Workspace, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _process_tiles(workspace: Workspace, generator: MaskGenerator, tiles: list[T
     return results
 
 
-def run(workspace: Workspace, settings: Settings, generator: MaskGenerator | None = None) -> dict[str, Any]:
+def run(workspace: Workspace, settings: Settings, generator: MaskGenerator | None = None) -> StageManifest:
     """Returns the ``masks`` manifest after generating the masks of every tile (skips when complete).
 
     Args:
@@ -79,17 +79,23 @@ def run(workspace: Workspace, settings: Settings, generator: MaskGenerator | Non
     """
     roi_manifest = workspace.require_manifest("roi")
     run_ = workspace.begin("masks", settings.masks, inputs={"roi": roi_manifest["fingerprint"]})
-    if run_.complete:
+    if run_.manifest is not None:  # finished with these settings and inputs
         log.info("masks: complete, skipping")
-        return run_.manifest  # type: ignore[return-value]
+        return run_.manifest
     tiles = list_tiles(workspace)
     todo = [tile for tile in tiles if not run_.item_done(tile.id)]
     if todo and generator is None:
         generator = load_mask_generator(settings.masks)
+
+    def process(batch: list[Tile]) -> list[dict[str, Any]]:
+        if generator is None:  # loaded above whenever a tile is left to do
+            raise RuntimeError("masks: no mask generator loaded")
+        return _process_tiles(workspace, generator, batch)
+
     process_batches(
         run_,
         {tile.id: tile for tile in tiles},
-        lambda batch: _process_tiles(workspace, generator, batch),  # type: ignore[arg-type]
+        process,
         batch_size=settings.masks.image_batch,
         desc="masks",
         unit="tile",

@@ -157,7 +157,7 @@ def class_set_for(record: dict[str, Any], classes_path: str | None) -> ClassSet:
     names = record.get("class_names")
     colors = record.get("class_colors")
     if names and colors and len(names) == len(colors):
-        return ClassSet(tuple(names), tuple(tuple(c) for c in colors))  # type: ignore[arg-type]
+        return ClassSet(tuple(names), tuple(tuple(c) for c in colors))
     classes = load_classes(classes_path)
     n_classes = int(record["spec"]["num_classes"])
     if len(classes) != n_classes:

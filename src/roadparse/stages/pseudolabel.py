@@ -34,7 +34,7 @@ from roadparse.executor import process_items
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
 from roadparse.merge import class_table, paint_masks, split_class_ids
 from roadparse.merge_split import Split, check_sizes, split_points
-from roadparse.workspace import Workspace
+from roadparse.workspace import StageManifest, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _summary(items: dict[str, dict[str, Any]], classes: ClassSet) -> dict[str, A
 
 def run(
     workspace: Workspace, settings: Settings, merge_map_path: str | Path | None = None
-) -> dict[str, Any]:
+) -> StageManifest:
     """Paints the pseudo-labels of every tile; returns the pseudolabel manifest.
 
     Raises:
@@ -172,8 +172,8 @@ def run(
         "classes": list(classes.names),
     }
     stage_run = workspace.begin("pseudolabel", settings.pseudolabel, inputs=inputs)
-    if stage_run.complete:
-        return stage_run.manifest  # type: ignore[return-value]
+    if stage_run.manifest is not None:  # finished with these settings and inputs
+        return stage_run.manifest
     assignments = read_assignments(workspace)
     row_classes = mask_class_ids(workspace, settings, merge_map, table, path)
     mask_classes = {

@@ -37,7 +37,7 @@ from roadparse.io.images import (
     write_image,
 )
 from roadparse.models.offline_roi import find_road
-from roadparse.workspace import Workspace, fingerprint
+from roadparse.workspace import StageManifest, Workspace, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -251,10 +251,10 @@ def _write_tiles(
     tiles: list[dict[str, Any]] = []
     seen: set[tuple[int, int, int, int]] = set()
     for region in regions:
-        region_box = tuple(int(v) for v in region)
+        left, top, right, bottom = (int(v) for v in region)
         windows = tile_box(
-            region_box, full_size, settings.tile_size, settings.tile_overlap, settings.edge_rule
-        )  # type: ignore[arg-type]
+            (left, top, right, bottom), full_size, settings.tile_size, settings.tile_overlap, settings.edge_rule
+        )
         source, origin = frame, (0, 0)
         if geo_info is not None and windows:
             x0 = min(w.x for w in windows)
@@ -262,6 +262,8 @@ def _write_tiles(
             x1 = max(w.x + w.valid_width for w in windows)
             y1 = max(w.y + w.valid_height for w in windows)
             source, origin = geo.read_window(path, (x0, y0, x1, y1)), (x0, y0)
+        if source is None:  # a GeoTIFF region without tiles: nothing was read, nothing to cut
+            continue
         for window in windows:
             key = (window.x, window.y, window.width, window.height)
             if key in seen:  # overlapping regions can ask for the same tile
@@ -270,7 +272,7 @@ def _write_tiles(
             tile_id = f"{frame_id}_x{window.x}_y{window.y}"
             relative = f"{TILES_DIR}/{tile_id}.png"
             local = dataclasses.replace(window, x=window.x - origin[0], y=window.y - origin[1])
-            write_image(tiles_dir.parent / relative, cut_tile(source, local))  # type: ignore[arg-type]
+            write_image(tiles_dir.parent / relative, cut_tile(source, local))
             entry: dict[str, Any] = {
                 "id": tile_id,
                 "path": relative,
@@ -287,7 +289,7 @@ def _write_tiles(
     return tiles
 
 
-def run(workspace: Workspace, settings: Settings, frames: list[Path]) -> dict[str, Any]:
+def run(workspace: Workspace, settings: Settings, frames: list[Path]) -> StageManifest:
     """Returns the roi manifest after finding road boxes in ``frames`` and tiling them.
 
     Args:
@@ -305,9 +307,9 @@ def run(workspace: Workspace, settings: Settings, frames: list[Path]) -> dict[st
         )
     items = frame_items([Path(p) for p in frames])
     stage = workspace.begin("roi", roi, inputs={"frames": _frames_fingerprint(items)})
-    if stage.complete:
+    if stage.manifest is not None:  # finished with these settings and inputs
         log.info("roi: complete, nothing to do")
-        return stage.manifest  # type: ignore[return-value]
+        return stage.manifest
     tiles_dir = workspace.stage_dir("roi") / TILES_DIR
     tiles_dir.mkdir(parents=True, exist_ok=True)
     finder = _RoadBoxFinder(roi)

@@ -53,7 +53,8 @@ class Canvas:
     @property
     def shape(self) -> tuple[int, int]:
         """(height, width) in pixels."""
-        return self.label.shape  # type: ignore[return-value]
+        height, width = self.label.shape
+        return height, width
 
     def paint(self, mask: np.ndarray, colours: np.ndarray, class_id: int | None) -> None:
         """Sets the ``mask`` pixels to ``colours`` ((N, 3) or (3,)) and, unless None, their label."""

@@ -211,7 +211,7 @@ class SamAutomaticMasks:
             new_h = new_w = self.long_side
         else:
             new_h, new_w = resized_shape(crop.shape[0], crop.shape[1], self.long_side)
-        resized = np.asarray(Image.fromarray(crop).resize((new_w, new_h), Image.BILINEAR))
+        resized = np.asarray(Image.fromarray(crop).resize((new_w, new_h), Image.Resampling.BILINEAR))
         tensor = torch.from_numpy(resized.copy()).permute(2, 0, 1).float()
         tensor = (tensor - self._mean) / self._std
         tensor = F.pad(tensor, (0, self.long_side - new_w, 0, self.long_side - new_h))
@@ -371,7 +371,7 @@ class SamAutomaticMasks:
         filter_stability = self.stability_score_thresh > 0
         stability, found["boxes"] = self.score(found["logits"], geometry, stability=filter_stability)
         keep = torch.ones(len(found["iou"]), dtype=torch.bool)
-        if filter_stability:
+        if stability is not None:  # computed when filtering by it
             found["stability"] = stability
             keep &= stability >= self.stability_score_thresh
         if self.crop_n_layers > 0:
@@ -412,7 +412,7 @@ class SamAutomaticMasks:
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-        jobs = []  # (image index, crop geometry box, layer)
+        jobs: list[tuple[int, list[int], int]] = []  # (image index, crop box, layer)
         for index, image in enumerate(images):
             boxes, layers = generate_crop_boxes(image.shape[:2], self.crop_n_layers, self.crop_overlap_ratio)
             jobs.extend((index, box, layer) for box, layer in zip(boxes, layers, strict=True))

@@ -31,7 +31,9 @@ per point; here:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +49,7 @@ UPSCALE_CHUNK = 16
 
 
 def decode_points_reference(
-    model: object, embedding: torch.Tensor, image_pe: torch.Tensor, points: torch.Tensor
+    model: Any, embedding: torch.Tensor, image_pe: torch.Tensor, points: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns ((P, 3, 256, 256) low-res logits, (P, 3) predicted IoU) through ``SamModel``'s own modules.
 
@@ -83,20 +85,27 @@ class _Image:
     side: int  # h (= w) of the embedding
 
 
-class _Buffers(dict):
+class _Buffers:
     """Large scratch tensors reused across the chunks of one call.
 
     A fresh tensor of hundreds of MB is new memory from the OS each time, and touching its
     pages for the first time costs about as much as the arithmetic written into it.
     """
 
+    def __init__(self) -> None:
+        self._tensors: dict[str, torch.Tensor] = {}
+
     def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """Returns the buffer ``name`` with ``shape`` (contents undefined), reallocated if its shape changed."""
-        buffer = super().get(name)
+        buffer = self._tensors.get(name)
         if buffer is None or buffer.shape != torch.Size(shape) or buffer.dtype != like.dtype:
             buffer = like.new_empty(shape)
-            self[name] = buffer
+            self._tensors[name] = buffer
         return buffer
+
+
+_gelu_out = cast(Callable[..., torch.Tensor], torch._C._nn.gelu)
+"""GELU into a given ``out`` tensor (cast: torch's stubs omit the ``out=`` overload aten's gelu has)."""
 
 
 def _layer_norm_(x: torch.Tensor, norm: torch.nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -313,7 +322,9 @@ def _transformer(
     layer's update of the (p, N, C) image tokens (the upscaling needs only those)."""
     transformer = decoder.transformer
     point_pe = tokens
-    queries, keys, keys_pe = tokens, None, None
+    queries = tokens
+    keys: torch.Tensor | None = None  # (p, N, C) image tokens, from layer 0 on
+    keys_pe: torch.Tensor | None = None
     updates = []
     channels = tokens.shape[-1]
     for index, layer in enumerate(transformer.layers):
@@ -324,6 +335,7 @@ def _transformer(
             out = F.scaled_dot_product_attention(q, image.first_keys, image.first_values, scale=attn.scaling)
             out = _first_output(attn, out, len(queries))
         else:
+            assert keys is not None and keys_pe is not None  # set by layer 0
             out = _tokens_to_image(attn, queries + point_pe, keys_pe, keys)
         queries = _after_cross_attention(layer, queries, out)
 
@@ -334,6 +346,7 @@ def _transformer(
             out = buffers.get("keys", (len(queries), *image.keys.shape), image.keys)
             keys, weights, rows = _image_to_tokens(attn, scores, queries, image.keys, out)
         else:  # (k + pe) Wq^T + bq against each token key, as one (N, C) x (C, H*T) product per point
+            assert keys is not None and keys_pe is not None  # set by layer 0
             pulled, bias = _pulled_image_queries(attn, token_keys, channels)
             scores = torch.baddbmm(bias, pulled, keys_pe.transpose(1, 2))
             keys, weights, rows = _image_to_tokens(attn, scores, queries, keys, keys)
@@ -345,6 +358,7 @@ def _transformer(
     # every token attends on its own: the others are dropped.
     used = [0, *range(2, decoder.num_mask_tokens + 1)]
     queries, point_pe = queries[:, used], point_pe[:, used]
+    assert keys is not None and keys_pe is not None, "the two-way transformer has no layers"
     out = _tokens_to_image(transformer.final_attn_token_to_image, queries + point_pe, keys_pe, keys)
     return _final_norm(transformer, queries, out), updates
 
@@ -420,6 +434,7 @@ def _first_upscaling(
         right.append(scaled[i].sum(0).expand(len(inv_std), 1, -1))
         later = factor
     constant = decoder.upscale_conv1.bias.repeat(4) + updates[-1].norm.bias @ weight
+    assert later is not None, "the two-way transformer has no layers"
     out = buffers.get("conv1", (len(later), *shared.shape), shared)
     torch.addcmul(constant, shared, later[..., None], out=out)
     return out.baddbmm_(torch.cat(left, 1).transpose(1, 2), torch.cat(right, 1))
@@ -450,11 +465,11 @@ def _upscale_masks(
     w2 = conv2.weight.permute(0, 2, 3, 1).flatten(1).to(dtype)  # (mid, 2*2*out)
     p, n = first.shape[:2]
     hidden = _layer_norm_(first.view(p, n * 4, mid), norm)[0].to(dtype)  # in float32, in place
-    hidden = torch._C._nn.gelu(hidden, out=buffers.get("gelu1", hidden.shape, hidden))
+    hidden = _gelu_out(hidden, out=buffers.get("gelu1", hidden.shape, hidden))
     upscaled = buffers.get("conv2", (p * n * 4, 4 * out_ch), hidden)
     torch.addmm(conv2.bias.repeat(4).to(dtype), hidden.flatten(0, 1), w2, out=upscaled)
     upscaled = upscaled.view(p, n * 16, out_ch)
-    hidden = torch._C._nn.gelu(upscaled, out=buffers.get("gelu2", upscaled.shape, upscaled))
+    hidden = _gelu_out(upscaled, out=buffers.get("gelu2", upscaled.shape, upscaled))
     hyper = _hypernetworks(decoder, mask_tokens).to(dtype)  # (p, M, out)
     logits = torch.bmm(hyper, hidden.transpose(1, 2))  # (p, M, N*16): pixel order y, x, dy1, dx1, dy2, dx2
     # (y, dy1, dy2) is the output row and (x, dx1, dx2) the column
@@ -462,7 +477,7 @@ def _upscale_masks(
 
 
 def decode_points_fast(
-    model: object,
+    model: Any,
     embedding: torch.Tensor,
     image_pe: torch.Tensor,
     points: torch.Tensor,
@@ -512,7 +527,7 @@ def decode_points_fast(
 
 
 def decode_points(
-    model: object,
+    model: Any,
     embedding: torch.Tensor,
     image_pe: torch.Tensor,
     points: torch.Tensor,

@@ -87,6 +87,8 @@ class SamFamily:
                 at or under it may be left as zeros).
             upscale_dtype: dtype of SAM's mask upscaling (see :func:`~roadparse.models.sam.decoder.decode_points_fast`).
         """
+        if not isinstance(features, torch.Tensor):
+            raise TypeError(f"SAM decodes one image embedding, got {len(features)} feature maps")
         return decode_points(self.model, features, self.image_pe, points, iou_thresh=iou_thresh, upscale_dtype=upscale_dtype)
 
     def _decode_chunks(self, points: torch.Tensor, embedding: torch.Tensor, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:

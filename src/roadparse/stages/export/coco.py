@@ -50,7 +50,8 @@ def region_rle(band: np.ndarray, x0: int, width: int) -> dict[str, Any]:
     elif after:
         runs.append(after)
     rle = mask_utils.frPyObjects({"size": [height, width], "counts": runs}, height, width)
-    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+    counts = rle["counts"]  # bytes from pycocotools; the stubs allow str too
+    return {"size": [height, width], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
 def coco_dataset(images: list[LabelImage], classes: ClassSet, description: str = "roadparse labels") -> dict[str, Any]:

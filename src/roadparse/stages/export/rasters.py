@@ -107,7 +107,7 @@ def _pieces(pred_dir: Path, summary: dict[str, Any], tiles: dict[str, Any], gsd_
                 raise ValueError(f"{pred_dir / 'summary.json'}: {record['input']} has no pixel size; pass --gsd-cm")
             transform, crs = _local_transform(pixel, tuple(tile.offset) if tile is not None else (0, 0)), None
         pieces.append(_Piece(stem, frame, label_path, confidence_path if confidence_path.is_file() else None,
-                             transform, crs, valid))  # type: ignore[arg-type]
+                             transform, crs, valid))
     return pieces
 
 
@@ -154,7 +154,7 @@ def _mosaic(frame: str, pieces: list[_Piece]) -> FrameRaster:
     for piece, (ox, oy), labels, confidence in placed:
         rows, cols = slice(oy - y0, oy - y0 + labels.shape[0]), slice(ox - x0, ox - x0 + labels.shape[1])
         canvas[rows, cols] = labels
-        if conf_canvas is not None:
+        if conf_canvas is not None and confidence is not None:  # every piece has one, or none is painted
             conf_canvas[rows, cols] = confidence
         boxes.append((piece.tile, (cols.start, rows.start, cols.stop, rows.stop)))
     a, b, c, d, e, f = reference

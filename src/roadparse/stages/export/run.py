@@ -35,7 +35,7 @@ def _classes(summary: dict[str, Any], classes_path: str | None) -> ClassSet:
     if names and classes_path is None:
         builtin = load_classes(None)
         colors = [builtin.colors[builtin.names.index(n)] if n in builtin.names else (128, 128, 128) for n in names]
-        return ClassSet(tuple(names), tuple(colors))  # type: ignore[arg-type]
+        return ClassSet(tuple(names), tuple(colors))
     return load_classes(classes_path)
 
 

@@ -154,7 +154,7 @@ def frame_layers(
             area = float(pixels[component - 1] * pixel_m2)
             conf = None if np.isnan(confidence[component - 1]) else round(float(confidence[component - 1]), 4)
             common = {"class": name, "frame": raster.frame, "tile": tiles, **ids, "confidence": conf}
-            polygon = shapely.simplify(polygons[component], tolerance, preserve_topology=True)
+            polygon = shapely.simplify(polygons[int(component)], tolerance, preserve_topology=True)
             layers.setdefault(name, Layer(name)).add(polygon, **common, area_m2=round(area, 5),
                                                      pixels=int(pixels[component - 1]))
             if name in linear_classes:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from tqdm.auto import tqdm
@@ -47,7 +47,13 @@ from roadparse.stages.selftrain.loop import (
     resolve_optimizer,
     train_segmenter,
 )
-from roadparse.workspace import Workspace, atomic_write_json, atomic_write_text, git_sha
+from roadparse.workspace import (
+    StageManifest,
+    Workspace,
+    atomic_write_json,
+    atomic_write_text,
+    git_sha,
+)
 
 log = logging.getLogger(__name__)
 
@@ -150,14 +156,21 @@ def _stop_rule(
     return None
 
 
+class RankResult(TypedDict):
+    """What :func:`run` returns on the other ranks of a distributed run (rank 0 writes the manifest)."""
+
+    summary: dict[str, Any]
+
+
 def run(
     workspace: Workspace,
     settings: Settings,
     dev_labels: Path | None = None,
     dev_tiles: list[str] | None = None,
     callback: Any = None,
-) -> dict[str, Any]:
-    """Runs self-training rounds and returns the stage manifest.
+) -> StageManifest | RankResult:
+    """Runs self-training rounds and returns the stage manifest (on ranks other than 0 of a
+    distributed run: only its summary).
 
     Args:
         workspace: the run directory (needs finished ``roi`` and ``pseudolabel`` stages).
@@ -186,13 +199,13 @@ def run(
     stage = workspace.begin(STAGE, stage_settings, inputs=inputs)
     if dist.is_main:
         dist.barrier()
-    if stage.complete:
-        return stage.manifest  # type: ignore[return-value]
+    if stage.manifest is not None:  # finished with these settings and inputs
+        return stage.manifest
 
     history: list[dict[str, Any]] = []
     previous_labels = pseudo_label_dir(workspace)
-    if dev:
-        history.append({"round": 0, "dev": dev_scores(previous_labels, dev, dev_labels, classes)})  # type: ignore[arg-type]
+    if dev and dev_labels is not None:  # dev tiles come only with dev labels
+        history.append({"round": 0, "dev": dev_scores(previous_labels, dev, dev_labels, classes)})
     stopped_by = None
     for round_index in range(1, settings.selftrain.rounds + 1):
         round_dir = stage.dir / f"round_{round_index}"

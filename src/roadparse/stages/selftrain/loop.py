@@ -83,7 +83,7 @@ def distributed_context(device_name: str = "auto") -> tuple[DistContext, torch.d
 
 def resolve_optimizer(settings: SelftrainSettings) -> tuple[str, float, float]:
     """Returns (optimizer name, learning rate, weight decay) after applying the paper defaults."""
-    name = settings.optimizer
+    name: str = settings.optimizer
     if name == "auto":
         name = PAPER_OPTIMIZERS[settings.architecture][0]
     lr = settings.lr if settings.lr is not None else _DEFAULT_LR[name]
