@@ -297,8 +297,8 @@ def _cast_scene_shadows(rng: np.random.Generator, canvas: Canvas, plan: StreetPl
         canvas.cast_shadow(ramp * np.float32(rng.uniform(0.5, 0.65)))
     if rng.random() < 0.4:
         crown = texture.value_noise(rng, height, width, 1.5 * plan.px_per_m)
-        flecks = texture.value_noise(rng, height, width, 0.12 * plan.px_per_m)
-        field = crown + 0.35 * flecks - np.float32(rng.uniform(0.6, 1.2))
+        flecks = texture.value_noise(rng, height, width, 0.2 * plan.px_per_m)
+        field = crown + 0.25 * flecks - np.float32(rng.uniform(0.6, 1.2))
         canvas.cast_shadow(np.clip(field * 8.0, 0.0, 1.0) * np.float32(rng.uniform(0.45, 0.6)))
     for _ in range(int(rng.integers(0, 3))):
         start = np.array([rng.uniform(0, width), rng.uniform(0, height)])
@@ -317,7 +317,7 @@ def _paint_wet(
     height, width = canvas.shape
     field = texture.value_noise(rng, height, width, 2.0 * plan.px_per_m)
     wet = (field > np.float32(rng.uniform(-0.3, 0.8))) & np.isin(canvas.label, _WETTABLE)
-    sheen = texture.value_noise(rng, height, width, 0.4 * plan.px_per_m) + 0.3 * fields.mid
+    sheen = texture.value_noise(rng, height, width, 1.0 * plan.px_per_m) + 0.1 * fields.large
     wet_surface(rng, canvas.image, wet, sheen)
 
 

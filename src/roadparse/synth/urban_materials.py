@@ -22,6 +22,13 @@ CAR_PAINTS = np.array(
 CAR_PAINT_ODDS = np.array([0.22, 0.18, 0.18, 0.12, 0.08, 0.08, 0.06, 0.04, 0.04])
 
 
+def _grey(rng: np.random.Generator, low: float, high: float, tint: tuple[float, float, float]) -> np.ndarray:
+    """Returns (3,) float32: a grey level in [low, high) times a per-channel ``tint``, jittered
+    by 1.5 %: neutral materials stay neutral (no channel drawn on its own)."""
+    jitter = 1.0 + rng.uniform(-0.015, 0.015, size=3)
+    return (rng.uniform(low, high) * np.asarray(tint) * jitter).astype(np.float32)
+
+
 def urban_asphalt(fields: texture.GroundFields, mask: np.ndarray, tone: float, tint: np.ndarray) -> np.ndarray:
     """Returns (N, 3) float32: fine-aggregate city asphalt with oil and rubber stains."""
     stains = np.clip(fields.mid[mask] - 0.6, 0.0, None) * np.float32(9.0)
@@ -50,8 +57,7 @@ def pavers(
     in_joint = (np.mod(shifted, length) < joint) | (np.mod(vv, depth) < joint)
     table = rng.normal(0.0, 1.0, size=997).astype(np.float32)
     stone = table[np.mod(row.astype(np.int64) * 131 + col.astype(np.int64) * 71, 997)]
-    base = rng.uniform([150, 145, 138], [190, 182, 172]) if rng.random() < 0.65 else rng.uniform(
-        [150, 85, 70], [180, 110, 90])
+    base = _grey(rng, 140, 185, (1.02, 1.0, 0.95)) if rng.random() < 0.65 else _grey(rng, 100, 125, (1.5, 0.88, 0.72))
     luma = 1.0 + 0.06 * stone + 0.05 * fields.grain[mask] + 0.05 * fields.large[mask]
     luma = np.where(in_joint, 0.55 + 0.05 * fields.grain[mask], luma)
     return luma[:, None].astype(np.float32) * base.astype(np.float32)[None, :]
@@ -60,7 +66,7 @@ def pavers(
 def kerb_stone(rng: np.random.Generator, t: np.ndarray, grain: np.ndarray) -> np.ndarray:
     """Returns (N, 3) float32 granite/concrete kerb colours for positions ``t`` in [0, 1] across it
     (0 = road side: the vertical face, darker; then the light top)."""
-    base = rng.uniform([165, 165, 160], [200, 198, 192]).astype(np.float32)
+    base = _grey(rng, 160, 198, (1.0, 1.0, 0.97))
     face = np.where(t < 0.35, 0.72, 1.0) + 0.05 * grain
     return face[:, None].astype(np.float32) * base[None, :]
 
@@ -71,7 +77,7 @@ def lawn_or_roof(rng: np.random.Generator, fields: texture.GroundFields, mask: n
         colour = rng.uniform([70, 100, 45], [100, 130, 65])
         luma = 1.0 + 0.12 * fields.mid[mask] + 0.1 * fields.grain[mask] + 0.1 * fields.large[mask]
     else:
-        colour = rng.uniform([95, 92, 88], [130, 125, 118])
+        colour = _grey(rng, 92, 128, (1.02, 1.0, 0.95))
         luma = 1.0 + 0.1 * fields.stones[mask] + 0.06 * fields.grain[mask]
     return luma[:, None].astype(np.float32) * colour.astype(np.float32)[None, :]
 
@@ -79,7 +85,7 @@ def lawn_or_roof(rng: np.random.Generator, fields: texture.GroundFields, mask: n
 def galvanised(rng: np.random.Generator, t: np.ndarray, mottle: np.ndarray, grain: np.ndarray) -> np.ndarray:
     """Returns (N, 3) float32 bright, almost neutral zinc from above at ``t`` in [0, 1] across the
     beam: dull spangle, white-rust blotches and dirt (``mottle``), like worn white paint."""
-    base = rng.uniform([190, 192, 192], [225, 226, 224]).astype(np.float32)
+    base = _grey(rng, 188, 224, (0.99, 1.0, 1.02))
     ridge = np.exp(-(((t - 0.3) / 0.12) ** 2)) + np.exp(-(((t - 0.7) / 0.12) ** 2))
     edge = np.exp(-((np.minimum(t, 1 - t) / 0.06) ** 2))
     shade = 0.9 + 0.08 * ridge - 0.12 * edge + 0.07 * np.tanh(mottle) + 0.03 * grain
@@ -104,7 +110,8 @@ def wet_surface(
     ``sheen`` field (unit-std noise) is high: wet asphalt is darker and specular."""
     darken = np.float32(rng.uniform(0.55, 0.72))
     sky = rng.uniform([150, 165, 185], [200, 210, 225]).astype(np.float32)
-    gloss = np.clip(sheen[wet] - 1.0, 0.0, 1.0)[:, None] * np.float32(rng.uniform(0.25, 0.5))
+    # Broad, smooth reflections of the sky, not speckles.
+    gloss = np.clip((sheen[wet] - 0.3) / 1.5, 0.0, 1.0)[:, None] * np.float32(rng.uniform(0.2, 0.4))
     image[wet] = image[wet] * darken * (1 - gloss) + sky[None, :] * gloss
 
 
