@@ -179,14 +179,15 @@ def generate_dataset(
 
 def make_tiny_dataset(
     out_dir: str | Path, n_frames: int = 2, width: int = 400, height: int = 300, seed: int = 0,
-    tile_size: int = 200, gsd_cm: float = 0.5,
+    tile_size: int = 200, gsd_cm: float = 0.5, style: str = "highway",
 ) -> dict[str, Any]:
     """Returns the summary of a tiny dataset for other tests (about 0.1 s per frame).
 
     The default frames are 400x300 at 0.5 cm/px (2 x 1.5 m), tiled 200x200, with one of
-    the two frames in the dev split; every class is present in every frame.
+    the two frames in the dev split; with the highway style every class is present in
+    every frame (the urban style holds every class only over several frames).
     """
     return generate_dataset(
         out_dir, n_frames=n_frames, width=width, height=height, seed=seed, dev_fraction=0.5,
-        gsd_cm=gsd_cm, tile_size=tile_size, progress=False,
+        gsd_cm=gsd_cm, tile_size=tile_size, progress=False, style=style,
     )

@@ -58,6 +58,7 @@ _WETTABLE = np.array([ROAD, WHITE_MARKING, YELLOW_MARKING, CRACK_SEALING], dtype
 
 
 def _area_m2(plan: StreetPlan) -> float:
+    """Returns the ground area the frame covers, in square metres."""
     return plan.height * plan.width / plan.px_per_m**2
 
 
@@ -107,6 +108,7 @@ def _paint_patches(
 def _paint_sealant(
     rng: np.random.Generator, canvas: Canvas, mask: np.ndarray, fields: texture.GroundFields
 ) -> None:
+    """Paints dark, slightly glossy sealant over the ``mask`` pixels (labelled crack_sealing)."""
     base = np.float32(rng.uniform(16.0, 34.0))
     gloss = np.clip(fields.mid[mask], 0.0, None) * np.float32(rng.uniform(6.0, 16.0))
     canvas.paint(mask, (base + gloss + 1.5 * fields.grain[mask])[:, None] * np.ones(3, np.float32), CRACK_SEALING)
@@ -152,6 +154,7 @@ def _crossing_masks(rng: np.random.Generator, plan: StreetPlan, u: np.ndarray, v
     paint = np.zeros(u.shape, dtype=bool)
     zone = np.zeros(u.shape, dtype=bool)
     section = plan.section
+    arrow_at: tuple[tuple[tuple[float, float], float, float], ...]
     if cross is not None:
         lo, hi = cross.u - cross.width / 2, cross.u + cross.width / 2
         zone = band_mask(u, lo - 0.3 * plan.px_per_m, hi + 0.3 * plan.px_per_m)
@@ -277,8 +280,8 @@ def _place_objects(
         direction = np.array([np.cos(plan.axis.angle), np.sin(plan.axis.angle)])
         for k in range(int(rng.integers(1, 6))):
             centre = np.asarray(anchor) + direction * step * (k - 1) + rng.normal(0, 0.1 * m, size=2)
-            x, y = int(np.clip(centre[0], 0, plan.width - 1)), int(np.clip(centre[1], 0, plan.height - 1))
-            if canvas.label[y, x] == GUARDRAIL:  # no cone on the rail
+            col, row = int(np.clip(centre[0], 0, plan.width - 1)), int(np.clip(centre[1], 0, plan.height - 1))
+            if canvas.label[row, col] == GUARDRAIL:  # no cone on the rail
                 continue
             paint_cone(rng, canvas, plan, (float(centre[0]), float(centre[1])), fields)
 

@@ -92,7 +92,14 @@ class StreetPlan:
         return float(rng.uniform(low, high)) * self.px_per_m
 
 
-def _cross_section(rng: np.random.Generator) -> tuple[dict[str, tuple[float, float]], dict[str, object]]:
+@dataclass(frozen=True)
+class _LineOptions:
+    centre_yellow: bool
+    dash: tuple[float, float]
+    parking_line: float
+
+
+def _cross_section(rng: np.random.Generator) -> tuple[dict[str, tuple[float, float]], _LineOptions]:
     """Returns (bands in metres, line options) of a random street cross-section."""
     lane = rng.uniform(2.9, 3.4, size=2)
     parking = [rng.random() < 0.6, rng.random() < 0.45]
@@ -114,9 +121,9 @@ def _cross_section(rng: np.random.Generator) -> tuple[dict[str, tuple[float, flo
         bands["parking_a"] = (a_edge, -lane[0])
     if parking[1]:
         bands["parking_b"] = (lane[1], b_edge)
-    options: dict[str, object] = {"centre_yellow": rng.random() < 0.65}
+    centre_yellow = bool(rng.random() < 0.65)
     line = rng.uniform(0.10, 0.13)
-    if options["centre_yellow"]:
+    if centre_yellow:
         half_gap = rng.uniform(0.05, 0.08)
         bands["centre_1"] = (-half_gap - line, -half_gap)
         bands["centre_2"] = (half_gap, half_gap + line)
@@ -129,12 +136,12 @@ def _cross_section(rng: np.random.Generator) -> tuple[dict[str, tuple[float, flo
         width = rng.uniform(0.10, 0.15)
         bands["yellow_kerb"] = (edge + inset, edge + inset + width) if side == "a" else (
             edge - inset - width, edge - inset)
-    options["dash"] = (rng.uniform(2.5, 3.5), rng.uniform(3.0, 6.0))
-    options["parking_line"] = rng.uniform(0.10, 0.12)
-    return bands, options
+    dash = (float(rng.uniform(2.5, 3.5)), float(rng.uniform(3.0, 6.0)))
+    return bands, _LineOptions(centre_yellow, dash, float(rng.uniform(0.10, 0.12)))
 
 
 def _frame_u_range(axis: RoadAxis, width: int, height: int) -> tuple[float, float]:
+    """Returns (u_min, u_max): how far along the street the frame's corners reach, in pixels."""
     corners_x = np.array([0.0, width, 0.0, width]) - axis.origin[0]
     corners_y = np.array([0.0, 0.0, height, height]) - axis.origin[1]
     u = corners_x * np.cos(axis.angle) + corners_y * np.sin(axis.angle)
@@ -159,16 +166,16 @@ def plan_street(rng: np.random.Generator, width: int, height: int, px_per_m: flo
         return lo * px_per_m, hi * px_per_m
 
     centre = (px("centre_1"),) + ((px("centre_2"),) if "centre_2" in bands_m else ())
-    dash, gap = options["dash"]  # type: ignore[misc]
+    dash, gap = options.dash
     section = StreetSection(
         sidewalk_a=px("sidewalk_a"), kerb_a=px("kerb_a"), carriageway=px("carriageway"),
         kerb_b=px("kerb_b"), sidewalk_b=px("sidewalk_b"), lane_a=px("lane_a"), lane_b=px("lane_b"),
         parking_a=px("parking_a") if "parking_a" in bands_m else None,
         parking_b=px("parking_b") if "parking_b" in bands_m else None,
-        centre_lines=centre, centre_yellow=bool(options["centre_yellow"]),
+        centre_lines=centre, centre_yellow=options.centre_yellow,
         centre_dash=(dash * px_per_m, gap * px_per_m),
         yellow_kerb=px("yellow_kerb") if "yellow_kerb" in bands_m else None,
-        parking_line_width=float(options["parking_line"]) * px_per_m,  # type: ignore[arg-type]
+        parking_line_width=options.parking_line * px_per_m,
     )
     crosswalk = _plan_crosswalk(rng, u_range, px_per_m)
     guardrail, section = _plan_guardrail(rng, section, u_range, px_per_m)
@@ -180,6 +187,8 @@ def plan_street(rng: np.random.Generator, width: int, height: int, px_per_m: flo
 
 
 def _plan_crosswalk(rng: np.random.Generator, u_range: tuple[float, float], px_per_m: float) -> Crosswalk | None:
+    """Returns a zebra crosswalk in the middle 60 % of the frame's extent along the street (70 %
+    of frames), or None."""
     if rng.random() >= 0.7:
         return None
     u0, u1 = u_range
