@@ -18,17 +18,13 @@ import shutil
 import time
 from pathlib import Path
 
+from roadparse.artifacts import pseudo_label_dir
 from roadparse.config import dump_settings
 from roadparse.demo import demo_settings
+from roadparse.dev_split import dev_tiles, score_label_dir
 from roadparse.io.images import list_images
 from roadparse.io.labels import load_classes
-from roadparse.pipeline import (
-    PipelineResult,
-    dev_tiles,
-    evaluate_label_dir,
-    run_until_merge,
-    suggested_merge_map,
-)
+from roadparse.pipeline import PipelineResult, run_until_merge, suggested_merge_map
 from roadparse.synth import generate_dataset
 from roadparse.workspace import Workspace
 
@@ -39,8 +35,8 @@ def mask_ceiling(workspace: Workspace, tiles: list, labels_dir: str, names: tupl
     import numpy as np
 
     from roadparse.artifacts import read_tile_masks, tile_ground_truth
-    from roadparse.evaluation import evaluate_pairs
     from roadparse.io import rle
+    from roadparse.metrics import evaluate_pairs
 
     pairs = []
     for tile in tiles:
@@ -92,8 +88,8 @@ def main() -> None:
 
     pseudolabel.run(workspace, settings)
     names = load_classes(settings.classes).names
-    tiles = dev_tiles(workspace, settings)
-    metrics = evaluate_label_dir(tiles, workspace.root / "pseudolabel" / "labels", settings.run.dev_labels, names)
+    tiles = dev_tiles(workspace, settings.run)
+    metrics = score_label_dir(pseudo_label_dir(workspace), tiles, settings.run.dev_labels, names)
     ceiling = mask_ceiling(workspace, tiles, settings.run.dev_labels, names)
     print(json.dumps(metrics["scores"], indent=1))
     print(f"| labels | {' | '.join(names)} | mIoU | PA |")
