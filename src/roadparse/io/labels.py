@@ -10,6 +10,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from roadparse.io.images import too_many_pixels_message
 from roadparse.workspace import atomic_output
 
 IGNORE_INDEX = 255
@@ -103,6 +104,8 @@ def read_label_png(path: str | Path) -> np.ndarray:
         image.load()
     except FileNotFoundError:
         raise ValueError(f"{path}: label file not found") from None
+    except Image.DecompressionBombError:
+        raise ValueError(too_many_pixels_message(path)) from None
     except OSError as exc:
         raise ValueError(f"{path}: not a readable label image: {exc}") from None
     if image.mode not in ("P", "L"):

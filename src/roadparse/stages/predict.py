@@ -33,6 +33,7 @@ from roadparse.workspace import (
     atomic_write_text,
     fingerprint,
     git_sha,
+    remove_stale_temporaries,
 )
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,7 @@ def predict_files(
     run_key = fingerprint({"model": str(Path(model_path).resolve()), "mtime": weights.stat().st_mtime_ns,
                            "settings": settings.predict.identity()})
     records_dir = out_dir / ".records"
+    remove_stale_temporaries(out_dir)  # left by a killed run
     results: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     with tqdm(files, desc="predict", unit="image", dynamic_ncols=True) as bar:

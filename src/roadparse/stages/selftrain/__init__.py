@@ -185,6 +185,8 @@ def run(
         dist.barrier()  # rank 0 prepares the journal first
     stage = workspace.begin(STAGE, stage_settings, inputs=inputs)
     if dist.is_main:
+        if not stage.complete:
+            stage.start()
         dist.barrier()
     if stage.complete:
         return stage.manifest  # type: ignore[return-value]
