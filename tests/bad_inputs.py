@@ -68,3 +68,31 @@ def write_images(folder: Path) -> dict[str, Path]:
         Image.fromarray(_rgb(7)).save(case("unreadable", "l_unreadable.png"))
         os.chmod(cases["unreadable"], 0)
     return cases
+
+
+def write_texts(folder: Path, valid: str) -> dict[str, Path]:
+    """Writes the YAML-file corpus (merge maps, config files) into ``folder``; ``valid`` is a good file's text."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cases = {
+        "valid": folder / "valid.yaml",
+        "unicode": folder / "straße_ü路.yaml",
+        "empty": folder / "empty.yaml",
+        "binary": folder / "binary.yaml",
+        "truncated": folder / "truncated.yaml",
+        "not_mapping": folder / "list.yaml",
+        "folder": folder / "folder.yaml",
+        "symlink_loop": folder / "loop.yaml",
+    }
+    cases["valid"].write_text(valid)
+    cases["unicode"].write_text(valid)
+    cases["empty"].write_bytes(b"")
+    cases["binary"].write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00binary")
+    cases["truncated"].write_text(valid[: valid.index(":", valid.index(":") + 1) + 1] + " {a: [1,")
+    cases["not_mapping"].write_text("- a\n- b\n")
+    cases["folder"].mkdir()
+    os.symlink(cases["symlink_loop"].name, cases["symlink_loop"])
+    if os.geteuid() != 0:
+        cases["unreadable"] = folder / "unreadable.yaml"
+        cases["unreadable"].write_text(valid)
+        os.chmod(cases["unreadable"], 0)
+    return cases

@@ -248,3 +248,25 @@ def test_sigkill_then_rerun(reference: Reference, stage: str, tmp_path: Path) ->
 @pytest.mark.parametrize("stage", STAGES)
 def test_sigkill_more_points(reference: Reference, stage: str, seed: int, tmp_path: Path) -> None:
     kill_and_resume(reference, stage, seed=seed, tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("before", ["cluster", "pseudolabel"])
+def test_a_rejected_cluster_setting_leaves_nothing_behind(reference: Reference, tmp_path: Path, before: str) -> None:
+    """Issue #13: a failed cluster run left an empty cluster/ ("partial (0 of ?)") and the rejected
+    --set in settings.yaml, so the next plain `roadparse cluster` failed again."""
+    work = tmp_path / "work"
+    shutil.copytree(reference.before[before], work)  # before: clustering not run yet / finished
+    settings = (work / "settings.yaml").read_text()
+    cluster_files = sorted(p.relative_to(work) for p in (work / "cluster").rglob("*")) if before != "cluster" else []
+    result = CliRunner().invoke(main, ["cluster", str(work), "--set", "cluster.n_clusters=1000"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+    assert (work / "settings.yaml").read_text() == settings
+    if before == "cluster":
+        assert not (work / "cluster").exists()
+        assert stage_status(work)["cluster"] == "missing"
+    else:  # the finished clustering is untouched
+        assert sorted(p.relative_to(work) for p in (work / "cluster").rglob("*")) == cluster_files
+        assert stage_status(work)["cluster"].startswith("done")
+    invoke(["cluster", str(work)])  # the plain command runs with the settings it had
+    assert_same_as_reference("cluster", work, tmp_path, reference)

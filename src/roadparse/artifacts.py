@@ -112,6 +112,22 @@ def read_index(workspace: Workspace) -> Any:
     return pq.read_table(index_path(workspace))
 
 
+def _read_yaml(path: Path, what: str) -> Any:
+    """Returns the parsed YAML file ``path``; every way of failing is a ValueError naming it."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: a folder, not a {what} file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (not UTF-8); a {what} is YAML") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: {what} is not valid YAML: {exc}") from None
+
+
 def read_merge_map(path: str | Path, n_clusters: int | None = None) -> dict[int, str | Split]:
     """Returns cluster id -> class name, ``"discard"`` or a :class:`Split` from a merge-map YAML.
 
@@ -123,9 +139,7 @@ def read_merge_map(path: str | Path, n_clusters: int | None = None) -> dict[int,
             a cluster id is unknown or missing; the message lists the offending ids.
     """
     path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: merge map not found")
-    data = yaml.safe_load(path.read_text())
+    data = _read_yaml(path, "merge map")
     clusters = data.get("clusters") if isinstance(data, dict) else None
     if not isinstance(clusters, dict):
         raise ValueError(f"{path}: expected 'clusters:' mapping cluster id -> class name or discard")
