@@ -192,7 +192,7 @@ class StageRun:
     def __init__(self, workspace: Workspace, stage: str, settings: Any, inputs: dict[str, Any]):
         self.workspace = workspace
         self.stage = stage
-        self.dir = workspace.root / stage
+        self.dir = workspace.stage_dir(stage)
         self.settings = _settings_identity(settings)
         self.inputs = inputs
         self.fingerprint = stage_fingerprint(stage, settings, inputs)
@@ -312,6 +312,7 @@ class Workspace:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self._created: list[Path] = []
         if self.root.exists() and not self.root.is_dir():
             raise WorkspaceError(f"{self.root}: work dir exists and is not a directory; give a folder as WORKDIR")
         try:
@@ -322,8 +323,17 @@ class Workspace:
     def stage_dir(self, stage: str) -> Path:
         """Returns (and creates) the folder of ``stage``."""
         path = self.root / stage
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+            self._created.append(path)
         return path
+
+    def remove_empty_created(self) -> None:
+        """Removes the stage folders this object created that are still empty (after a failed command)."""
+        for path in reversed(self._created):
+            with contextlib.suppress(OSError):  # not empty: it holds outputs now
+                path.rmdir()
+        self._created.clear()
 
     def read_manifest(self, stage: str) -> dict[str, Any] | None:
         """Returns the manifest of a finished stage, or None."""

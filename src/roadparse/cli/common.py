@@ -84,7 +84,8 @@ def open_workspace(workdir: Path, settings: Settings) -> Workspace:
 
 @contextlib.contextmanager
 def settings_kept_on_success(context: click.Context) -> Iterator[None]:
-    """Runs a command; when it fails, restores the settings :func:`open_workspace` replaced.
+    """Runs a command; when it fails, restores the settings :func:`open_workspace` replaced and
+    removes the stage folders it created and left empty.
 
     A kill or Ctrl-C keeps the new settings: the interrupted stage resumes with them.
     """
@@ -98,6 +99,7 @@ def settings_kept_on_success(context: click.Context) -> Iterator[None]:
             workspace, previous = saved
             with contextlib.suppress(OSError):
                 workspace.restore_settings(previous)
+            workspace.remove_empty_created()  # e.g. cluster/ of a clustering that was refused
         raise
 
 
