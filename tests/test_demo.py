@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -35,7 +36,29 @@ def test_tiny_demo_end_to_end(tmp_path):
     manifest = json.loads((workdir / "selftrain" / "manifest.json").read_text())
     assert manifest["summary"]["items"] >= 1
 
-    # a second run finds every stage complete and redoes nothing
+    # a second run finds every stage complete and redoes nothing: manifests and item outputs untouched
+    manifests = {stage: (workdir / stage / "manifest.json").read_bytes() for stage in STAGES}
+    outputs = item_outputs(workdir)
+    assert len(outputs) > 20
     again = CliRunner().invoke(main, ["demo", "--out", str(out), *TINY])
     assert again.exit_code == 0, again.output
-    assert json.loads((workdir / "selftrain" / "manifest.json").read_text())["fingerprint"] == manifest["fingerprint"]
+    assert {stage: (workdir / stage / "manifest.json").read_bytes() for stage in STAGES} == manifests
+    assert item_outputs(workdir) == outputs
+
+
+STAGES = ("roi", "masks", "embed", "cluster", "pseudolabel", "selftrain")
+ITEM_OUTPUTS = (
+    "roi/tiles/*.png", "masks/*.json", "embed/features_layer*.npy", "embed/index.parquet", "cluster/assignments.parquet",
+    "pseudolabel/labels/*.png", "selftrain/round_*/model/*", "selftrain/round_*/checkpoints/*", "selftrain/round_*/labels/*.png",
+    "*/.items/*.json",
+)
+
+
+def item_outputs(workdir: Path) -> dict[str, int]:
+    """Returns relative path -> mtime (ns) of every stage's item outputs and journal entries."""
+    return {
+        str(path.relative_to(workdir)): path.stat().st_mtime_ns
+        for pattern in ITEM_OUTPUTS
+        for path in workdir.glob(pattern)
+        if path.name != "manifest.json"
+    }

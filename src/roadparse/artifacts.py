@@ -112,6 +112,22 @@ def read_index(workspace: Workspace) -> Any:
     return pq.read_table(index_path(workspace))
 
 
+def _read_yaml(path: Path, what: str) -> Any:
+    """Returns the parsed YAML file ``path``; every way of failing is a ValueError naming it."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: a folder, not a {what} file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (not UTF-8); a {what} is YAML") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: {what} is not valid YAML: {exc}") from None
+
+
 def read_merge_map(path: str | Path, n_clusters: int | None = None) -> dict[int, str | Split]:
     """Returns cluster id -> class name, ``"discard"`` or a :class:`Split` from a merge-map YAML.
 
@@ -123,12 +139,7 @@ def read_merge_map(path: str | Path, n_clusters: int | None = None) -> dict[int,
             a cluster id is unknown or missing; the message lists the offending ids.
     """
     path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: merge map not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    data = _read_yaml(path, "merge map")
     mapping = parse_merge_map(data, str(path))
     if n_clusters is not None:
         unknown = sorted(k for k in mapping if not 0 <= k < n_clusters)

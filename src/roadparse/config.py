@@ -298,6 +298,12 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: a folder, not a config file; give the YAML file (`roadparse config --defaults` prints one)") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (not UTF-8); a config file is YAML (`roadparse config --defaults` prints one)") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
         if loaded is None:

@@ -16,7 +16,7 @@ from typing import Any
 from roadparse.artifacts import gallery_path, pseudo_label_dir, round_dirs, suggested_merge_map_path
 from roadparse.config import Settings, dump_settings
 from roadparse.dev_split import dev_tiles, score_label_dir
-from roadparse.io.images import list_images
+from roadparse.io.images import scan_images
 from roadparse.io.labels import load_classes
 from roadparse.workspace import Workspace
 
@@ -45,11 +45,18 @@ def _timed(result: PipelineResult, stage: str, fn: Any, *args: Any, **kwargs: An
     return manifest
 
 
-def run_until_merge(workspace: Workspace, settings: Settings, frames: list[Path], result: PipelineResult) -> None:
-    """Runs roi → masks → embed → cluster (each skipped when already complete)."""
+def run_until_merge(
+    workspace: Workspace,
+    settings: Settings,
+    frames: list[Path],
+    result: PipelineResult,
+    skipped: dict[Path, str] | None = None,
+) -> None:
+    """Runs roi → masks → embed → cluster (each skipped when already complete); ``skipped``: entries
+    of the frames folder that are not image files, with the reason (listed in the roi summary)."""
     from roadparse.stages import cluster, embed, masks, roi
 
-    _timed(result, "roi", roi.run, workspace, settings, frames)
+    _timed(result, "roi", roi.run, workspace, settings, frames, skipped=skipped)
     _timed(result, "masks", masks.run, workspace, settings)
     _timed(result, "embed", embed.run, workspace, settings)
     _timed(result, "cluster", cluster.run, workspace, settings)
@@ -70,14 +77,16 @@ def run_pipeline(settings: Settings, *, frames: list[Path] | None = None) -> Pip
     """
     workspace = Workspace(settings.run.workdir)
     workspace.write_settings(dump_settings(settings))
+    skipped: dict[Path, str] = {}
     if frames is None:
         if settings.run.frames is None:
             raise ValueError("no frames given: set run.frames in the config or pass --frames")
-        frames = list_images(settings.run.frames)
+        listing = scan_images(settings.run.frames)
+        frames, skipped = listing.images, listing.skipped
     if not frames:
         raise ValueError(f"{settings.run.frames}: no images (.jpg, .png, .tif) found")
     result = PipelineResult(workspace.root)
-    run_until_merge(workspace, settings, frames, result)
+    run_until_merge(workspace, settings, frames, result, skipped)
 
     merge_map = workspace.root / settings.pseudolabel.merge_map
     if not merge_map.exists():

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +26,8 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel
 
+log = logging.getLogger(__name__)
+
 STAGES: tuple[str, ...] = ("roi", "masks", "embed", "cluster", "pseudolabel", "selftrain")
 """Pipeline stages in order; each reads the artifacts of the ones before it."""
 
@@ -32,6 +36,9 @@ _JOURNAL = ".items"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _FAILED = ".failed"
+_WRITER = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+"""This host, in the temporary names of atomic writes (with the writer's process id)."""
+_TEMPORARY = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
 
 
 @contextlib.contextmanager
@@ -43,7 +50,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{_WRITER}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; final files get the usual permissions
@@ -53,6 +60,35 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Removes the temporary files of atomic writes whose writer died (SIGKILL, power loss); returns how many.
+
+    Only names made by :func:`atomic_output` on this host are considered, and only those
+    of processes that no longer run, so a concurrent writer keeps its file.
+    """
+    removed = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for path in folder.rglob(".*.tmp"):
+        match = _TEMPORARY.match(path.name)
+        if match and match["host"] == _WRITER and not _alive(int(match["pid"])):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -187,53 +223,70 @@ class StageRun:
         self._journal = self.dir / _JOURNAL
         self._failed = self.dir / _FAILED
         self._started = time.time()
+        self._writing = False
         self.manifest: StageManifest | None = workspace.finished(stage, settings, inputs)
-        if self.manifest is None:
-            self._prepare_journal()
+        if remove_stale_temporaries(self.dir):
+            log.info("%s: removed the temporary files of an interrupted run", stage)
+        stamp = self._journal / "_fingerprint"
+        self._journal_stale = stamp.exists() and stamp.read_text().strip() != self.fingerprint
 
     @property
     def complete(self) -> bool:
         """True when the stage already finished with these settings and inputs."""
         return self.manifest is not None
 
-    def _prepare_journal(self) -> None:
-        stamp = self._journal / "_fingerprint"
-        if stamp.exists() and stamp.read_text().strip() != self.fingerprint:
+    def start(self) -> None:
+        """Claims the stage folder for this run: drops a stale manifest and journal, retries failed items.
+
+        Called by the first write (``set_total``, ``record_item``, ``record_failure``,
+        ``finish``), so a run that fails before producing anything leaves the folder as it
+        was; a stage that writes outputs before its first journal entry calls it first.
+        """
+        if self._writing:
+            return
+        if self._journal_stale:
             shutil.rmtree(self._journal, ignore_errors=True)
-            shutil.rmtree(self._failed, ignore_errors=True)
+            self._journal_stale = False
         manifest = self.dir / MANIFEST
         if manifest.exists():
             manifest.unlink()  # stale: settings or inputs changed
         self._journal.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self._failed, ignore_errors=True)  # failed items are retried
-        atomic_write_text(stamp, self.fingerprint)
+        atomic_write_text(self._journal / "_fingerprint", self.fingerprint)
+        self._writing = True
 
     def set_total(self, total: int) -> None:
         """Records how many items the stage will process (for ``status``)."""
+        self.start()
         atomic_write_text(self._journal / "_total", str(total))
 
     def item_done(self, item_id: str) -> bool:
         """True when ``item_id`` was finished by this or an interrupted earlier run."""
-        return (self._journal / f"{_safe_name(item_id)}.json").exists()
+        return not self._journal_stale and (self._journal / f"{_safe_name(item_id)}.json").exists()
 
     def record_item(self, item_id: str, record: dict[str, Any]) -> None:
         """Journals a finished item; call only after its outputs are written."""
+        self.start()
         atomic_write_json(self._journal / f"{_safe_name(item_id)}.json", {"id": item_id, **record})
 
     def record_failure(self, item_id: str, error: str) -> None:
         """Records an item that could not be processed; the run goes on without it."""
+        self.start()
         atomic_write_json(self._failed / f"{_safe_name(item_id)}.json", {"id": item_id, "error": error})
 
     def items(self) -> dict[str, dict[str, Any]]:
         """Returns the journalled records of finished items, by item id."""
-        return _read_records(self._journal)
+        return {} if self._journal_stale else _read_records(self._journal)
 
     def failures(self) -> dict[str, str]:
-        """Returns the errors of failed items, by item id."""
+        """Returns the errors of failed items of this run, by item id."""
+        if not self._writing:
+            return {}
         return {key: value["error"] for key, value in _read_records(self._failed).items()}
 
     def finish(self, summary: dict[str, Any] | None = None) -> StageManifest:
         """Writes the manifest (last, atomically) and returns it."""
+        self.start()
         items = self.items()
         failures = self.failures()
         manifest: StageManifest = {
@@ -263,20 +316,48 @@ def _read_records(folder: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
+class WorkspaceError(ValueError):
+    """The work directory cannot be used; the message names it and the fix."""
+
+
+def unwritable(root: Path, exc: OSError) -> WorkspaceError:
+    """Returns the error for a work directory that cannot be created or written, naming the fix."""
+    blocking = Path(exc.filename) if exc.filename else root
+    while not blocking.is_dir() and blocking != blocking.parent:
+        blocking = blocking.parent  # the deepest existing folder is the one to fix
+    return WorkspaceError(
+        f"{root}: cannot write the work directory ({exc.strerror}); choose a WORKDIR you can write to, "
+        f"or make {blocking} writable (e.g. chmod u+w {blocking})"
+    )
+
+
 class Workspace:
     """A run directory: ``ROOT/<stage>/`` per stage, each with its manifest."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self._created: list[Path] = []
         if self.root.exists() and not self.root.is_dir():
-            raise ValueError(f"{self.root}: work dir exists and is not a directory")
-        self.root.mkdir(parents=True, exist_ok=True)
+            raise WorkspaceError(f"{self.root}: work dir exists and is not a directory; give a folder as WORKDIR")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise unwritable(self.root, exc) from None
 
     def stage_dir(self, stage: str) -> Path:
         """Returns (and creates) the folder of ``stage``."""
         path = self.root / stage
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+            self._created.append(path)
         return path
+
+    def remove_empty_created(self) -> None:
+        """Removes the stage folders this object created that are still empty (after a failed command)."""
+        for path in reversed(self._created):
+            with contextlib.suppress(OSError):  # not empty: it holds outputs now
+                path.rmdir()
+        self._created.clear()
 
     def read_manifest(self, stage: str) -> StageManifest | None:
         """Returns the manifest of a finished stage, or None."""
@@ -307,9 +388,29 @@ class Workspace:
         """Starts (or resumes, or recognises as complete) a run of ``stage``."""
         return StageRun(self, stage, settings, inputs or {})
 
+    def read_settings(self) -> str | None:
+        """Returns the text of ``ROOT/settings.yaml``, or None when there is none."""
+        path = self.root / "settings.yaml"
+        return path.read_text() if path.is_file() else None
+
+    def restore_settings(self, text: str | None) -> None:
+        """Puts back settings read with :meth:`read_settings` (None: no settings file)."""
+        path = self.root / "settings.yaml"
+        if text is not None:
+            atomic_write_text(path, text)
+        elif path.exists():
+            path.unlink()
+
     def write_settings(self, text: str) -> None:
-        """Records the resolved settings of the latest run in ``ROOT/settings.yaml``."""
-        atomic_write_text(self.root / "settings.yaml", text)
+        """Records the resolved settings of the latest run in ``ROOT/settings.yaml``.
+
+        Raises:
+            WorkspaceError: the work directory cannot be written (named, with the fix).
+        """
+        try:
+            atomic_write_text(self.root / "settings.yaml", text)
+        except OSError as exc:
+            raise unwritable(self.root, exc) from None
 
     def status(self) -> list[StageStatus]:
         """Returns the state of every stage: done / partial (n of m) / stale / missing."""

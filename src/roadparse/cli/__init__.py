@@ -11,7 +11,7 @@ import importlib
 import click
 
 from roadparse import __version__
-from roadparse.cli.common import setup_logging
+from roadparse.cli.common import settings_kept_on_success, setup_logging
 
 _COMMANDS = {
     # name: (module, attribute); each command lives in the module of its name
@@ -45,6 +45,10 @@ class _LazyGroup(click.Group):
             return None
         module_name, attribute = _COMMANDS[cmd_name]
         return getattr(importlib.import_module(module_name), attribute)
+
+    def invoke(self, ctx: click.Context) -> object:
+        with settings_kept_on_success(ctx):  # a failed command leaves settings.yaml as it was
+            return super().invoke(ctx)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,47 @@ def resolve_settings(config_path: Path | None, overrides: tuple[str, ...], workd
         raise click.UsageError(str(exc)) from None
 
 
+_PREVIOUS_SETTINGS = "roadparse.previous_settings"
+
+
 def open_workspace(workdir: Path, settings: Settings) -> Workspace:
-    """Returns the workspace at ``workdir`` with the resolved settings recorded in it."""
+    """Returns the workspace at ``workdir`` with the resolved settings recorded in it.
+
+    Should the command then fail, :func:`settings_kept_on_success` puts the previous
+    ``settings.yaml`` back, so that a rejected override does not stick to the next run.
+    An unwritable work directory exits with one line naming it and the fix.
+    """
     try:
         workspace = Workspace(workdir)
+        previous = workspace.read_settings()
+        workspace.write_settings(dump_settings(settings))
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    workspace.write_settings(dump_settings(settings))
+        fail(str(exc))
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.meta.setdefault(_PREVIOUS_SETTINGS, (workspace, previous))
     return workspace
+
+
+@contextlib.contextmanager
+def settings_kept_on_success(context: click.Context) -> Iterator[None]:
+    """Runs a command; when it fails, restores the settings :func:`open_workspace` replaced and
+    removes the stage folders it created and left empty.
+
+    A kill or Ctrl-C keeps the new settings: the interrupted stage resumes with them.
+    """
+    try:
+        yield
+    except click.exceptions.Exit:
+        raise
+    except Exception:
+        saved = context.meta.pop(_PREVIOUS_SETTINGS, None)
+        if saved is not None:
+            workspace, previous = saved
+            with contextlib.suppress(OSError):
+                workspace.restore_settings(previous)
+            workspace.remove_empty_created()  # e.g. cluster/ of a clustering that was refused
+        raise
 
 
 def setup_logging(verbose: int) -> None:

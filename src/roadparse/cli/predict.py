@@ -36,6 +36,9 @@ def predict_cmd(model: Path, inputs: tuple[Path, ...], out_dir: Path,
         fail(str(exc))
         return
     click.echo(f"predicted {len(summary['images'])} image(s) into {out_dir}"
-               + (f"; {len(summary['failed'])} failed (see summary.json)" if summary["failed"] else ""))
+               + (f"; {len(summary['failed'])} failed (see summary.json)" if summary["failed"] else "")
+               + (f"; {len(summary['skipped'])} skipped" if summary["skipped"] else ""))
+    for path, reason in {**summary["failed"], **summary["skipped"]}.items():
+        click.echo(f"  {path}: {reason}", err=True)
     if summary["failed"]:
         raise SystemExit(1)

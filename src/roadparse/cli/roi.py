@@ -32,7 +32,7 @@ def roi_cmd(
     the full-resolution frame into 800x800 tiles (settings roi.*). Detector and filter
     models are Hugging Face ids or local folders (roi.detector, roi.filter).
     """
-    from roadparse.io.images import ImageReadError, list_images
+    from roadparse.io.images import ImageReadError, scan_images
     from roadparse.models import ModelLoadError
     from roadparse.stages import roi
 
@@ -40,20 +40,22 @@ def roi_cmd(
         overrides = (*overrides, f"roi.mode={mode}")
     settings = resolve_settings(config_path, overrides, workdir)
     try:
-        frame_paths = list_images(frames)
+        listing = scan_images(frames)
     except ImageReadError as exc:
         fail(str(exc))
+    frame_paths = listing.images
     if not frame_paths:
         fail(f"{frames}: no images found (looked for .jpg, .jpeg, .png, .tif, .tiff, .bmp, .webp)")
     workspace = open_workspace(workdir, settings)
     try:
-        manifest = roi.run(workspace, settings, frame_paths)
+        manifest = roi.run(workspace, settings, frame_paths, skipped=listing.skipped)
     except (ModelLoadError, ValueError) as exc:
         fail(str(exc))
     summary = manifest["summary"]
     click.echo(
         f"roi: {summary['frames']} frames -> {summary['tiles']} tiles in {workdir / 'roi' / 'tiles'}; "
         f"{len(summary['frames_without_road'])} without road, {summary['failed']} failed"
+        + (f", {len(summary['skipped'])} skipped" if summary.get("skipped") else "")
     )
     for frame_id, problem in sorted(summary["problems"].items()):
         click.echo(f"  {frame_id}: {problem}", err=True)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import threading
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +17,41 @@ from roadparse.workspace import atomic_output
 
 log = logging.getLogger(__name__)
 
-Image.MAX_IMAGE_PIXELS = 400_000_000  # 40-megapixel frames and orthomosaics are normal here
+MAX_PIXELS_VARIABLE = "ROADPARSE_MAX_IMAGE_PIXELS"
+"""Environment variable: the most pixels one image may declare (default 800 million)."""
+
+
+def max_image_pixels() -> int:
+    """Returns the most pixels one image may declare before it is refused as a decompression bomb.
+
+    40-megapixel frames and orthomosaics of a few hundred megapixels are normal here; the
+    default (800 million) is raised with the environment variable ``ROADPARSE_MAX_IMAGE_PIXELS``.
+    """
+    text = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+    if not text:
+        return 800_000_000
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise ValueError(f"{MAX_PIXELS_VARIABLE}={text!r}: expected a number of pixels, e.g. 4000000000") from None
+    if value < 1:
+        raise ValueError(f"{MAX_PIXELS_VARIABLE}={text!r}: must be at least 1")
+    return value
+
+
+# PIL refuses images over twice MAX_IMAGE_PIXELS (DecompressionBombError) and warns over once;
+# the limit is ours (max_image_pixels), so the warning in between is noise.
+def _limit_at_import() -> int:
+    try:
+        return max_image_pixels()
+    except ValueError as exc:
+        log.warning("%s; using 800000000", exc)
+        return 800_000_000
+
+
+Image.MAX_IMAGE_PIXELS = _limit_at_import() // 2
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+_LIMIT_LIFTED = threading.Lock()
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -21,22 +60,72 @@ class ImageReadError(ValueError):
     """An image that cannot be read; the message names the file and the problem."""
 
 
+@dataclass(frozen=True)
+class ImageListing:
+    """The image files of a folder, and the entries named like images that are not files."""
+
+    images: list[Path]
+    skipped: dict[Path, str]
+    """entry -> why it was left out (symlink loop, broken symlink, folder, special file)"""
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Returns the image files in ``folder`` (non-recursive), sorted by name.
+
+    Entries named like images that are not files are left out; :func:`scan_images` says which and why.
+
+    Raises:
+        ImageReadError: the folder does not exist or cannot be listed.
+    """
+    return scan_images(folder).images
+
+
+def scan_images(folder: str | Path) -> ImageListing:
+    """Returns the image files in ``folder`` (non-recursive, sorted by name) and the skipped entries.
+
+    A file named directly is listed on its own. Entries with an image suffix that are
+    not regular files (a symlink loop, a broken symlink, a folder) are skipped with a reason.
 
     Raises:
         ImageReadError: the folder does not exist or cannot be listed.
     """
     folder = Path(folder)
     if folder.is_file():
-        return [folder]
+        return ImageListing([folder], {})
     try:
         entries = sorted(folder.iterdir())
     except (FileNotFoundError, NotADirectoryError):
         raise ImageReadError(f"{folder}: no such directory") from None
     except PermissionError:
         raise ImageReadError(f"{folder}: directory is not readable") from None
-    return [path for path in entries if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
+    images, skipped = [], {}
+    for path in entries:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        reason = _not_a_file(path)
+        if reason is None:
+            images.append(path)
+        else:
+            log.warning("%s: skipped: %s", path, reason)
+            skipped[path] = reason
+    return ImageListing(images, skipped)
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Returns why ``path`` cannot be read as an image file, or None for a regular file."""
+    try:
+        if path.is_file():
+            return None
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symlink loop ({path.name} -> {os.readlink(path)}); point the link at an image or remove it"
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            return f"broken symlink to {os.readlink(path)}; point the link at an image or remove it"
+        return f"cannot be read: {exc.strerror}"
+    if path.is_dir():
+        return "a folder, not an image file (folders are not searched recursively)"
+    return "not a regular file"
 
 
 def _open(path: Path) -> Image.Image:
@@ -46,10 +135,30 @@ def _open(path: Path) -> Image.Image:
         raise ImageReadError(f"{path}: file is empty")
     try:
         return Image.open(path)
+    except Image.DecompressionBombError:
+        raise ImageReadError(too_many_pixels_message(path)) from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image (unrecognised format)") from None
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot open: {exc}") from None
+
+
+def too_many_pixels_message(path: Path) -> str:
+    """Returns the error for an image whose header declares more pixels than allowed: the file,
+    its declared size, the limit and how to raise it."""
+    with _LIMIT_LIFTED:  # only the header is read here, nothing is decoded
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+    limit = 2 * previous if previous else max_image_pixels()
+    return (
+        f"{path}: the header declares {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), more than "
+        f"the limit of {limit / 1e6:.0f} megapixels (a guard against decompression bombs: a damaged or hostile file). "
+        f"If the image is real, raise the limit: {MAX_PIXELS_VARIABLE}={width * height} roadparse ..."
+    )
 
 
 def to_rgb_uint8(image: Image.Image) -> np.ndarray:
@@ -120,7 +229,10 @@ def image_size(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     image = _open(path)
     width, height = image.size
-    orientation = image.getexif().get(0x0112, 1)
+    try:
+        orientation = image.getexif().get(0x0112, 1)  # PNG: reads up to the eXIf chunk, maybe the whole file
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"{path}: corrupt or truncated image: {exc}") from None
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return width, height

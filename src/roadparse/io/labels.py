@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from roadparse.io.images import too_many_pixels_message
 from roadparse.workspace import atomic_output
 
 IGNORE_INDEX = 255
@@ -105,8 +106,14 @@ def read_label_png(path: str | Path) -> np.ndarray:
         image.load()
     except FileNotFoundError:
         raise ValueError(f"{path}: label file not found") from None
+    except Image.DecompressionBombError:
+        raise ValueError(too_many_pixels_message(path)) from None
+    except UnidentifiedImageError:
+        empty = path.stat().st_size == 0
+        raise ValueError(f"{path}: {'file is empty' if empty else 'not an image (unrecognised format)'}") from None
     except OSError as exc:
-        raise ValueError(f"{path}: not a readable label image: {exc}") from None
+        reason = exc.strerror if exc.errno is not None else str(exc)
+        raise ValueError(f"{path}: not a readable label image: {reason}") from None
     if image.mode not in ("P", "L"):
         raise ValueError(f"{path}: label maps must be palette or greyscale PNGs, got mode {image.mode}")
     return np.asarray(image, dtype=np.uint8)

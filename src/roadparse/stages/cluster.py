@@ -91,6 +91,7 @@ def run(
             n_neighbors=section.n_neighbors,
             sample_size=section.sample_size,
         )
+        stage_run.start()  # the clustering succeeded: now the folder is this run's
         write_assignments(assignments_path(workspace), index, result.labels, result.distances)
         manifest = stage_run.finish(
             {

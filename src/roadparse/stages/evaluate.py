@@ -15,7 +15,7 @@ _PRED_SUFFIXES = ("", "_label", "_pred")
 def _find_prediction(pred_dir: Path, stem: str) -> Path | None:
     for suffix in _PRED_SUFFIXES:
         candidate = pred_dir / f"{stem}{suffix}.png"
-        if candidate.exists():
+        if candidate.exists() or candidate.is_symlink():  # a broken link is reported when read
             return candidate
     return None
 

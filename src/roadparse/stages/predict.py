@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from roadparse.config import PredictSettings, Settings
-from roadparse.io.images import bands_to_rgb_uint8, list_images, read_image, write_image
+from roadparse.io.images import bands_to_rgb_uint8, read_image, scan_images, write_image
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
 from roadparse.models import resolve_device
 from roadparse.models.segmenters import MODEL_WEIGHTS, load_segmenter
@@ -33,6 +33,7 @@ from roadparse.workspace import (
     atomic_write_text,
     fingerprint,
     git_sha,
+    remove_stale_temporaries,
 )
 
 log = logging.getLogger(__name__)
@@ -133,15 +134,22 @@ def overlay(image: np.ndarray, labels: np.ndarray, classes: ClassSet, alpha: flo
     return cv2.addWeighted(image, 1.0 - alpha, classes.colorize(labels), alpha, 0.0)  # no float copies of big frames
 
 
-def collect_inputs(inputs: list[Path]) -> list[Path]:
+def collect_inputs(inputs: list[Path], skipped: dict[str, str] | None = None) -> list[Path]:
     """Returns the image files named by ``inputs`` (files, or folders listed non-recursively).
+
+    Args:
+        skipped: filled with the entries named like images that are not files (symlink
+            loops, broken links, folders) and the reason.
 
     Raises:
         ValueError: nothing to predict, or two inputs share a file stem (their outputs would collide).
     """
     files: list[Path] = []
     for item in inputs:
-        files.extend(list_images(item))
+        listing = scan_images(item)
+        files.extend(listing.images)
+        if skipped is not None:
+            skipped.update({str(path): reason for path, reason in listing.skipped.items()})
     if not files:
         raise ValueError(f"no images found in {', '.join(map(str, inputs))}")
     seen: dict[str, Path] = {}
@@ -223,11 +231,13 @@ def predict_files(
     device = resolve_device(settings.predict.device)
     model, record = load_segmenter(model_path, device)
     classes = class_set_for(record, settings.classes)
-    files = collect_inputs(inputs)
+    skipped: dict[str, str] = {}
+    files = collect_inputs(inputs, skipped)
     weights = Path(model_path) / MODEL_WEIGHTS if Path(model_path).is_dir() else Path(model_path)
     run_key = fingerprint({"model": str(Path(model_path).resolve()), "mtime": weights.stat().st_mtime_ns,
                            "settings": settings.predict.identity()})
     records_dir = out_dir / ".records"
+    remove_stale_temporaries(out_dir)  # left by a killed run
     results: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     with tqdm(files, desc="predict", unit="image", dynamic_ncols=True) as bar:
@@ -256,6 +266,7 @@ def predict_files(
     summary = {
         "model": str(model_path), "classes": list(classes.names), "settings": settings.predict.model_dump(mode="json"),
         "git_sha": git_sha(), "images": list(results.values()), "failed": failed,
+        "skipped": skipped,
     }
     atomic_write_json(out_dir / "summary.json", summary)
     return summary

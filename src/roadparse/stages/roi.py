@@ -170,7 +170,7 @@ def _frame_notes(path: Path) -> tuple[geo.GeoInfo | None, list[str]]:
         try:
             with Image.open(path) as image:
                 mode = image.mode
-        except OSError:
+        except (OSError, Image.DecompressionBombError):  # read_image names the problem
             mode = None
         dtype = info.dtype if info else None
         if mode in ("I;16", "I;16B", "I;16L", "I", "F") or dtype in (
@@ -289,13 +289,21 @@ def _write_tiles(
     return tiles
 
 
-def run(workspace: Workspace, settings: Settings, frames: list[Path]) -> StageManifest:
+def run(
+    workspace: Workspace,
+    settings: Settings,
+    frames: list[Path],
+    *,
+    skipped: dict[Path, str] | None = None,
+) -> StageManifest:
     """Returns the roi manifest after finding road boxes in ``frames`` and tiling them.
 
     Args:
         workspace: the run directory; tiles go to ``roi/tiles/``.
         settings: resolved settings; ``settings.roi`` drives this stage.
-        frames: image files (e.g. from :func:`roadparse.io.images.list_images`).
+        frames: image files (e.g. from :func:`roadparse.io.images.scan_images`).
+        skipped: entries of the frames folder that are not image files, with the reason
+            (``scan_images``); listed in the summary's ``skipped`` and ``problems``.
 
     A frame that cannot be read is recorded as failed with its message and the run
     goes on; a frame with no road is recorded with zero tiles and counted.
@@ -336,6 +344,8 @@ def run(workspace: Workspace, settings: Settings, frames: list[Path]) -> StageMa
         if record.get("warnings")
     }
     problems.update({key: f"failed: {error}" for key, error in stage.failures().items()})
+    skipped_names = {path.name: reason for path, reason in sorted((skipped or {}).items())}
+    problems.update({name: f"skipped: {reason}" for name, reason in skipped_names.items()})
     summary = {
         "frames": len(items),
         "tiles": sum(len(record["tiles"]) for record in records.values()),
@@ -344,6 +354,7 @@ def run(workspace: Workspace, settings: Settings, frames: list[Path]) -> StageMa
         ),
         "frames_with_warnings": sum(1 for record in records.values() if record.get("warnings")),
         "problems": problems,
+        "skipped": skipped_names,
         "mode": roi.mode,
     }
     return stage.finish(summary)

@@ -198,6 +198,8 @@ def run(
         dist.barrier()  # rank 0 prepares the journal first
     stage = workspace.begin(STAGE, stage_settings, inputs=inputs)
     if dist.is_main:
+        if not stage.complete:
+            stage.start()
         dist.barrier()
     if stage.manifest is not None:  # finished with these settings and inputs
         return stage.manifest
