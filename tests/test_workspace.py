@@ -109,7 +109,7 @@ def test_batches_isolate_a_bad_item(tmp_path):
     done, failed = process_batches(run, items, fn, batch_size=2, desc="t", unit="f")
     manifest = run.finish()
     assert (done, failed) == (4, 1)
-    assert seen == [["a", "b"], ["bad", "c"], ["bad"], ["c"], ["d"]]  # the failed batch is retried item by item
+    assert seen == [["a", "b"], ["bad", "c"], ["d"], ["bad"], ["c"]]  # the failed batch is retried item by item, last
     assert manifest["failed"] == {"bad": "bad.png: cannot identify image file"}
     assert set(manifest["items"]) == {"a", "b", "c", "d"} and manifest["items"]["c"]["item"] == "c"
     with pytest.raises(ValueError, match="batch_size"):

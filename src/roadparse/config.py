@@ -194,12 +194,25 @@ class EvaluateSettings(_Section):
 
 
 class RunSettings(_Section):
-    """Inputs of ``roadparse run``: where the frames are and where the run lives."""
+    """Inputs of ``roadparse run``: where the frames are and where the run lives; how data-parallel stages run."""
+
+    execution_only: ClassVar[frozenset[str]] = frozenset(
+        {"executor", "ray_address", "ray_workers", "ray_cpus_per_worker", "ray_gpus_per_worker"}
+    )
 
     frames: str | None = Field(None, description="folder (or file) of raw frames: JPEG/PNG/TIFF/GeoTIFF")
     workdir: str = Field("roadparse-run", description="work directory of the run (one folder per stage)")
     dev_labels: str | None = Field(None, description="optional folder of ground-truth frame label PNGs (same stems as the frames): used to suggest the merge map by majority vote and to evaluate; never for training")
     dev_frames: list[str] | None = Field(None, description="frame stems of the labelled dev split (null: every frame with a label in dev_labels)")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="where roi, masks, embed and predict run their items: local (this process) or ray (Ray actors; extra 'distributed')"
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join ('auto', 'ray://head:10001'); null: start a local Ray on this machine"
+    )
+    ray_workers: int | None = Field(None, ge=1, description="Ray actors (each loads the model once); null: cluster GPUs / ray_gpus_per_worker, else CPUs / ray_cpus_per_worker")
+    ray_cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray actor (also its torch threads)")
+    ray_gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per Ray actor (0: CPU actors; 1: one actor per GPU; 0.5: two per GPU)")
 
 
 class Settings(_Section):

@@ -269,6 +269,10 @@ class StageRun:
         self.start()
         atomic_write_json(self._journal / f"{_safe_name(item_id)}.json", {"id": item_id, **record})
 
+    def forget_item(self, item_id: str) -> None:
+        """Un-journals ``item_id`` (its outputs turned out missing or stale), so it is done again."""
+        (self._journal / f"{_safe_name(item_id)}.json").unlink(missing_ok=True)
+
     def record_failure(self, item_id: str, error: str) -> None:
         """Records an item that could not be processed; the run goes on without it."""
         self.start()

@@ -2,7 +2,8 @@
 
 For every tile and each of its masks: crop the mask's box from the tile (optionally
 greying the pixels outside the mask), resize to ``crop_size`` and encode. Crops are
-batched across tile boundaries. Each finished tile's rows go to
+batched across tile boundaries, every forward pass padded to ``embed.batch_size`` rows, so
+a crop's features do not depend on its neighbours in the batch. Each finished tile's rows go to
 ``embed/.parts/<tile>.npz`` (atomically) and are journalled, so an interrupted run
 resumes; at the end the parts are assembled, in ``list_tiles`` order and mask order,
 into ``features_layer<L>.npy`` per layer and ``index.parquet`` (see docs/artifacts.md).
@@ -16,12 +17,12 @@ import shutil
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from roadparse.artifacts import (
     Tile,
@@ -32,6 +33,7 @@ from roadparse.artifacts import (
     read_tile_masks,
 )
 from roadparse.config import EmbedSettings, Settings
+from roadparse.executor import make_executor, process_batches
 from roadparse.io import rle
 from roadparse.io.images import read_image
 from roadparse.models.encoders import Encoder, load_encoder
@@ -159,14 +161,14 @@ def _safe_name(tile_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", tile_id)
 
 
-def part_path(run: StageRun, tile_id: str) -> Path:
+def part_path(stage_dir: Path, tile_id: str) -> Path:
     """Returns the path of a tile's partial features ``embed/.parts/<tile>.npz``."""
-    return run.dir / _PARTS / f"{_safe_name(tile_id)}.npz"
+    return stage_dir / _PARTS / f"{_safe_name(tile_id)}.npz"
 
 
-def _write_part(run: StageRun, entry: TileCrops, layers: list[int]) -> dict[str, Any]:
+def _write_part(stage_dir: Path, run_fingerprint: str, entry: TileCrops, layers: list[int]) -> dict[str, Any]:
     arrays: dict[str, np.ndarray] = {
-        "fingerprint": np.array(run.fingerprint),
+        "fingerprint": np.array(run_fingerprint),
         "mask_ids": np.array(entry.mask_ids if entry.mask_ids else [], dtype=None if entry.mask_ids else np.int64),
         "boxes": entry.boxes,
         "areas": entry.areas,
@@ -178,14 +180,14 @@ def _write_part(run: StageRun, entry: TileCrops, layers: list[int]) -> dict[str,
         matrix = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 0), np.float32)
         arrays[f"layer{layer}"] = matrix
         dims[str(layer)] = int(matrix.shape[1]) if chunks else None
-    with atomic_output(part_path(run, entry.tile.id)) as tmp, open(tmp, "wb") as handle:
+    with atomic_output(part_path(stage_dir, entry.tile.id)) as tmp, open(tmp, "wb") as handle:
         # cast: numpy's stubs type **kwds of savez as if a key could be `allow_pickle` (bool)
         np.savez(handle, **cast("dict[str, Any]", arrays))
     return {"masks": entry.count, "dims": dims}
 
 
 def _part_valid(run: StageRun, tile_id: str) -> bool:
-    path = part_path(run, tile_id)
+    path = part_path(run.dir, tile_id)
     if not (run.item_done(tile_id) and path.exists()):
         return False
     with np.load(path) as part:
@@ -193,7 +195,14 @@ def _part_valid(run: StageRun, tile_id: str) -> bool:
 
 
 class _Batcher:
-    """Queues tile crops, encodes them in batches that cross tile boundaries, hands back finished tiles."""
+    """Queues tile crops, encodes them in batches of exactly ``batch_size`` rows, hands back finished tiles.
+
+    Every forward pass has the same shape: the last, partial batch is padded with blank crops.
+    On CPU and GPU a row's result depends on the shape of the pass (kernel blocking and thread
+    split), never on the other rows or on its position (checked in tests/test_ray.py), so a
+    crop's features do not depend on which tiles share its batch: resumed runs and any split
+    of the tiles over workers give the same bytes.
+    """
 
     def __init__(self, encoder: Encoder, layers: list[int], batch_size: int):
         self.encoder = encoder
@@ -201,6 +210,8 @@ class _Batcher:
         self.batch_size = batch_size
         self.pending: deque[TileCrops] = deque()
         self.queued = 0
+        self.padded = 0
+        """Blank rows encoded to fill last batches."""
 
     def add(self, entry: TileCrops) -> list[TileCrops]:
         """Queues a tile; returns the tiles completed by any full batches encoded now."""
@@ -228,8 +239,11 @@ class _Batcher:
                 need -= take
             if not need:
                 break
-        batch = np.concatenate([entry.crops[start:stop] for entry, start, stop in slices])
-        features = self.encoder.encode(batch)
+        parts = [entry.crops[start:stop] for entry, start, stop in slices]
+        if count < self.batch_size:
+            parts.append(np.zeros((self.batch_size - count, *parts[0].shape[1:]), np.uint8))
+            self.padded += self.batch_size - count
+        features = self.encoder.encode(np.concatenate(parts))
         offset = 0
         for entry, start, stop in slices:
             for layer in self.layers:
@@ -248,20 +262,65 @@ class _Batcher:
         return done
 
 
-def _expected_crops(masks_manifest: StageManifest, tiles: list[Tile]) -> int | None:
-    total = 0
+GROUP_BATCHES = 8
+"""Tiles are handed to a worker in groups of about this many encoder batches of crops: each
+group pads its last batch (at most 1/8 more rows) and is journalled when it finishes."""
+
+
+def embed_tiles(
+    workspace: Workspace, settings: EmbedSettings, layers: list[int], stage_dir: Path, run_fingerprint: str,
+    encoder: Encoder, tiles: list[Tile],
+) -> list[dict[str, Any] | Exception]:
+    """Embeds the masks of ``tiles`` and writes each tile's part; returns one record (or error) per tile.
+
+    A tile whose image or masks cannot be read gets its exception in place of a record.
+    """
+    batcher = _Batcher(encoder, layers, settings.batch_size)
+    results: dict[str, dict[str, Any] | Exception] = {}
+    finished: list[TileCrops] = []
+    for tile in tiles:
+        try:
+            entry = tile_crops(workspace, tile, settings)
+        except (ValueError, OSError, KeyError) as exc:
+            results[tile.id] = exc
+            continue
+        finished += batcher.add(entry)
+    finished += batcher.flush()
+    for entry in finished:
+        results[entry.tile.id] = _write_part(stage_dir, run_fingerprint, entry, layers)
+    return [results[tile.id] for tile in tiles]
+
+
+@dataclass(frozen=True)
+class EmbedTask:
+    """The embed stage's work on one worker: the encoder is loaded once, then groups of tiles."""
+
+    workspace: Workspace
+    settings: EmbedSettings
+    layers: list[int]
+    stage_dir: Path
+    run_fingerprint: str
+    encoder: Encoder | None = None
+
+    def load(self) -> Any:
+        """Returns the per-group function, with the encoder loaded (or the one given)."""
+        cfg = self.settings
+        encoder = self.encoder or load_encoder(cfg.encoder, self.layers, cfg.device, final_norm=cfg.final_norm)
+        return partial(embed_tiles, self.workspace, cfg, self.layers, self.stage_dir, self.run_fingerprint, encoder)
+
+
+def _crop_counts(masks_manifest: StageManifest, tiles: list[Tile]) -> dict[str, int]:
+    counts = {}
     for tile in tiles:
         record = masks_manifest["items"].get(tile.id, {})
         count = record.get("n_masks", record.get("masks"))
-        if not isinstance(count, int):
-            return None
-        total += count
-    return total
+        counts[tile.id] = count if isinstance(count, int) else 1
+    return counts
 
 
 def _read_part(run: StageRun, tile_id: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     # Opened and closed per use: thousands of tiles must not hold thousands of open files.
-    with np.load(part_path(run, tile_id)) as part:
+    with np.load(part_path(run.dir, tile_id)) as part:
         return {key: part[key] for key in keys}
 
 
@@ -336,7 +395,7 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
     masks_manifest = workspace.require_manifest("masks")
     inputs = {"masks": masks_manifest["fingerprint"]}
     layers = sorted(set(cfg.layers))
-    if encoder is None and workspace.finished("embed", cfg, inputs) is None:
+    if encoder is None and workspace.finished("embed", cfg, inputs) is None and settings.run.executor == "local":
         # Loaded before begin(): a mistyped encoder or layer must not invalidate a finished embedding.
         encoder = load_encoder(cfg.encoder, layers, cfg.device, final_norm=cfg.final_norm)
     if encoder is not None and not set(layers) <= set(encoder.layers):
@@ -345,34 +404,28 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
     if stage.manifest is not None:  # finished with these settings and inputs
         log.info("embed: already complete for these settings and masks")
         return stage.manifest
-    if encoder is None:  # the finished manifest vanished after the check above
-        encoder = load_encoder(cfg.encoder, layers, cfg.device, final_norm=cfg.final_norm)
     tiles = [tile for tile in list_tiles(workspace) if tile.id in masks_manifest["items"]]
-    stage.set_total(len(tiles))
-    todo = [tile for tile in tiles if not _part_valid(stage, tile.id)]
-    if len(todo) < len(tiles):
-        log.info("embed: resuming, %d of %d tiles already done", len(tiles) - len(todo), len(tiles))
-    batcher = _Batcher(encoder, layers, cfg.batch_size)
+    for tile in tiles:  # a part missing or written under other settings is redone
+        if stage.item_done(tile.id) and not _part_valid(stage, tile.id):
+            stage.forget_item(tile.id)
+    done_before = set(stage.items())
+    counts = _crop_counts(masks_manifest, tiles)
     started = time.perf_counter()
-    encoded = 0
-    with tqdm(total=_expected_crops(masks_manifest, todo), desc="embed", unit="crop", dynamic_ncols=True) as bar:
-
-        def finish_tiles(entries: list[TileCrops]) -> None:
-            nonlocal encoded
-            for entry in entries:
-                stage.record_item(entry.tile.id, _write_part(stage, entry, layers))
-                encoded += entry.count
-                bar.update(entry.count)
-
-        for tile in todo:
-            try:
-                entry = tile_crops(workspace, tile, cfg)
-            except (ValueError, OSError, KeyError) as exc:
-                log.warning("embed: tile %s failed: %s", tile.id, exc)
-                stage.record_failure(tile.id, f"{type(exc).__name__}: {exc}")
-                continue
-            finish_tiles(batcher.add(entry))
-        finish_tiles(batcher.flush())
+    executor = make_executor(settings.run)
+    try:
+        process_batches(
+            stage,
+            {tile.id: tile for tile in tiles},
+            EmbedTask(workspace, cfg, layers, stage.dir, stage.fingerprint, encoder),
+            batch_size=cfg.batch_size * GROUP_BATCHES,
+            weights=counts,
+            desc="embed",
+            unit="tile",
+            executor=executor,
+        )
+    finally:
+        executor.close()
+    encoded = sum(counts[tile.id] for tile in tiles if tile.id in set(stage.items()) - done_before)
     seconds = time.perf_counter() - started
     done = [tile for tile in tiles if _part_valid(stage, tile.id)]
     counts = _assemble(stage, done, layers)

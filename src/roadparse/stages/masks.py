@@ -11,13 +11,15 @@ model that cannot be loaded stops the stage at once with the loader's message.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from roadparse.artifacts import Tile, list_tiles, masks_path
-from roadparse.config import Settings
-from roadparse.executor import process_batches
+from roadparse.config import MasksSettings, Settings
+from roadparse.executor import BatchFn, make_executor, process_batches
 from roadparse.io import rle as rle_io
 from roadparse.io.images import read_image
 from roadparse.models.mask_generators import MaskGenerator, load_mask_generator
@@ -67,6 +69,20 @@ def _process_tiles(workspace: Workspace, generator: MaskGenerator, tiles: list[T
     return results
 
 
+@dataclass(frozen=True)
+class MasksTask:
+    """The masks stage's work on one worker: the generator is loaded once, then batches of tiles."""
+
+    workspace: Workspace
+    settings: MasksSettings
+    generator: MaskGenerator | None = None
+
+    def load(self) -> BatchFn:
+        """Returns the per-batch function, with the generator loaded (or the one given)."""
+        generator = self.generator if self.generator is not None else load_mask_generator(self.settings)
+        return partial(_process_tiles, self.workspace, generator)
+
+
 def run(workspace: Workspace, settings: Settings, generator: MaskGenerator | None = None) -> StageManifest:
     """Returns the ``masks`` manifest after generating the masks of every tile (skips when complete).
 
@@ -83,23 +99,19 @@ def run(workspace: Workspace, settings: Settings, generator: MaskGenerator | Non
         log.info("masks: complete, skipping")
         return run_.manifest
     tiles = list_tiles(workspace)
-    todo = [tile for tile in tiles if not run_.item_done(tile.id)]
-    if todo and generator is None:
-        generator = load_mask_generator(settings.masks)
-
-    def process(batch: list[Tile]) -> list[dict[str, Any]]:
-        if generator is None:  # loaded above whenever a tile is left to do
-            raise RuntimeError("masks: no mask generator loaded")
-        return _process_tiles(workspace, generator, batch)
-
-    process_batches(
-        run_,
-        {tile.id: tile for tile in tiles},
-        process,
-        batch_size=settings.masks.image_batch,
-        desc="masks",
-        unit="tile",
-    )
+    executor = make_executor(settings.run)
+    try:
+        process_batches(
+            run_,
+            {tile.id: tile for tile in tiles},
+            MasksTask(workspace, settings.masks, generator),
+            batch_size=settings.masks.image_batch,
+            desc="masks",
+            unit="tile",
+            executor=executor,
+        )
+    finally:
+        executor.close()
     return run_.finish(_summary(run_.items(), len(tiles)))
 
 

@@ -19,6 +19,7 @@ import logging
 import resource
 import sys
 import tracemalloc
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from roadparse.config import RoiSettings, Settings
-from roadparse.executor import process_items
+from roadparse.executor import make_executor, process_items
 from roadparse.geometry import cut_tile, merge_boxes, pixel_box, scale_boxes, tile_box
 from roadparse.io import geo
 from roadparse.io.images import (
@@ -289,6 +290,22 @@ def _write_tiles(
     return tiles
 
 
+@dataclass(frozen=True)
+class RoiTask:
+    """The roi stage's work on one worker: detector and filter loaded once, then one frame at a time."""
+
+    settings: RoiSettings
+    tiles_dir: Path
+
+    def load(self) -> Any:
+        """Returns the per-frame function ((frame id, path) -> record), models loaded."""
+        finder = _RoadBoxFinder(self.settings)
+        finder.load()
+        if not tracemalloc.is_tracing():  # the per-frame peak memory in the record
+            tracemalloc.start()
+        return lambda pair: _process_frame(pair[1], pair[0], self.settings, finder, self.tiles_dir)
+
+
 def run(
     workspace: Workspace,
     settings: Settings,
@@ -320,22 +337,20 @@ def run(
         return stage.manifest
     tiles_dir = workspace.stage_dir("roi") / TILES_DIR
     tiles_dir.mkdir(parents=True, exist_ok=True)
-    finder = _RoadBoxFinder(roi)
-    if any(not stage.item_done(key) for key in items):
-        finder.load()
     started_tracing = not tracemalloc.is_tracing()
-    if started_tracing:
-        tracemalloc.start()
+    executor = make_executor(settings.run)
     try:
         process_items(
             stage,
             {key: (key, path) for key, path in items.items()},
-            lambda pair: _process_frame(pair[1], pair[0], roi, finder, tiles_dir),
+            RoiTask(roi, tiles_dir),
             desc="roi",
             unit="frame",
+            executor=executor,
         )
     finally:
-        if started_tracing:
+        executor.close()
+        if started_tracing and tracemalloc.is_tracing():
             tracemalloc.stop()
     records = stage.items()
     problems = {

@@ -1,0 +1,217 @@
+"""roi -> masks -> embed through Ray actors: same outputs as in-process, dead workers retried, resume,
+and embed features that do not depend on how the crops were batched or split (issue #15)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+from tests.sam_tiny import road_image
+
+from roadparse.artifacts import read_features, read_index
+from roadparse.clustering import cluster
+from roadparse.config import Settings, load_settings
+from roadparse.io.images import write_image
+from roadparse.models.offline_masks import OfflineMaskGenerator
+from roadparse.stages import embed, masks, roi
+from roadparse.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = [
+    "roi.mode=none", "roi.tile_size=96",
+    "masks.generator=felzenszwalb", "masks.min_mask_area=150", "masks.offline_scale=100",
+    "embed.encoder=efficientnet-lite0", "embed.layers=[7, 8]", "embed.crop_size=32", "embed.batch_size=4",
+    "embed.device=cpu", "embed.mask_background=true",
+]
+RAY = ["run.executor=ray", "run.ray_workers=2"]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'roadparse[distributed]')")
+    # workers import roadparse and this module (the generators below) from the checkout
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("frames")
+    paths = []
+    for index in range(2):
+        path = folder / f"f{index}.png"
+        write_image(path, road_image(192, 288, seed=index))
+        paths.append(path)
+    return paths
+
+
+class _Logged(OfflineMaskGenerator):
+    """Felzenszwalb masks; every call leaves a file named after the image, so tests count calls across processes.
+    With ``die_on`` set, the process dies (as if killed) the first time it sees that image."""
+
+    def __init__(self, log_dir: Path, die_on: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.log_dir, self.die_on = log_dir, die_on
+
+    def generate(self, image: np.ndarray):
+        digest = _digest(image)
+        if digest == self.die_on and not (self.log_dir / "died").exists():
+            (self.log_dir / "died").write_text(str(os.getpid()))
+            os._exit(1)
+        (self.log_dir / f"{digest}-{uuid.uuid4().hex}").touch()
+        return super().generate(image)
+
+
+def _digest(image: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha1(image.tobytes()).hexdigest()[:12]
+
+
+def _calls(log_dir: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for path in log_dir.glob("*-*"):
+        digest = path.name.split("-")[0]
+        counts[digest] = counts.get(digest, 0) + 1
+    return counts
+
+
+def _generator(settings: Settings, log_dir: Path, die_on: str | None = None) -> _Logged:
+    cfg = settings.masks
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return _Logged(log_dir, die_on, method="felzenszwalb", scale=cfg.offline_scale, sigma=cfg.offline_sigma,
+                   min_size=cfg.min_mask_area, min_mask_area=cfg.min_mask_area)
+
+
+def _tile_digests(workspace: Workspace) -> dict[str, str]:
+    from roadparse.artifacts import list_tiles
+    from roadparse.io.images import read_image
+
+    return {tile.id: _digest(read_image(tile.path)) for tile in list_tiles(workspace)}
+
+
+def _outputs(root: Path) -> dict[str, bytes]:
+    """Every output file a run left, by path: tiles, masks, features, index, colours (not the journals)."""
+    files = [*sorted((root / "roi" / "tiles").glob("*.png")), *sorted((root / "masks").glob("*.json"))]
+    files += [*sorted((root / "embed").glob("*.npy")), root / "embed" / "index.parquet"]
+    return {str(path.relative_to(root)): path.read_bytes() for path in files if path.name != "manifest.json"}
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory, frames) -> Path:
+    """roi -> masks -> embed in this process, with one torch thread like the 1-CPU actors."""
+    root = tmp_path_factory.mktemp("local")
+    settings = load_settings(None, BASE)
+    workspace = Workspace(root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        roi.run(workspace, settings, frames)
+        masks.run(workspace, settings)
+        embed.run(workspace, settings)
+    finally:
+        torch.set_num_threads(threads)
+    return root
+
+
+def test_ray_run_equals_in_process(ray_cluster, local_run: Path, frames, tmp_path: Path) -> None:
+    settings = load_settings(None, [*BASE, *RAY])
+    workspace = Workspace(tmp_path)
+    roi_manifest = roi.run(workspace, settings, frames)
+    assert roi_manifest["summary"]["tiles"] == 12 and not roi_manifest["failed"]
+    masks.run(workspace, settings)
+    manifest = embed.run(workspace, settings)
+    assert manifest["summary"]["masks"] > 20
+    local, remote = _outputs(local_run), _outputs(tmp_path)
+    assert sorted(local) == sorted(remote)
+    assert [name for name in local if local[name] != remote[name]] == []  # the same bytes
+    local_roi = json.loads((local_run / "roi" / "manifest.json").read_text())
+    for key, record in roi_manifest["items"].items():
+        assert record["tiles"] == local_roi["items"][key]["tiles"]
+
+
+def test_dead_worker_is_retried_and_resume_redoes_nothing(ray_cluster, local_run: Path, frames, tmp_path: Path) -> None:
+    settings = load_settings(None, [*BASE, *RAY])
+    workspace = Workspace(tmp_path)
+    roi.run(workspace, settings, frames)
+    digests = _tile_digests(workspace)
+    victim = sorted(digests)[5]
+    # 1. a worker process dies on one tile: its batches go to a fresh actor, the stage finishes
+    logs = tmp_path / "calls"
+    manifest = masks.run(workspace, settings, generator=_generator(settings, logs, die_on=digests[victim]))
+    assert (logs / "died").exists() and not manifest["failed"] and len(manifest["items"]) == 12
+    assert _calls(logs) == {digest: 1 for digest in digests.values()}  # the victim once, after the death
+    for tile_id in digests:
+        name = f"masks/{tile_id}.json"
+        assert (tmp_path / name).read_bytes() == (local_run / name).read_bytes()
+    # 2. embed in-process, killed after its first group, resumed through Ray: the same bytes as in-process
+    emb = tmp_path / "emb"
+    emb_ws = Workspace(emb)
+    for stage in ("roi", "masks"):
+        shutil.copytree(local_run / stage, emb / stage)
+    calls = {"n": 0}
+    real_embed_tiles = embed.embed_tiles
+
+    def die_after_one_group(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_embed_tiles(*args, **kwargs)
+
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(embed, "embed_tiles", die_after_one_group)
+        patch.setattr(embed, "GROUP_BATCHES", 1)
+        torch.set_num_threads(1)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                embed.run(emb_ws, load_settings(None, BASE))  # in-process, interrupted
+        finally:
+            torch.set_num_threads(threads)
+    done_before = len(list((emb / "embed" / ".items").glob("*.json")))
+    assert 0 < done_before < 12
+    resumed = embed.run(emb_ws, load_settings(None, [*BASE, *RAY]))
+    assert resumed["summary"]["crops_encoded_now"] < resumed["summary"]["masks"]
+    for layer in (7, 8):
+        assert read_features(emb_ws, layer).tobytes() == read_features(Workspace(local_run), layer).tobytes()
+
+
+def test_embed_features_do_not_depend_on_batch_size_or_split(ray_cluster, local_run: Path, tmp_path: Path) -> None:
+    """Same batch size and threads, tiles grouped differently: the same bytes. Other batch sizes and
+    thread counts: equal within 1e-5 (kernel blocking follows the batch shape), the same clusters."""
+    reference = {layer: read_features(Workspace(local_run), layer) for layer in (7, 8)}
+    index = read_index(Workspace(local_run)).to_pydict()
+    threads = torch.get_num_threads()
+    for batch_size, groups in [(4, 1), (1, 8), (7, 8), (32, 8)]:
+        root = tmp_path / f"b{batch_size}g{groups}"
+        for stage in ("roi", "masks"):
+            shutil.copytree(local_run / stage, root / stage)
+        workspace = Workspace(root)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(embed, "GROUP_BATCHES", groups)
+            torch.set_num_threads(1 if batch_size == 4 else threads)
+            try:
+                embed.run(workspace, load_settings(None, [*BASE, f"embed.batch_size={batch_size}"]))
+            finally:
+                torch.set_num_threads(threads)
+        assert read_index(workspace).to_pydict() == index
+        for layer, expected in reference.items():
+            features = read_features(workspace, layer)
+            if batch_size == 4:
+                assert features.tobytes() == expected.tobytes()
+            np.testing.assert_allclose(features, expected, rtol=0, atol=1e-5)
+            ari = adjusted_rand_score(
+                cluster(expected, "kmeans", 4, seed=0).labels, cluster(features, "kmeans", 4, seed=0).labels
+            )
+            assert ari == 1.0, (batch_size, layer)
