@@ -88,7 +88,10 @@ def _calls(log_dir: Path) -> dict[str, int]:
 
 
 def _generator(settings: Settings, log_dir: Path, die_on: str | None = None) -> _Logged:
-    cfg = settings.masks
+    from roadparse.config import REFERENCE_GSD_CM
+    from roadparse.models.mask_generators import masks_at_gsd
+
+    cfg = masks_at_gsd(settings.masks, REFERENCE_GSD_CM)  # pixel sizes of the synthetic frames' GSD
     log_dir.mkdir(parents=True, exist_ok=True)
     return _Logged(log_dir, die_on, method="felzenszwalb", scale=cfg.offline_scale, sigma=cfg.offline_sigma,
                    min_size=cfg.min_mask_area, min_mask_area=cfg.min_mask_area)

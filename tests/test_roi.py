@@ -260,13 +260,14 @@ def test_offline_mode_tiles_the_full_resolution_road_of_a_rotated_frame(tmp_path
     assert [t["offset"] for t in record["tiles"]] == [
         [300, 0],
         [300, 800],
-        [300, 1200],
-    ]  # shift rule
+        [300, 1600],
+    ]  # grow rule: 3 tiles from the top, the last padded (valid 400 px): no pixel tiled twice
     full = read_image(frames / "rot.jpg")
     for tile in list_tiles(workspace):
         if tile.frame.endswith("rot.jpg"):
             x, y = tile.offset
-            np.testing.assert_array_equal(read_image(tile.path), full[y : y + 800, x : x + 800])
+            width, height = tile.valid
+            np.testing.assert_array_equal(read_image(tile.path)[:height, :width], full[y : y + height, x : x + width])
     assert manifest["items"]["field"]["tiles"] == []
     assert manifest["summary"]["frames_without_road"] == ["field"]
     assert record["memory"]["peak_array_mb"] > 0
@@ -297,20 +298,22 @@ def test_bad_inputs_are_recorded_and_the_run_goes_on(tmp_path):
             out.write(np.full((3, 500, 900), 120, dtype=np.uint8))
 
     workspace = Workspace(tmp_path / "work")
-    manifest = roi_stage.run(workspace, settings_with("roi.mode=none"), sorted(frames.iterdir()))
+    manifest = roi_stage.run(workspace, settings_with("roi.mode=none", "roi.tile_size=800"), sorted(frames.iterdir()))
     assert "truncated.jpg" in manifest["failed"]["truncated"]
     assert manifest["summary"]["problems"]["truncated"].startswith("failed:")
     items = manifest["items"]
-    assert [t["size"] for t in items["small"]["tiles"]] == [[100, 100]]  # shift: the frame itself
+    assert [(t["size"], t["valid"]) for t in items["small"]["tiles"]] == [([800, 800], [100, 100])]  # one padded tile
     assert "scaled to 8 bit" in " ".join(items["deep"]["warnings"])
     assert read_image(workspace.root / "roi" / items["deep"]["tiles"][0]["path"]).max() == round(
         40000 / 257
     )
     assert "no CRS" in manifest["summary"]["problems"]["nocrs"]
     geo_tiles = items["geo"]["tiles"]
-    assert [t["offset"] for t in geo_tiles] == [[0, 0], [100, 0]]
+    assert [t["offset"] for t in geo_tiles] == [[0, 0], [800, 0]]  # grow: the second tile padded past the frame
     assert "32633" in geo_tiles[1]["crs"]
-    assert geo_tiles[1]["transform"] == [0.5, 0.0, 500050.0, 0.0, -0.5, 4100000.0]
+    assert geo_tiles[1]["transform"] == [0.5, 0.0, 500400.0, 0.0, -0.5, 4100000.0]
+    assert items["geo"]["gsd"]["cm"] == 50.0 and items["geo"]["gsd"]["source"] == "geotiff"
+    assert items["small"]["gsd"]["source"] == "default" and "roi.gsd_cm" in " ".join(items["small"]["warnings"])
     assert items["nocrs"]["tiles"][0]["crs"] is None
     assert manifest["summary"]["frames"] == 6 and manifest["summary"]["failed"] == 1
 

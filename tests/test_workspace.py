@@ -124,7 +124,7 @@ def test_execution_only_settings_keep_the_fingerprint(tmp_path):
     base.finish()
     assert ws.begin("masks", MasksSettings(image_batch=8, points_per_batch=64, device="cpu")).complete
     assert not ws.begin("masks", MasksSettings(min_mask_area=10)).complete
-    assert "device" not in base.settings and base.settings["min_mask_area"] == 3000
+    assert "device" not in base.settings and base.settings["min_mask_area_cm2"] == 187.5
 
 
 def test_finished_says_whether_begin_would_skip_and_touches_nothing(tmp_path):

@@ -39,6 +39,22 @@ class Tile:
     """(width, height) of the tile image."""
     valid: tuple[int, int]
     """(width, height) of the part that holds frame pixels (the rest is padding)."""
+    gsd_cm: float | None = None
+    """ground sampling distance of the tile's pixels (None: a run from before GSDs were recorded)"""
+    scale: float = 1.0
+    """tile pixels per frame pixel (not 1 when ``roi.target_gsd_cm`` resampled the frame)"""
+    working_offset: tuple[int, int] | None = None
+    """(x, y) of the top-left corner in the resampled frame (None: not resampled, equal to ``offset``)"""
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Returns the (x, y) of the tile's top-left corner in working pixels (the resolution it was cut at)."""
+        return self.working_offset if self.working_offset is not None else self.offset
+
+    def frame_box(self) -> tuple[int, int, int, int]:
+        """Returns the (x0, y0, x1, y1) frame pixels under the tile's valid part (rounded outward)."""
+        x, y = self.offset
+        return x, y, x + int(np.ceil(self.valid[0] / self.scale)), y + int(np.ceil(self.valid[1] / self.scale))
 
 
 def list_tiles(workspace: Workspace) -> list[Tile]:
@@ -57,6 +73,9 @@ def list_tiles(workspace: Workspace) -> list[Tile]:
                     offset=tuple(tile["offset"]),
                     size=tuple(tile["size"]),
                     valid=tuple(tile.get("valid", tile["size"])),
+                    gsd_cm=tile.get("gsd_cm"),
+                    scale=float(tile.get("scale", 1.0)),
+                    working_offset=tuple(tile["working_offset"]) if "working_offset" in tile else None,
                 )
             )
     return tiles
@@ -71,6 +90,35 @@ def read_tile_masks(workspace: Workspace, tile_id: str) -> list[dict[str, Any]]:
     """Returns a tile's masks: dicts with id, rle, bbox (x0, y0, x1, y1), area, scores, point."""
     path = masks_path(workspace, tile_id)
     return json.loads(path.read_text())["masks"]
+
+
+def objects_path(workspace: Workspace) -> Path:
+    """Returns the path of ``masks/objects.json``: masks of several tiles that are one object."""
+    return workspace.root / "masks" / "objects.json"
+
+
+def read_objects(workspace: Workspace) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """Returns the objects across tiles: representative mask key -> every member's key (the representative first).
+
+    Empty when ``masks.merge_across_tiles`` was off (no ``masks/objects.json``).
+    """
+    path = objects_path(workspace)
+    if not path.exists():
+        return {}
+    objects = json.loads(path.read_text())["objects"]
+    return {mask_key(o["tile"], o["id"]): [mask_key(t, m) for t, m in o["members"]] for o in objects}
+
+
+def with_objects(keyed: dict[tuple[str, str], Any], objects: dict[tuple[str, str], list[tuple[str, str]]]) -> dict[tuple[str, str], Any]:
+    """Returns ``keyed`` (mask key -> value) with every object member given its representative's value."""
+    if not objects:
+        return keyed
+    out = dict(keyed)
+    for representative, members in objects.items():
+        if representative in keyed:
+            for member in members[1:]:
+                out[member] = keyed[representative]
+    return out
 
 
 def features_path(workspace: Workspace, layer: int) -> Path:
@@ -154,14 +202,26 @@ def read_merge_map(path: str | Path, n_clusters: int | None = None) -> dict[int,
 def tile_ground_truth(tile: Tile, labels_dir: str | Path) -> np.ndarray:
     """Returns the (h, w) uint8 ground truth under a tile, cropped from its frame's label PNG.
 
-    The frame label is ``labels_dir/<frame stem>.png``; padding is IGNORE_INDEX.
+    The frame label is ``labels_dir/<frame stem>.png``; padding is IGNORE_INDEX. A resampled
+    tile (``scale`` != 1) gets the label sampled at its pixel centres (nearest).
     """
     label = read_label_png(Path(labels_dir) / f"{Path(tile.frame).stem}.png")
+    return sample_label(label, tile)
+
+
+def sample_label(label: np.ndarray, tile: Tile) -> np.ndarray:
+    """Returns the (h, w) uint8 part of a frame-sized ``label`` under ``tile`` (nearest; outside the frame IGNORE_INDEX)."""
     x, y = tile.offset
     width, height = tile.size
     out = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
-    crop = label[y : y + height, x : x + width]
-    out[: crop.shape[0], : crop.shape[1]] = crop
+    if tile.scale == 1:
+        crop = label[y : y + height, x : x + width]
+        out[: crop.shape[0], : crop.shape[1]] = crop
+        return out
+    rows = y + np.floor((np.arange(height) + 0.5) / tile.scale).astype(np.int64)
+    cols = x + np.floor((np.arange(width) + 0.5) / tile.scale).astype(np.int64)
+    inside_rows, inside_cols = rows < label.shape[0], cols < label.shape[1]
+    out[np.ix_(inside_rows, inside_cols)] = label[np.ix_(rows[inside_rows], cols[inside_cols])]
     return out
 
 
@@ -261,6 +321,7 @@ def collect_coverage(
     """
     lookup = ground_truth_lookup(labels_dir)
     histograms = np.zeros((len(keys), len(classes)), dtype=np.int64)
+    keys = with_objects(keys, read_objects(workspace))  # an object's masks in other tiles count for its row
     coverages = []
     for tile in tqdm(list(tiles), desc="ground truth", unit="tiles", dynamic_ncols=True):
         ground_truth = lookup(tile)

@@ -32,6 +32,10 @@ class _Section(BaseModel):
         return self.model_dump(mode="json", exclude=set(self.execution_only))
 
 
+REFERENCE_GSD_CM = 0.25
+"""The paper's ground sampling distance (cm/px): physical defaults equal its pixel values at this GSD."""
+
+
 class RoiSettings(_Section):
     """Stage 1: road region of interest (paper §3.1, §4.1.2)."""
 
@@ -51,9 +55,27 @@ class RoiSettings(_Section):
     filter_labels: list[str] = Field(default_factory=lambda: ["road", "highway", "other"], description="zero-shot labels for the filter (paper: road, highway, other)")
     reject_labels: list[str] = Field(default_factory=lambda: ["other"], description="boxes whose best filter label is one of these are dropped")
     merge_iou: float = Field(0.0, ge=0, le=1, description="kept boxes overlapping more than this IoU (0: any overlap) are merged into one")
-    tile_size: int = Field(800, gt=0, description="tile side in full-resolution pixels (paper: 800)")
-    tile_overlap: int = Field(0, ge=0, description="overlap between neighbouring tiles in pixels")
-    edge_rule: Literal["shift", "pad", "drop"] = Field("shift", description="partial edge tiles: shift inward, pad with ignore, or drop")
+    gsd_cm: float | None = Field(
+        None, gt=0,
+        description="ground sampling distance (cm/px) of frames that carry none: used when a frame has no GeoTIFF "
+        "transform and no drone EXIF/XMP; null: the paper's 0.25 with a warning per frame",
+    )
+    target_gsd_cm: float | None = Field(
+        None, gt=0,
+        description="resample every frame to this GSD (cm/px) when tiling, so models see objects at the size they were "
+        "tuned for; null: tiles at the frame's own resolution (paper)",
+    )
+    tile_size_m: float = Field(2.0, gt=0, description="tile side in metres (paper: 800 px at 0.25 cm/px = 2 m)")
+    tile_size: int | None = Field(
+        None, gt=0, description="tile side in working pixels; overrides tile_size_m (null: tile_size_m at the working GSD, 800 px at 0.25 cm/px)"
+    )
+    tile_overlap_m: float = Field(0.0, ge=0, description="overlap between neighbouring tiles in metres")
+    tile_overlap: int | None = Field(None, ge=0, description="overlap between neighbouring tiles in pixels; overrides tile_overlap_m")
+    edge_rule: Literal["grow", "shift", "pad", "drop"] = Field(
+        "grow",
+        description="partial edge tiles: grow (whole tiles edge to edge, centred on the box inside the frame, padded only "
+        "where the frame is smaller: no pixel tiled twice), shift inward (tiles overlap), pad past the box, or drop",
+    )
     device: str = Field("auto", description="torch device: auto, cpu, cuda, cuda:1 ...")
 
 
@@ -77,12 +99,32 @@ class MasksSettings(_Section):
     crop_nms_thresh: float = Field(0.7, ge=0, le=1, description="box NMS between crops (SAM default)")
     crop_overlap_ratio: float = Field(512 / 1500, ge=0, lt=1, description="overlap of crop layers (SAM default)")
     crop_n_points_downscale_factor: int = Field(1, ge=1, description="point grid downscale per crop layer (SAM default)")
-    min_mask_area: int = Field(3000, ge=0, description="drop masks under this many pixels (paper: 3000)")
-    offline_scale: float = Field(200.0, gt=0, description="offline generator: Felzenszwalb scale (larger: fewer, bigger segments)")
-    offline_sigma: float = Field(0.5, ge=0, description="offline generator: Gaussian smoothing before segmentation")
-    offline_min_size: int | None = Field(
-        None, ge=1, description="offline 'felzenszwalb': smaller components are merged into a neighbour (default: min_mask_area)"
+    min_mask_area_cm2: float = Field(
+        187.5, ge=0, description="drop masks under this ground area in cm² (paper: 3000 px at 0.25 cm/px = 187.5 cm²)"
     )
+    min_mask_area: int | None = Field(
+        None, ge=0, description="drop masks under this many pixels; overrides min_mask_area_cm2 (null: from cm², 3000 px at 0.25 cm/px)"
+    )
+    offline_scale_cm2: float = Field(
+        12.5, gt=0, description="offline generator: Felzenszwalb scale times the pixel area in cm² (larger: fewer, bigger segments; 200 at 0.25 cm/px)"
+    )
+    offline_scale: float | None = Field(None, gt=0, description="offline generator: Felzenszwalb scale for pixels; overrides offline_scale_cm2")
+    offline_sigma_cm: float = Field(0.125, ge=0, description="offline generator: Gaussian smoothing before segmentation in cm (0.5 px at 0.25 cm/px)")
+    offline_sigma: float | None = Field(None, ge=0, description="offline generator: smoothing in pixels; overrides offline_sigma_cm")
+    offline_min_size_cm2: float | None = Field(
+        None, gt=0, description="offline 'felzenszwalb': smaller components (cm²) are merged into a neighbour (null: the mask area filter)"
+    )
+    offline_min_size: int | None = Field(
+        None, ge=1, description="offline 'felzenszwalb': the same in pixels; overrides offline_min_size_cm2"
+    )
+    merge_across_tiles: bool = Field(
+        False,
+        description="after per-tile generation, group each frame's masks into objects: duplicates from overlapping tiles "
+        "and masks continuing across a shared tile border become one object, embedded once from its whole extent "
+        "(false: one mask per tile, as the paper)",
+    )
+    merge_border_iou: float = Field(0.5, gt=0, le=1, description="merge_across_tiles: masks continue each other when their pixels on the shared border agree with this IoU")
+    merge_duplicate_iou: float = Field(0.5, gt=0, le=1, description="merge_across_tiles: masks of overlapping tiles are one object when their IoU inside the overlap reaches this")
     offline_segments: int = Field(400, gt=0, description="offline 'slic': superpixels before merging similar neighbours")
     offline_merge: float = Field(20.0, ge=0, description="offline 'slic': merge neighbours whose mean RGB differs by less than this")
     upscale_dtype: Literal["float32", "bfloat16"] = Field(

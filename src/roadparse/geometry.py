@@ -7,6 +7,11 @@ Coordinates are pixels of the EXIF-oriented frame (the orientation users see), w
 Edge rules for tiling a box into ``tile × tile`` windows with ``overlap`` (step
 ``tile - overlap``), applied per axis:
 
+- ``grow`` (default): the fewest windows laid every ``step`` that cover the box, as one
+  group centred on the box and moved inside the frame, so the part of the group outside
+  the box is real frame context. Only where the frame itself is shorter than the group
+  does the last window run past the frame edge and get zero-padded. No frame pixel is in
+  two windows unless ``overlap`` asks for it; a frame smaller than a tile gives one padded tile.
 - ``shift``: windows start at the box start every ``step``; the last one is shifted
   inward so that it ends on the box end. Every window lies inside the frame and is
   ``tile`` wide; a box narrower than a tile gets one window centred on it, grown into
@@ -30,8 +35,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-EdgeRule = Literal["shift", "pad", "drop"]
-EDGE_RULES: tuple[str, ...] = ("shift", "pad", "drop")
+EdgeRule = Literal["grow", "shift", "pad", "drop"]
+EDGE_RULES: tuple[str, ...] = ("grow", "shift", "pad", "drop")
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,11 @@ def axis_windows(
         raise ValueError(f"box [{start}, {end}) is empty or outside the frame [0, {extent})")
     step = tile - overlap
     windows: list[tuple[int, int, int]] = []
+    if rule == "grow":
+        count = 1 if end - start <= tile else math.ceil((end - start - tile) / step) + 1
+        span = (count - 1) * step + tile
+        first = min(max(start - (span - (end - start)) // 2, 0), max(extent - span, 0))
+        return [(first + k * step, tile, min(tile, extent - first - k * step)) for k in range(count)]
     if rule == "shift":
         if extent <= tile:
             return [(0, extent, extent)]
@@ -193,7 +203,7 @@ def tile_box(
     frame_size: tuple[int, int],
     tile: int,
     overlap: int = 0,
-    rule: EdgeRule = "shift",
+    rule: EdgeRule = "grow",
 ) -> list[TileWindow]:
     """Returns the tiles covering an integer box of a frame, row by row.
 
@@ -202,7 +212,7 @@ def tile_box(
         frame_size: (width, height) of the frame.
         tile: tile side in pixels.
         overlap: pixels shared by neighbouring tiles.
-        rule: edge rule (shift / pad / drop), see the module docstring.
+        rule: edge rule (grow / shift / pad / drop), see the module docstring.
     """
     x0, y0, x1, y1 = box
     columns = axis_windows(x0, x1, frame_size[0], tile, overlap, rule)
@@ -223,3 +233,13 @@ def cut_tile(frame: np.ndarray, window: TileWindow) -> np.ndarray:
     tile = np.zeros((window.height, window.width, *frame.shape[2:]), dtype=frame.dtype)
     tile[: part.shape[0], : part.shape[1]] = part
     return tile
+
+
+def processed_share(windows: list[TileWindow], frame_size: tuple[int, int]) -> float:
+    """Returns the frame pixels inside the windows' valid parts, counted with multiplicity, over the frame area.
+
+    1.0 means every frame pixel is processed exactly once; above 1, some pixels are
+    processed more than once (overlapping tiles).
+    """
+    area = frame_size[0] * frame_size[1]
+    return sum(w.valid_width * w.valid_height for w in windows) / area if area else 0.0

@@ -88,11 +88,14 @@ def read_geo_info(path: str | Path) -> GeoInfo | None:
 
 
 def tile_transform(
-    transform: tuple[float, ...], x: int, y: int
+    transform: tuple[float, ...], x: float, y: float, scale: float = 1.0
 ) -> tuple[float, float, float, float, float, float]:
-    """Returns the affine transform of a tile whose top-left pixel is frame pixel (x, y)."""
+    """Returns the affine transform of a tile whose top-left pixel is frame pixel (x, y).
+
+    ``scale``: tile pixels per frame pixel (a resampled tile's pixels are ``1 / scale`` frame pixels).
+    """
     a, b, c, d, e, f = transform[:6]
-    return (a, b, a * x + b * y + c, d, e, d * x + e * y + f)
+    return (a / scale, b / scale, a * x + b * y + c, d / scale, e / scale, d * x + e * y + f)
 
 
 def read_window(path: str | Path, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -14,8 +14,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from roadparse.config import MasksSettings
+from roadparse.config import REFERENCE_GSD_CM, MasksSettings
 from roadparse.models import load_pretrained, looks_like_path, resolve_device
+from roadparse.units import area_px, length_px
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +68,52 @@ def _load_sam_model(name_or_path: str) -> Any:
     return load_pretrained(getattr(transformers, _MODEL_CLASSES[config.model_type]), name_or_path)
 
 
-def load_mask_generator(settings: MasksSettings, device: str | None = None) -> MaskGenerator:
-    """Returns the generator named by ``settings.generator`` configured from ``settings``.
+def masks_at_gsd(settings: MasksSettings, gsd_cm: float) -> MasksSettings:
+    """Returns ``settings`` with every pixel size filled in for tiles at ``gsd_cm`` cm/px.
+
+    A pixel setting given by the user (``min_mask_area``, ``offline_scale``, ``offline_sigma``,
+    ``offline_min_size``) wins over its physical twin; otherwise the physical value is
+    converted (areas by GSD², lengths by GSD). At the paper's 0.25 cm/px the physical
+    defaults give the paper's pixel values (3000 px, scale 200, sigma 0.5).
+    """
+    area = settings.min_mask_area
+    if area is None:
+        area = round(area_px(settings.min_mask_area_cm2, gsd_cm))
+    min_size = settings.offline_min_size
+    if min_size is None and settings.offline_min_size_cm2 is not None:
+        min_size = max(1, round(area_px(settings.offline_min_size_cm2, gsd_cm)))
+    scale = settings.offline_scale if settings.offline_scale is not None else area_px(settings.offline_scale_cm2, gsd_cm)
+    sigma = settings.offline_sigma if settings.offline_sigma is not None else length_px(settings.offline_sigma_cm, gsd_cm)
+    return settings.model_copy(
+        update={"min_mask_area": area, "offline_scale": scale, "offline_sigma": sigma, "offline_min_size": min_size}
+    )
+
+
+def load_mask_generator(
+    settings: MasksSettings, device: str | None = None, gsd_cm: float = REFERENCE_GSD_CM
+) -> MaskGenerator:
+    """Returns the generator named by ``settings.generator`` configured from ``settings`` for tiles at ``gsd_cm``.
+
+    Physical sizes (``min_mask_area_cm2``, ``offline_scale_cm2``, ...) become pixels at
+    ``gsd_cm`` (see :func:`masks_at_gsd`); pixel settings given by the user win.
 
     Raises:
         ModelLoadError: a SAM id/path that cannot be loaded (the message says how to give a local path).
         ValueError: a model that is not a supported mask generator.
     """
+    settings = masks_at_gsd(settings, gsd_cm)
     name = settings.generator
     if name in OFFLINE_METHODS:
         from roadparse.models.offline_masks import OfflineMaskGenerator
 
         return OfflineMaskGenerator(
             name,
-            scale=settings.offline_scale,
-            sigma=settings.offline_sigma,
+            scale=settings.offline_scale,  # type: ignore[arg-type]  # filled by at_gsd
+            sigma=settings.offline_sigma,  # type: ignore[arg-type]
             min_size=settings.offline_min_size,
             n_segments=settings.offline_segments,
             merge_threshold=settings.offline_merge,
-            min_mask_area=settings.min_mask_area,
+            min_mask_area=settings.min_mask_area,  # type: ignore[arg-type]
         )
     from roadparse.models.sam.amg import SamAutomaticMasks
 
@@ -108,7 +136,7 @@ def load_mask_generator(settings: MasksSettings, device: str | None = None) -> M
         crop_nms_thresh=settings.crop_nms_thresh,
         crop_overlap_ratio=settings.crop_overlap_ratio,
         crop_n_points_downscale_factor=settings.crop_n_points_downscale_factor,
-        min_mask_area=settings.min_mask_area,
+        min_mask_area=settings.min_mask_area,  # type: ignore[arg-type]
         upscale_dtype=settings.upscale_dtype,
         device=resolve_device(device or settings.device),
     )

@@ -1,9 +1,12 @@
 """Stage 3, ``embed``: one embedding per mask, from its bounding-box crop (paper §3.2.2, §4.3).
 
 For every tile and each of its masks: crop the mask's box from the tile (optionally
-greying the pixels outside the mask), resize to ``crop_size`` and encode. Crops are
-batched across tile boundaries, every forward pass padded to ``embed.batch_size`` rows, so
-a crop's features do not depend on its neighbours in the batch. Each finished tile's rows go to
+greying the pixels outside the mask), resize to ``crop_size`` and encode. With objects
+across tiles (``masks.merge_across_tiles``, ``masks/objects.json``) an object gets one row,
+under its first mask's key, cropped from its whole extent in the frame (the frame's tiles
+pasted together); its other masks get no row. Crops are batched across the tiles of a group,
+every forward pass padded to ``embed.batch_size`` rows, so a crop's features do not depend on
+its neighbours in the batch. Each finished tile's rows go to
 ``embed/.parts/<tile>.npz`` (atomically) and are journalled, so an interrupted run
 resumes; at the end the parts are assembled, in ``list_tiles`` order and mask order,
 into ``features_layer<L>.npy`` per layer and ``index.parquet`` (see docs/artifacts.md).
@@ -30,6 +33,8 @@ from roadparse.artifacts import (
     features_path,
     index_path,
     list_tiles,
+    mask_key,
+    read_objects,
     read_tile_masks,
 )
 from roadparse.config import EmbedSettings, Settings
@@ -126,13 +131,93 @@ def mask_colour(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (np.concatenate([pixels.mean(axis=0), pixels.std(axis=0)]) / 128.0).astype(np.float32)
 
 
-def tile_crops(workspace: Workspace, tile: Tile, settings: EmbedSettings) -> TileCrops:
-    """Returns the crops of every mask of ``tile``.
+class FrameObjects:
+    """Objects across tiles: which masks are skipped, and the crop of each object from its frame."""
+
+    MAX_CANVAS_CROPS = 4
+    """An object's canvas is subsampled to at most this many crop sides (a road spanning a frame)."""
+
+    def __init__(self, workspace: Workspace, tiles: list[Tile]):
+        self.workspace = workspace
+        self.groups = read_objects(workspace)
+        self.followers = {member for members in self.groups.values() for member in members[1:]}
+        self.tiles = {tile.id: tile for tile in tiles}
+        self.by_frame: dict[str, list[Tile]] = {}
+        for tile in tiles:
+            self.by_frame.setdefault(tile.frame, []).append(tile)
+        self._images: dict[str, np.ndarray] = {}
+        self._masks: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def _image(self, tile: Tile) -> np.ndarray:
+        if tile.id not in self._images:
+            if len(self._images) > 16:
+                self._images.pop(next(iter(self._images)))
+            self._images[tile.id] = read_image(tile.path)
+        return self._images[tile.id]
+
+    def _mask(self, key: tuple[str, str]) -> dict[str, Any]:
+        if key[0] not in self._masks:
+            if len(self._masks) > 16:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[key[0]] = {str(m["id"]): m for m in read_tile_masks(self.workspace, key[0])}
+        return self._masks[key[0]][key[1]]
+
+    def canvas(self, representative: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int], int]:
+        """Returns ((h, w, 3) pixels, (h, w) bool mask, box relative to the representative's tile, area px) of an object.
+
+        The canvas is the object's bounding box in the frame (working pixels), filled from
+        every tile of the frame under it, subsampled by an integer step when it is larger
+        than ``MAX_CANVAS_CROPS`` crop sides.
+        """
+        members = self.groups[representative]
+        boxes = []
+        for tile_id, mask_id in members:
+            px, py = self.tiles[tile_id].position
+            x0, y0, x1, y1 = self._mask((tile_id, mask_id))["bbox"]
+            boxes.append((px + x0, py + y0, px + x1, py + y1))
+        ux0, uy0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        ux1, uy1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        step = max(1, -(-max(ux1 - ux0, uy1 - uy0) // (self.MAX_CANVAS_CROPS * 224)))
+        height, width = -(-(uy1 - uy0) // step), -(-(ux1 - ux0) // step)
+        pixels = np.zeros((height, width, 3), np.uint8)
+        covered = np.zeros((height, width), bool)
+        member_tiles = {tile_id for tile_id, _ in members}
+        for tile in self.by_frame[self.tiles[representative[0]].frame]:
+            px, py = tile.position
+            cols = _aligned(max(px, ux0), min(px + tile.valid[0], ux1), ux0, step)
+            rows = _aligned(max(py, uy0), min(py + tile.valid[1], uy1), uy0, step)
+            if cols is None or rows is None:
+                continue
+            target = (slice((rows[0] - uy0) // step, (rows[1] - 1 - uy0) // step + 1),
+                      slice((cols[0] - ux0) // step, (cols[1] - 1 - ux0) // step + 1))
+            source = (slice(rows[0] - py, rows[1] - py, step), slice(cols[0] - px, cols[1] - px, step))
+            pixels[target] = self._image(tile)[source]
+            if tile.id in member_tiles:
+                for tile_id, mask_id in members:
+                    if tile_id == tile.id:
+                        covered[target] |= rle.decode(self._mask((tile_id, mask_id))["rle"])[source]
+        rx, ry = self.tiles[representative[0]].position
+        box = (ux0 - rx, uy0 - ry, ux1 - rx, uy1 - ry)
+        return pixels, covered, box, int(covered.sum()) * step * step
+
+
+def _aligned(lo: int, hi: int, origin: int, step: int) -> tuple[int, int] | None:
+    """Returns [first, hi) where ``first`` is the first coordinate >= lo on the grid origin + k * step; None if empty."""
+    first = lo + (-(lo - origin)) % step
+    return (first, hi) if first < hi else None
+
+
+def tile_crops(
+    workspace: Workspace, tile: Tile, settings: EmbedSettings, objects: FrameObjects | None = None
+) -> TileCrops:
+    """Returns the crops of every mask of ``tile`` (with ``objects``: one per object, from its whole extent).
 
     Raises:
         ValueError / OSError: unreadable tile image or mask file, or a mask that does not fit the tile.
     """
     masks = read_tile_masks(workspace, tile.id)
+    if objects is not None and objects.groups:
+        masks = [m for m in masks if mask_key(tile.id, m["id"]) not in objects.followers]
     size = settings.crop_size
     if not masks:
         empty = np.zeros((0, 4), dtype=np.int64)
@@ -145,6 +230,13 @@ def tile_crops(workspace: Workspace, tile: Tile, settings: EmbedSettings) -> Til
     colours = np.empty((len(masks), COLOUR_DIMS), dtype=np.float32)
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
     for i, record in enumerate(masks):
+        key = mask_key(tile.id, record.get("id", i))
+        if objects is not None and key in objects.groups:
+            canvas, covered, boxes[i], areas[i] = objects.canvas(key)
+            crop_box = padded_box((0, 0, canvas.shape[1], canvas.shape[0]), MIN_CROP_SIDE, canvas.shape[1], canvas.shape[0])
+            crops[i] = crop_mask(canvas, crop_box, size, covered if settings.mask_background else None)
+            colours[i] = mask_colour(cv2.cvtColor(canvas, cv2.COLOR_RGB2LAB), covered)
+            continue
         mask = rle.decode(record["rle"])
         if mask.shape != (height, width):
             raise ValueError(f"tile {tile.id}: mask {record.get('id')} is {mask.shape}, tile image is {(height, width)}")
@@ -269,18 +361,19 @@ group pads its last batch (at most 1/8 more rows) and is journalled when it fini
 
 def embed_tiles(
     workspace: Workspace, settings: EmbedSettings, layers: list[int], stage_dir: Path, run_fingerprint: str,
-    encoder: Encoder, tiles: list[Tile],
+    encoder: Encoder, objects: FrameObjects | None, tiles: list[Tile],
 ) -> list[dict[str, Any] | Exception]:
     """Embeds the masks of ``tiles`` and writes each tile's part; returns one record (or error) per tile.
 
-    A tile whose image or masks cannot be read gets its exception in place of a record.
+    A tile whose image or masks cannot be read gets its exception in place of a record. With
+    ``objects`` (masks merged across tiles) an object is embedded once, from its whole extent.
     """
     batcher = _Batcher(encoder, layers, settings.batch_size)
     results: dict[str, dict[str, Any] | Exception] = {}
     finished: list[TileCrops] = []
     for tile in tiles:
         try:
-            entry = tile_crops(workspace, tile, settings)
+            entry = tile_crops(workspace, tile, settings, objects)
         except (ValueError, OSError, KeyError) as exc:
             results[tile.id] = exc
             continue
@@ -301,12 +394,19 @@ class EmbedTask:
     stage_dir: Path
     run_fingerprint: str
     encoder: Encoder | None = None
+    tiles: tuple[Tile, ...] = ()
+    """every tile of the stage (objects across tiles are cut from their frame's tiles)"""
 
     def load(self) -> Any:
         """Returns the per-group function, with the encoder loaded (or the one given)."""
         cfg = self.settings
         encoder = self.encoder or load_encoder(cfg.encoder, self.layers, cfg.device, final_norm=cfg.final_norm)
-        return partial(embed_tiles, self.workspace, cfg, self.layers, self.stage_dir, self.run_fingerprint, encoder)
+        objects = FrameObjects(self.workspace, list(self.tiles))
+        if objects.groups:
+            log.info("embed: %d objects across tiles, each embedded once (%d masks folded into them)",
+                     len(objects.groups), len(objects.followers))
+        return partial(embed_tiles, self.workspace, cfg, self.layers, self.stage_dir, self.run_fingerprint, encoder,
+                       objects if objects.groups else None)
 
 
 def _crop_counts(masks_manifest: StageManifest, tiles: list[Tile]) -> dict[str, int]:
@@ -416,7 +516,7 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
         process_batches(
             stage,
             {tile.id: tile for tile in tiles},
-            EmbedTask(workspace, cfg, layers, stage.dir, stage.fingerprint, encoder),
+            EmbedTask(workspace, cfg, layers, stage.dir, stage.fingerprint, encoder, tuple(tiles)),
             batch_size=cfg.batch_size * GROUP_BATCHES,
             weights=counts,
             desc="embed",

@@ -2,7 +2,10 @@
 
 Each tile of the finished ``roi`` stage goes through the mask generator (SAM ViT-L,
 16x16 grid by default, or an offline superpixel generator); masks under
-``min_mask_area`` pixels are dropped. Per tile, ``masks/<tile_id>.json`` is written
+``min_mask_area_cm2`` (at the tile's GSD; or ``min_mask_area`` pixels) are dropped. Only a
+tile's valid part is segmented: padding past the frame edge never becomes a mask.
+With ``merge_across_tiles`` the masks of each frame are then grouped into objects
+(:mod:`roadparse.tile_merge`), written to ``masks/objects.json``. Per tile, ``masks/<tile_id>.json`` is written
 atomically in the format of docs/artifacts.md and journalled, so an interrupted run
 resumes. A tile that cannot be read is recorded as failed and the run goes on; a
 model that cannot be loaded stops the stage at once with the loader's message.
@@ -10,6 +13,7 @@ model that cannot be loaded stops the stage at once with the loader's message.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from functools import partial
@@ -17,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from roadparse.artifacts import Tile, list_tiles, masks_path
-from roadparse.config import MasksSettings, Settings
+from roadparse.artifacts import Tile, list_tiles, masks_path, objects_path, read_tile_masks
+from roadparse.config import REFERENCE_GSD_CM, MasksSettings, Settings
 from roadparse.executor import BatchFn, make_executor, process_batches
 from roadparse.io import rle as rle_io
 from roadparse.io.images import read_image
-from roadparse.models.mask_generators import MaskGenerator, load_mask_generator
+from roadparse.models.mask_generators import MaskGenerator, load_mask_generator, masks_at_gsd
+from roadparse.tile_merge import TilePlace, group_objects, match_masks
 from roadparse.workspace import StageManifest, Workspace, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -48,16 +53,73 @@ def _with_ids(tile_id: str, records: list[dict[str, Any]]) -> list[dict[str, Any
     return [{"id": f"{tile_id}/{k}", **record} for k, record in enumerate(records)]
 
 
-def _process_tiles(workspace: Workspace, generator: MaskGenerator, tiles: list[Tile]) -> list[dict[str, Any]]:
-    """Writes the masks of a batch of tiles (one generator call for all that are not flat); returns their records."""
+class GeneratorsByGsd:
+    """One mask generator per tile GSD: pixel sizes (area filter, offline scale) follow each tile's GSD.
+
+    The model is loaded once; other GSDs get a shallow copy with their pixel sizes set. A
+    generator passed in (tests, notebooks) is used as is for every GSD.
+    """
+
+    _PIXEL_ATTRIBUTES = (("min_mask_area", "min_mask_area"), ("scale", "offline_scale"),
+                         ("sigma", "offline_sigma"), ("min_size", "offline_min_size"))
+
+    def __init__(self, settings: MasksSettings, given: MaskGenerator | None = None):
+        self.settings = settings
+        self.given = given
+        self._by_gsd: dict[float, MaskGenerator] = {}
+
+    def pixels(self, gsd_cm: float | None) -> MasksSettings:
+        """Returns the settings with pixel sizes for tiles at ``gsd_cm`` (None: the paper's 0.25)."""
+        return masks_at_gsd(self.settings, gsd_cm or REFERENCE_GSD_CM)
+
+    def get(self, gsd_cm: float | None) -> MaskGenerator:
+        """Returns the generator for tiles at ``gsd_cm``."""
+        if self.given is not None:
+            return self.given
+        key = gsd_cm or REFERENCE_GSD_CM
+        if key not in self._by_gsd:
+            if not self._by_gsd:
+                self._by_gsd[key] = load_mask_generator(self.settings, gsd_cm=key)
+            else:
+                clone = copy.copy(next(iter(self._by_gsd.values())))
+                resolved = self.pixels(key)
+                for attribute, name in self._PIXEL_ATTRIBUTES:
+                    if hasattr(clone, attribute):
+                        setattr(clone, attribute, getattr(resolved, name))
+                self._by_gsd[key] = clone
+            log.info("masks: tiles at %g cm/px: masks under %d px dropped", key, self.pixels(key).min_mask_area)
+        return self._by_gsd[key]
+
+
+def _pad_records(records: list[dict[str, Any]], height: int, width: int) -> list[dict[str, Any]]:
+    """Returns records of masks found on a tile's valid part, re-encoded at the full (height, width) tile size."""
+    padded = []
+    for record in records:
+        mask = rle_io.decode(record["rle"])
+        full = np.zeros((height, width), dtype=bool)
+        full[: mask.shape[0], : mask.shape[1]] = mask
+        padded.append({**record, "rle": rle_io.encode(full)})
+    return padded
+
+
+def _process_tiles(workspace: Workspace, generators: GeneratorsByGsd, tiles: list[Tile]) -> list[dict[str, Any]]:
+    """Writes the masks of a batch of tiles (one generator call per GSD for all that are not flat); returns their records."""
     images = [read_image(tile.path) for tile in tiles]
-    flat = [is_flat(image) for image in images]
-    busy = [image for image, is_single in zip(images, flat, strict=True) if not is_single]
-    generated = iter(generator.generate_batch(busy) if busy else [])
+    valid_parts = [image[: tile.valid[1], : tile.valid[0]] for tile, image in zip(tiles, images, strict=True)]
+    flat = [is_flat(part) for part in valid_parts]
+    generated: dict[int, list[dict[str, Any]]] = {}
+    for gsd in sorted({tile.gsd_cm or REFERENCE_GSD_CM for tile in tiles}):
+        indices = [i for i, tile in enumerate(tiles) if (tile.gsd_cm or REFERENCE_GSD_CM) == gsd and not flat[i]]
+        if indices:
+            batch = generators.get(gsd).generate_batch([np.ascontiguousarray(valid_parts[i]) for i in indices])
+            generated.update(zip(indices, batch, strict=True))
     results = []
-    for tile, image, is_single in zip(tiles, images, flat, strict=True):
-        records = [] if is_single else _with_ids(tile.id, next(generated))
+    for index, (tile, image, is_single) in enumerate(zip(tiles, images, flat, strict=True)):
         height, width = image.shape[:2]
+        found = generated.get(index, [])
+        if valid_parts[index].shape[:2] != (height, width):
+            found = _pad_records(found, height, width)
+        records = [] if is_single else _with_ids(tile.id, found)
         atomic_write_json(masks_path(workspace, tile.id), {"tile": tile.id, "height": height, "width": width, "masks": records})
         if is_single:
             log.warning("masks: tile %s is a single colour; no masks", tile.id)
@@ -76,11 +138,15 @@ class MasksTask:
     workspace: Workspace
     settings: MasksSettings
     generator: MaskGenerator | None = None
+    first_gsd_cm: float | None = None
+    """GSD of the first tile to do: its generator is loaded up front, so a model that cannot
+    be loaded fails the stage before any tile instead of failing every tile"""
 
     def load(self) -> BatchFn:
         """Returns the per-batch function, with the generator loaded (or the one given)."""
-        generator = self.generator if self.generator is not None else load_mask_generator(self.settings)
-        return partial(_process_tiles, self.workspace, generator)
+        generators = GeneratorsByGsd(self.settings, self.generator)
+        generators.get(self.first_gsd_cm)
+        return partial(_process_tiles, self.workspace, generators)
 
 
 def run(workspace: Workspace, settings: Settings, generator: MaskGenerator | None = None) -> StageManifest:
@@ -99,12 +165,13 @@ def run(workspace: Workspace, settings: Settings, generator: MaskGenerator | Non
         log.info("masks: complete, skipping")
         return run_.manifest
     tiles = list_tiles(workspace)
+    todo = [tile for tile in tiles if not run_.item_done(tile.id)]
     executor = make_executor(settings.run)
     try:
         process_batches(
             run_,
             {tile.id: tile for tile in tiles},
-            MasksTask(workspace, settings.masks, generator),
+            MasksTask(workspace, settings.masks, generator, todo[0].gsd_cm if todo else None),
             batch_size=settings.masks.image_batch,
             desc="masks",
             unit="tile",
@@ -112,7 +179,14 @@ def run(workspace: Workspace, settings: Settings, generator: MaskGenerator | Non
         )
     finally:
         executor.close()
-    return run_.finish(_summary(run_.items(), len(tiles)))
+    summary = _summary(run_.items(), len(tiles))
+    pixels = GeneratorsByGsd(settings.masks).pixels
+    summary["min_mask_area_px"] = {
+        f"{gsd:g}": pixels(gsd).min_mask_area for gsd in sorted({t.gsd_cm or REFERENCE_GSD_CM for t in tiles})
+    }
+    if settings.masks.merge_across_tiles:
+        summary["objects"] = write_objects(workspace, settings.masks, tiles)
+    return run_.finish(summary)
 
 
 def _summary(items: dict[str, dict[str, Any]], n_tiles: int) -> dict[str, Any]:
@@ -128,3 +202,68 @@ def _summary(items: dict[str, dict[str, Any]], n_tiles: int) -> dict[str, Any]:
         "tiles_without_masks": sum(1 for item in done if item["masks"] == 0),
         "flat_tiles": sum(1 for item in done if item.get("flat")),
     }
+
+
+def _place(tile: Tile) -> TilePlace:
+    return TilePlace(tile.position[0], tile.position[1], tile.valid[0], tile.valid[1])
+
+
+def _touch(first: TilePlace, second: TilePlace) -> bool:
+    """True when two tiles overlap or share an edge (not only a corner)."""
+    dx = min(first.x1, second.x1) - max(first.x, second.x)
+    dy = min(first.y1, second.y1) - max(first.y, second.y)
+    return (dx >= 0 and dy > 0) or (dx > 0 and dy >= 0)
+
+
+def _frame_objects(
+    workspace: Workspace, settings: MasksSettings, tiles: list[Tile]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Returns the multi-mask objects of one frame's tiles and the count of links per kind."""
+    masks = [read_tile_masks(workspace, tile.id) for tile in tiles]
+    places = [_place(tile) for tile in tiles]
+    stacks: dict[int, np.ndarray] = {}
+
+    def stack(index: int) -> np.ndarray:
+        if index not in stacks:
+            if len(stacks) > 16:  # neighbours come close in row-major order: keep a few tiles decoded
+                stacks.pop(next(iter(stacks)))
+            width, height = tiles[index].valid
+            stacks[index] = np.stack([rle_io.decode(m["rle"])[:height, :width] for m in masks[index]]) if masks[
+                index] else np.zeros((0, height, width), bool)
+        return stacks[index]
+
+    links: list[tuple[int, int, int, int]] = []
+    kinds = {"duplicate": 0, "border": 0}
+    for i in range(len(tiles)):
+        for j in range(i + 1, len(tiles)):
+            if not _touch(places[i], places[j]) or not masks[i] or not masks[j]:
+                continue
+            for a, b, kind in match_masks(places[i], stack(i), places[j], stack(j),
+                                          settings.merge_border_iou, settings.merge_duplicate_iou):
+                links.append((i, a, j, b))
+                kinds[kind] += 1
+    objects = []
+    for members in group_objects([len(m) for m in masks], links):
+        keys = [[tiles[t].id, masks[t][k]["id"]] for t, k in members]
+        objects.append({"id": keys[0][1], "tile": keys[0][0], "members": keys})
+    return objects, kinds
+
+
+def write_objects(workspace: Workspace, settings: MasksSettings, tiles: list[Tile]) -> dict[str, Any]:
+    """Groups every frame's masks into objects across tiles, writes ``masks/objects.json``; returns counts."""
+    by_frame: dict[str, list[Tile]] = {}
+    for tile in tiles:
+        if masks_path(workspace, tile.id).exists():
+            by_frame.setdefault(tile.frame, []).append(tile)
+    objects: list[dict[str, Any]] = []
+    kinds = {"duplicate": 0, "border": 0}
+    for frame_tiles in by_frame.values():
+        found, frame_kinds = _frame_objects(workspace, settings, frame_tiles)
+        objects += found
+        for kind, count in frame_kinds.items():
+            kinds[kind] += count
+    merged_masks = sum(len(o["members"]) for o in objects)
+    atomic_write_json(objects_path(workspace), {"objects": objects})
+    log.info("masks: %d masks joined into %d objects across tiles (%d duplicate, %d border links)",
+             merged_masks, len(objects), kinds["duplicate"], kinds["border"])
+    return {"objects": len(objects), "masks_in_objects": merged_masks, "links": kinds}

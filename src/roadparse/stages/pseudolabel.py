@@ -27,7 +27,9 @@ from roadparse.artifacts import (
     pseudo_label_dir,
     read_assignments,
     read_merge_map,
+    read_objects,
     suggested_merge_map_path,
+    with_objects,
 )
 from roadparse.config import Settings
 from roadparse.executor import process_items
@@ -185,6 +187,7 @@ def run(
             strict=True,
         )
     }
+    mask_classes = with_objects(mask_classes, read_objects(workspace))  # objects across tiles: one class
     tiles = {tile.id: tile for tile in list_tiles(workspace)}
     process_items(
         stage_run,

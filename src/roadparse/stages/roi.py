@@ -6,10 +6,18 @@ texture; ``none``: the whole frame), map them to full resolution, merge overlapp
 ones, read the full-resolution frame once (GeoTIFFs: only the box windows) and cut
 the boxes into tiles with the edge rule of :mod:`roadparse.geometry`.
 
-Small frames: under ``shift`` a frame narrower or shorter than a tile gives one tile
-of the frame's own size (no padding); under ``pad`` it gives one ``tile_size`` tile,
-zero-padded, with ``valid`` the frame size; under ``drop`` it gives no tile (recorded
-as a warning on the frame).
+Ground sampling distance: each frame's GSD comes from its GeoTIFF transform, its drone
+EXIF/XMP or ``roi.gsd_cm`` (:mod:`roadparse.io.gsd`) and is recorded per frame
+(``gsd``: value, source, working GSD, scale, tile side in pixels). With
+``roi.target_gsd_cm`` the boxes are resampled to that GSD before tiling (``scale`` = tile
+pixels per frame pixel); tile ``offset`` stays in frame pixels, ``size``/``valid`` are tile
+pixels. Tile side and overlap are ``roi.tile_size_m`` / ``tile_overlap_m`` at the working
+GSD unless given in pixels.
+
+Small frames: under ``grow`` (default) and ``pad`` a frame narrower or shorter than a tile
+gives one ``tile_size`` tile, zero-padded, with ``valid`` the frame size; under ``shift`` one
+tile of the frame's own size (no padding); under ``drop`` no tile (recorded as a warning on
+the frame). ``processed_share`` per frame: tile pixels over frame pixels (1.0 = each pixel once).
 """
 
 from __future__ import annotations
@@ -23,13 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from roadparse.config import RoiSettings, Settings
 from roadparse.executor import make_executor, process_items
-from roadparse.geometry import cut_tile, merge_boxes, pixel_box, scale_boxes, tile_box
+from roadparse.geometry import TileWindow, cut_tile, merge_boxes, pixel_box, scale_boxes, tile_box
 from roadparse.io import geo
+from roadparse.io.gsd import frame_gsd
 from roadparse.io.images import (
     ImageReadError,
     image_size,
@@ -38,11 +48,14 @@ from roadparse.io.images import (
     write_image,
 )
 from roadparse.models.offline_roi import find_road
+from roadparse.units import length_px
 from roadparse.workspace import StageManifest, Workspace, fingerprint
 
 log = logging.getLogger(__name__)
 
 TILES_DIR = "tiles"
+MIN_TILE_PX = 64
+"""Tiles smaller than this (a metre-sized tile on a coarse orthomosaic) are tiled with a warning."""
 
 
 def frame_items(frames: list[Path]) -> dict[str, Path]:
@@ -153,6 +166,18 @@ class _RoadBoxFinder:
         return boxes[keep], [infos[i] for i in keep]
 
 
+def tile_pixels(settings: RoiSettings, gsd_cm: float) -> tuple[int, int]:
+    """Returns (tile side, overlap) in working pixels at ``gsd_cm`` cm/px: ``tile_size_m`` / ``tile_overlap_m``
+    converted, unless ``tile_size`` / ``tile_overlap`` are given in pixels (800 px = 2 m at 0.25 cm/px)."""
+    tile = settings.tile_size
+    if tile is None:
+        tile = max(1, round(length_px(settings.tile_size_m * 100, gsd_cm)))
+    overlap = settings.tile_overlap
+    if overlap is None:
+        overlap = round(length_px(settings.tile_overlap_m * 100, gsd_cm))
+    return tile, overlap
+
+
 def _frame_notes(path: Path) -> tuple[geo.GeoInfo | None, list[str]]:
     """Returns the frame's georeferencing (or None) and warnings about its format."""
     notes: list[str] = []
@@ -193,6 +218,19 @@ def _process_frame(
     geo_info, warnings = _frame_notes(path)
     use_windows = geo_info is not None
     record: dict[str, Any] = {"frame": str(path), "warnings": warnings}
+    gsd = frame_gsd(path, geo_info, settings.gsd_cm)
+    warnings.extend(gsd.notes)
+    working = settings.target_gsd_cm or gsd.cm
+    tile, overlap = tile_pixels(settings, working)
+    if overlap >= tile:
+        raise ValueError(f"tile overlap {overlap} px must be smaller than the tile ({tile} px at {working:g} cm/px)")
+    if tile < MIN_TILE_PX:
+        warnings.append(
+            f"{path.name}: a {settings.tile_size_m:g} m tile is only {tile} px at {working:g} cm/px; "
+            "set roi.tile_size (pixels) or roi.target_gsd_cm"
+        )
+    record["gsd"] = {**gsd.record(), "working_cm": round(working, 6), "scale": round(gsd.cm / working, 6),
+                     "tile_px": tile, "overlap_px": overlap}
     if settings.mode == "none":
         full_size = (geo_info.width, geo_info.height) if geo_info else image_size(path)
         boxes = np.array([[0, 0, full_size[0], full_size[1]]], dtype=np.float64)
@@ -216,14 +254,16 @@ def _process_frame(
         {"box": [int(v) for v in region], "members": group}
         for region, group in zip(merged, members, strict=True)
     ]
-    record["tiles"] = _write_tiles(
-        path, frame_id, merged, full_size, settings, tiles_dir, geo_info, warnings
+    layout = _TileLayout(tile, overlap, settings.edge_rule, gsd.cm / working, working)
+    record["tiles"] = _write_tiles(path, frame_id, merged, full_size, layout, tiles_dir, geo_info)
+    record["processed_share"] = round(
+        sum(t["valid"][0] * t["valid"][1] for t in record["tiles"]) / layout.scale**2 / (full_size[0] * full_size[1]), 4
     )
     if not merged.size:
         log.info("%s: no road found", path)
     if merged.size and not record["tiles"]:
         warnings.append(
-            f"road boxes are all smaller than a {settings.tile_size}px tile and edge_rule=drop: no tile"
+            f"road boxes are all smaller than a {tile}px tile and edge_rule=drop: no tile"
         )
     record["memory"] = {
         "peak_array_mb": round(tracemalloc.get_traced_memory()[1] / 2**20, 1),
@@ -232,15 +272,57 @@ def _process_frame(
     return record
 
 
+@dataclasses.dataclass(frozen=True)
+class _TileLayout:
+    """How a frame is tiled: tile side and overlap in working pixels, the resampling and its GSD."""
+
+    tile: int
+    overlap: int
+    rule: str
+    scale: float
+    """working pixels per frame pixel (1: no resampling)"""
+    gsd_cm: float
+    """GSD of the working pixels"""
+
+
+def _resample(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Returns an (H, W, 3) image resized to ``size`` (w, h): area averaging down, bicubic up."""
+    if (image.shape[1], image.shape[0]) == size:
+        return image
+    shrink = size[0] < image.shape[1]
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def _working_source(
+    path: Path, frame: np.ndarray | None, geo_info: geo.GeoInfo | None, windows: list[TileWindow], layout: _TileLayout,
+    full_size: tuple[int, int],
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Returns (the working-resolution pixels under ``windows``, their origin in working pixels)."""
+    x0 = min(w.x for w in windows)
+    y0 = min(w.y for w in windows)
+    x1 = max(w.x + w.valid_width for w in windows)
+    y1 = max(w.y + w.valid_height for w in windows)
+    if layout.scale == 1:
+        if geo_info is not None:
+            return geo.read_window(path, (x0, y0, x1, y1)), (x0, y0)
+        return frame, (0, 0)  # type: ignore[return-value]
+    # frame pixels under the working box, read whole (with a margin for rounding), then resampled
+    fx0, fy0 = int(x0 / layout.scale), int(y0 / layout.scale)
+    fx1 = min(full_size[0], int(np.ceil(x1 / layout.scale)))
+    fy1 = min(full_size[1], int(np.ceil(y1 / layout.scale)))
+    part = geo.read_window(path, (fx0, fy0, fx1, fy1)) if geo_info is not None else frame[fy0:fy1, fx0:fx1]  # type: ignore[index]
+    size = (max(1, round((fx1 - fx0) * layout.scale)), max(1, round((fy1 - fy0) * layout.scale)))
+    return np.ascontiguousarray(_resample(part, size)), (round(fx0 * layout.scale), round(fy0 * layout.scale))
+
+
 def _write_tiles(
     path: Path,
     frame_id: str,
     regions: np.ndarray,
     full_size: tuple[int, int],
-    settings: RoiSettings,
+    layout: _TileLayout,
     tiles_dir: Path,
     geo_info: geo.GeoInfo | None,
-    warnings: list[str],
 ) -> list[dict[str, Any]]:
     if not regions.size:
         return []
@@ -249,45 +331,52 @@ def _write_tiles(
         raise ImageReadError(
             f"{path}: full-resolution size {frame.shape[1]}x{frame.shape[0]} differs from its header {full_size[0]}x{full_size[1]}"
         )
+    scale = layout.scale
+    working_size = (max(1, round(full_size[0] * scale)), max(1, round(full_size[1] * scale)))
     tiles: list[dict[str, Any]] = []
     seen: set[tuple[int, int, int, int]] = set()
     for region in regions:
-        left, top, right, bottom = (int(v) for v in region)
-        windows = tile_box(
-            (left, top, right, bottom), full_size, settings.tile_size, settings.tile_overlap, settings.edge_rule
-        )
-        source, origin = frame, (0, 0)
-        if geo_info is not None and windows:
-            x0 = min(w.x for w in windows)
-            y0 = min(w.y for w in windows)
-            x1 = max(w.x + w.valid_width for w in windows)
-            y1 = max(w.y + w.valid_height for w in windows)
-            source, origin = geo.read_window(path, (x0, y0, x1, y1)), (x0, y0)
-        if source is None:  # a GeoTIFF region without tiles: nothing was read, nothing to cut
+        region_box = pixel_box(np.asarray(region, dtype=np.float64) * scale, working_size)
+        if region_box is None:
             continue
+        windows = tile_box(region_box, working_size, layout.tile, layout.overlap, layout.rule)  # type: ignore[arg-type]
+        if not windows:
+            continue
+        source, origin = _working_source(path, frame, geo_info, windows, layout, full_size)
         for window in windows:
             key = (window.x, window.y, window.width, window.height)
             if key in seen:  # overlapping regions can ask for the same tile
                 continue
             seen.add(key)
-            tile_id = f"{frame_id}_x{window.x}_y{window.y}"
+            offset = (round(window.x / scale), round(window.y / scale))
+            tile_id = f"{frame_id}_x{offset[0]}_y{offset[1]}"
             relative = f"{TILES_DIR}/{tile_id}.png"
             local = dataclasses.replace(window, x=window.x - origin[0], y=window.y - origin[1])
             write_image(tiles_dir.parent / relative, cut_tile(source, local))
             entry: dict[str, Any] = {
                 "id": tile_id,
                 "path": relative,
-                "offset": [window.x, window.y],
+                "offset": list(offset),
                 "size": [window.width, window.height],
                 "valid": [window.valid_width, window.valid_height],
+                "gsd_cm": round(layout.gsd_cm, 6),
             }
+            if scale != 1:
+                entry["scale"] = round(scale, 6)
+                entry["working_offset"] = [window.x, window.y]
             if geo_info is not None:
                 entry["crs"] = geo_info.crs
-                entry["transform"] = list(
-                    geo.tile_transform(geo_info.transform, window.x, window.y)
-                )
+                entry["transform"] = list(geo.tile_transform(geo_info.transform, offset[0], offset[1], scale))
             tiles.append(entry)
     return tiles
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        if value is not None:
+            counts[value] = counts.get(value, 0) + 1
+    return counts
 
 
 @dataclass(frozen=True)
@@ -326,9 +415,13 @@ def run(
     goes on; a frame with no road is recorded with zero tiles and counted.
     """
     roi = settings.roi
-    if roi.tile_overlap >= roi.tile_size:
+    if roi.tile_overlap is not None and roi.tile_size is not None and roi.tile_overlap >= roi.tile_size:
         raise ValueError(
             f"roi.tile_overlap ({roi.tile_overlap}) must be smaller than roi.tile_size ({roi.tile_size})"
+        )
+    if roi.tile_overlap is None and roi.tile_size is None and roi.tile_overlap_m >= roi.tile_size_m:
+        raise ValueError(
+            f"roi.tile_overlap_m ({roi.tile_overlap_m}) must be smaller than roi.tile_size_m ({roi.tile_size_m})"
         )
     items = frame_items([Path(p) for p in frames])
     stage = workspace.begin("roi", roi, inputs={"frames": _frames_fingerprint(items)})
@@ -368,6 +461,8 @@ def run(
             key for key, record in records.items() if not record["regions"]
         ),
         "frames_with_warnings": sum(1 for record in records.values() if record.get("warnings")),
+        "gsd_sources": _count(record.get("gsd", {}).get("source") for record in records.values()),
+        "max_processed_share": max((record.get("processed_share", 0.0) for record in records.values()), default=0.0),
         "problems": problems,
         "skipped": skipped_names,
         "mode": roi.mode,

@@ -1,0 +1,192 @@
+"""Benchmark: the offline profile's pseudo-labels at several ground sampling distances, tile-border merging, overlap.
+
+The same synthetic scenes (the demo's seed and ground extent, 6 x 4 m per frame) are
+rendered at 0.25, 0.5, 1 and 2 cm/px (``roadparse synth --gsd-cm``); each is run through
+roi -> masks -> embed -> cluster -> pseudolabel with the demo profile and its physical
+defaults (no hand tuning), the merge map suggested by majority vote on the dev labels, and
+the pseudo-labels scored on the dev split (mIoU %, areas summed). Rows:
+
+- ``physical``: the defaults in cm² / m (``masks.min_mask_area_cm2``, ``roi.tile_size_m`` ...);
+- ``pixels``: the old pixel defaults pinned (3000 px, Felzenszwalb scale 200 / sigma 0.5, 800 px tiles);
+- ``merged``: physical defaults with ``masks.merge_across_tiles: true``;
+- ``target``: physical defaults with ``roi.target_gsd_cm: 0.25`` (frames resampled to the paper's GSD);
+- ``shift``: physical defaults with the old ``roi.edge_rule: shift`` (the demo before the grow rule).
+
+Also printed per row: masks, the share of ground-truth objects (connected components of one
+class, at least the area filter) split over two or more masks of their class (after
+merging, an object's masks count once), and the largest share of a frame's pixels tiled
+(1.0 = each once). Run: ``python bench/gsd.py [--frames 8] [--gsds 0.25,0.5,1,2] [--rows physical,pixels,merged]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from roadparse.artifacts import (
+    list_tiles,
+    mask_key,
+    pseudo_label_dir,
+    read_assignments,
+    read_objects,
+    read_tile_masks,
+)
+from roadparse.config import Settings
+from roadparse.demo import demo_settings
+from roadparse.dev_split import dev_tiles, score_label_dir
+from roadparse.io import rle
+from roadparse.io.labels import IGNORE_INDEX, load_classes, read_label_png
+from roadparse.merge import class_table
+from roadparse.pipeline import PipelineResult, run_until_merge, suggested_merge_map
+from roadparse.stages import pseudolabel
+from roadparse.synth import generate_dataset
+from roadparse.workspace import Workspace
+
+PIXEL_DEFAULTS = ["masks.min_mask_area=3000", "masks.offline_scale=200", "masks.offline_sigma=0.5", "roi.tile_size=800"]
+ROWS = {
+    "physical": [],
+    "pixels": PIXEL_DEFAULTS,
+    "merged": ["masks.merge_across_tiles=true"],
+    "target": ["roi.target_gsd_cm=0.25"],  # resampled to the paper's GSD before tiling
+    "shift": ["roi.edge_rule=shift"],  # the old tiling (tiles shifted inward at box ends)
+}
+
+
+def _mask_classes(workspace: Workspace, settings: Settings) -> dict[tuple[str, str], int]:
+    from roadparse.artifacts import read_merge_map
+
+    classes = load_classes(settings.classes)
+    n_clusters = settings.cluster.n_clusters
+    merge_map = read_merge_map(workspace.root / settings.pseudolabel.merge_map, n_clusters)
+    row_classes = pseudolabel.mask_class_ids(workspace, settings, merge_map, class_table(merge_map, n_clusters, classes))
+    table = read_assignments(workspace)
+    pairs = zip(table.column("tile_id").to_pylist(), table.column("mask_id").to_pylist(), row_classes.tolist(), strict=True)
+    return {mask_key(t, m): int(c) for t, m, c in pairs}
+
+
+def split_share(workspace: Workspace, settings: Settings, labels_dir: Path, min_area: int) -> float:
+    """Returns the share of ground-truth objects whose pixels fall in >= 2 masks (objects) labelled with their class."""
+    classes_of = _mask_classes(workspace, settings)
+    objects = read_objects(workspace)
+    unit_of = {member: rep for rep, members in objects.items() for member in members}
+    by_frame: dict[str, list] = {}
+    for tile in list_tiles(workspace):
+        by_frame.setdefault(tile.frame, []).append(tile)
+    split = total = 0
+    for frame, tiles in by_frame.items():
+        truth = read_label_png(labels_dir / f"{Path(frame).stem}.png")
+        unit_map = np.full(truth.shape, -1, np.int64)
+        class_map = np.full(truth.shape, IGNORE_INDEX, np.int64)
+        units: dict[tuple[str, str], int] = {}
+        for tile in tiles:
+            x, y = tile.offset
+            width, height = tile.valid
+            if tile.scale != 1:
+                return float("nan")  # split counting works on unresampled tiles only
+            for record in sorted(read_tile_masks(workspace, tile.id), key=lambda r: -r["area"]):
+                key = mask_key(tile.id, record["id"])
+                label = classes_of.get(unit_of.get(key, key), IGNORE_INDEX)
+                mask = rle.decode(record["rle"])[:height, :width]
+                window = (slice(y, y + height), slice(x, x + width))
+                unit_map[window][mask] = units.setdefault(unit_of.get(key, key), len(units))
+                class_map[window][mask] = label
+        for class_id in np.unique(truth):
+            if class_id == IGNORE_INDEX:
+                continue
+            components, count = ndimage.label(truth == class_id)
+            for index in range(1, count + 1):
+                inside = components == index
+                if inside.sum() < min_area:
+                    continue
+                ids = unit_map[inside & (class_map == class_id)]
+                total += 1
+                split += len(np.unique(ids[ids >= 0])) >= 2
+    return split / total if total else 0.0
+
+
+def run_case(data: Path, out: Path, split: dict, overrides: list[str], gsd: float) -> dict:
+    """Returns the scores of one (data set, settings) case."""
+    settings = demo_settings(out, data, split["dev"], [f"roi.gsd_cm={gsd}", *overrides])
+    workspace = Workspace(settings.run.workdir)
+    workspace.write_settings("")
+    result = PipelineResult(workspace.root)
+    start = time.perf_counter()
+    run_until_merge(workspace, settings, sorted((data / "frames").iterdir()), result)
+    suggested = suggested_merge_map(workspace, settings)
+    shutil.copyfile(suggested, workspace.root / settings.pseudolabel.merge_map)  # type: ignore[arg-type]
+    pseudolabel.run(workspace, settings)
+    seconds = time.perf_counter() - start
+    names = load_classes(settings.classes).names
+    scores = score_label_dir(pseudo_label_dir(workspace), dev_tiles(workspace, settings.run), data / "labels", names)["scores"]
+    masks_summary = result.manifests["masks"]["summary"]
+    min_area = next(iter(masks_summary["min_mask_area_px"].values()))
+    return {
+        "miou": scores["miou"],
+        "per_class": {name: scores["iou"][name] for name in names},
+        "masks": masks_summary["masks"],
+        "embedded": result.manifests["embed"]["summary"]["masks"],
+        "split": split_share(workspace, settings, data / "labels", max(min_area, 1)),
+        "processed": result.manifests["roi"]["summary"]["max_processed_share"],
+        "tiles": result.manifests["roi"]["summary"]["tiles"],
+        "seconds": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--gsds", default="0.25,0.5,1,2")
+    parser.add_argument("--rows", default="physical,pixels,merged")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", type=Path, help="work here instead of a temporary folder (kept)")
+    args = parser.parse_args()
+    gsds = [float(v) for v in args.gsds.split(",")]
+    rows = args.rows.split(",")
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench-gsd-"))
+    results: dict[str, dict[str, dict]] = {}
+    for gsd in gsds:
+        data = root / f"data_{gsd:g}"
+        if not (data / "split.json").exists():
+            width, height = round(2400 * 0.25 / gsd), round(1600 * 0.25 / gsd)
+            generate_dataset(data, n_frames=args.frames, width=width, height=height, seed=0, gsd_cm=gsd, progress=False)
+        split = json.loads((data / "split.json").read_text())
+        for row in rows:
+            try:
+                result = run_case(data, root / f"{row}_{gsd:g}", split, ROWS[row], gsd)
+            except ValueError as exc:  # e.g. too few masks left to make k clusters
+                results.setdefault(row, {})[f"{gsd:g}"] = {"failed": str(exc).splitlines()[0]}
+                print(f"{row:9s} {gsd:5g} cm/px: failed: {exc}", flush=True)
+                continue
+            results.setdefault(row, {})[f"{gsd:g}"] = result
+            print(f"{row:9s} {gsd:5g} cm/px: mIoU {result['miou']:6.2f}  masks {result['masks']:5d}  "
+                  f"split {100 * result['split']:5.1f} %  tiled {100 * result['processed']:5.1f} %  {result['seconds']:.0f} s",
+                  flush=True)
+    print()
+    print("| settings | " + " | ".join(f"{g:g} cm/px" for g in gsds) + " |")
+    print("|---|" + "---|" * len(gsds))
+    reference = results.get("physical", {}).get(f"{gsds[0]:g}", {}).get("miou")
+    for row in rows:
+        cells = []
+        for gsd in gsds:
+            r = results[row][f"{gsd:g}"]
+            if "failed" in r:
+                cells.append(f"fails: {r['failed']}")
+                continue
+            delta = f" ({r['miou'] - reference:+.2f})" if reference is not None else ""
+            cells.append(f"{r['miou']:.2f}{delta}; {r['masks']} masks; split {100 * r['split']:.1f} %; tiled {100 * r['processed']:.0f} %")
+        print(f"| {row} | " + " | ".join(cells) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
