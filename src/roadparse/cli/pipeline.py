@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from roadparse.cli.common import resolve_settings
+from roadparse.cli.train import summary_lines
 
 
 def _print_metrics(metrics: dict[str, dict], seconds: dict[str, float]) -> None:
@@ -42,13 +43,15 @@ def run_cmd(config_path: Path, frames: Path | None, workdir: Path | None, overri
         extra.append(f"run.workdir={workdir}")
     settings = resolve_settings(config_path, tuple(extra))
     try:
-        result = run_pipeline(settings)
+        result = run_pipeline(settings, announce=click.echo)
     except MergeMapMissing as exc:
         click.echo(str(exc))
         raise SystemExit(3) from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     _print_metrics({k: v["scores"] for k, v in result.metrics.items()}, result.seconds)
+    if "train" in result.manifests:
+        click.echo(summary_lines(result.manifests["train"]["summary"]))
     click.echo(f"done: {result.workdir}")
 
 
@@ -65,8 +68,9 @@ def demo_cmd(out: Path, n_frames: int, width: int, height: int, iterations: int 
     from roadparse.demo import DemoSize, run_demo
 
     try:
-        summary = run_demo(out, DemoSize(n_frames, width, height, iterations), list(overrides))
+        summary = run_demo(out, DemoSize(n_frames, width, height, iterations), list(overrides), announce=click.echo)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     _print_metrics(summary["metrics"], summary["seconds"])
+    click.echo(summary_lines(summary["train"]))
     click.echo(f"total {summary['total_seconds']:.0f} s; report: {summary['report']}")

@@ -35,16 +35,23 @@ def train_cmd(workdir: Path, dev_labels: Path | None, dev_tiles: Path | None,
     if dev_tiles is not None:
         tile_ids = [line.strip() for line in dev_tiles.read_text().splitlines() if line.strip()]
     try:
-        manifest = selftrain.run(workspace, settings, dev_labels=dev_labels, dev_tiles=tile_ids)
+        manifest = selftrain.run(workspace, settings, dev_labels=dev_labels, dev_tiles=tile_ids, announce=click.echo)
     except (ValueError, ModelLoadError) as exc:
         fail(str(exc))
         return
     summary = manifest["summary"]
     if "stage" in manifest:  # rank 0 (or a single process) reports
-        click.echo(
-            f"self-training: {summary['rounds_run']} round(s), stopped: {summary['stopped_by']}; "
-            f"best model: {workdir / 'train' / summary['model']}"
-        )
+        model = workdir / "train" / summary["model"] if summary.get("model") else "none (the pseudo-labels are best)"
+        click.echo(f"self-training: {summary['rounds_run']} round(s), stopped: {summary['stopped_by']}; best model: {model}")
+        click.echo(summary_lines(summary))
+
+
+def summary_lines(summary: dict) -> str:
+    """Returns the verdict of a finished self-training stage and its per-class flags, for the terminal."""
+    lines = [summary.get("verdict") or ""]
+    for round_name, names in (summary.get("lost_classes") or {}).items():
+        lines.append(f"WARNING: round {round_name} lost classes the pseudo-labels had (dev IoU >= 50 -> < 25): {', '.join(names)}")
+    return "\n".join(line for line in lines if line)
 
 
 @click.command("predict")
