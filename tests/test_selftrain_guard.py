@@ -98,36 +98,48 @@ def test_a_round_that_loses_a_class_is_flagged_stops_and_is_not_chosen() -> None
 # --- rare classes survive -----------------------------------------------------------------------
 
 
-def _rare_class_tiles(root: Path) -> list[tuple[Path, Path]]:
-    """Six 512x512 tiles: road, a white stripe (5 %), and a 28x28 cone in four of them (0.2 % of all pixels)."""
-    classes = load_classes(None)
-    samples = []
+def _rare_class_labels() -> list[np.ndarray]:
+    """Six 256x256 label maps: road, a white stripe (5 %), a 14x14 cone in four of them (0.2 % of all pixels)."""
+    labels = []
     for i in range(6):
-        label = np.zeros((512, 512), dtype=np.uint8)
-        label[:, 100 + 20 * i : 125 + 20 * i] = 1
+        label = np.zeros((256, 256), dtype=np.uint8)
+        label[:, 50 + 10 * i : 63 + 10 * i] = 1
         if i < 4:
-            label[300 + 10 * i : 328 + 10 * i, 400:428] = 5
-        image = np.repeat(label[..., None] * 30, 3, axis=2).astype(np.uint8)
-        samples.append((root / f"t{i}.png", root / f"l{i}.png"))
-        write_image(samples[-1][0], image)
-        write_label_png(samples[-1][1], label, classes)
-    return samples
+            label[150 + 5 * i : 164 + 5 * i, 200:214] = 5
+        labels.append(label)
+    return labels
 
 
 def test_rare_class_sampler_draws_a_0_2_percent_class_20x_more_often_than_uniform(tmp_path: Path) -> None:
-    samples = _rare_class_tiles(tmp_path)
-    counts = tile_class_counts([label for _, label in samples], 7)
+    classes = load_classes(None)
+    labels = _rare_class_labels()
+    paths = []
+    for i, label in enumerate(labels):
+        paths.append((tmp_path / f"t{i}.png", tmp_path / f"l{i}.png"))
+        write_image(paths[-1][0], np.repeat(label[..., None] * 30, 3, axis=2))
+        write_label_png(paths[-1][1], label, classes)
+    counts = tile_class_counts([label for _, label in paths], 7)
     assert counts[:, 5].sum() / counts.sum() == pytest.approx(0.002, abs=0.0001)
-    dataset = TileLabelDataset(samples, (512, 512), 32, False)
     defaults = load_settings().train  # the settings' own temperature and share
+    image = torch.zeros((3, 256, 256), dtype=torch.uint8)
+
+    def holds_cone(key: tuple[int, ...]) -> bool:
+        centre = key[2] if len(key) > 2 and key[2] >= 0 else None
+        _, crop = augment_pair(image, torch.from_numpy(labels[key[0]]), (256, 256), 16, False,
+                               torch.Generator().manual_seed(key[1]), centre_class=centre)
+        return bool((crop == 5).any())
 
     def share_with_cone(sampler: IterationBatchSampler) -> float:
-        keys = [key for batch in sampler for key in batch]
-        return float(np.mean([(dataset[key][1] == 5).any().item() for key in keys]))
+        return float(np.mean([holds_cone(key) for batch in sampler for key in batch]))
 
     uniform = share_with_cone(IterationBatchSampler(6, 4, 150, seed=0))
-    rare = share_with_cone(RareClassBatchSampler(counts, 4, 150, 0, defaults.rare_class_temperature, defaults.rare_class_share))
+    rare_sampler = RareClassBatchSampler(counts, 4, 150, 0, defaults.rare_class_temperature, defaults.rare_class_share)
+    rare = share_with_cone(rare_sampler)
     assert rare >= 20 * max(uniform, 1 / 600), (rare, uniform)
+    # the dataset reads the same keys from files into the same crops
+    dataset = TileLabelDataset(paths, (256, 256), 16, False)
+    key = next(k for batch in rare_sampler for k in batch if k[2] == 5)
+    assert (dataset[key][1] == 5).any()
     # resumable: the stream from iteration k is the uninterrupted stream's tail
     full = list(RareClassBatchSampler(counts, 2, 6, 3, 0.01, 0.5))
     assert list(RareClassBatchSampler(counts, 2, 6, 3, 0.01, 0.5, start=4)) == full[4:]
