@@ -19,12 +19,14 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed (same seed: same labels)")
 @click.option("--dev-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.25, show_default=True,
               help="share of frames in the dev split")
-@click.option("--gsd-cm", type=click.FloatRange(min=0.01), default=0.25, show_default=True,
-              help="ground sampling distance in cm/px (paper: 0.25 at 40 m)")
+@click.option("--gsd-cm", type=click.FloatRange(min=0.01), default=None,
+              help="ground sampling distance in cm/px [default: 0.25 for highway (the paper's, 40 m), 0.5 for urban]")
+@click.option("--style", type=click.Choice(["highway", "urban"]), default="highway", show_default=True,
+              help="synthetic family: highway (the demo's) or urban (streets; never used to choose settings)")
 @click.option("--tile-size", type=click.IntRange(min=16), default=800, show_default=True, help="tile side in pixels")
 def synth_cmd(
     out_dir: Path, n_frames: int, width: int, height: int, full_size: bool, seed: int,
-    dev_fraction: float, gsd_cm: float, tile_size: int,
+    dev_fraction: float, gsd_cm: float | None, tile_size: int, style: str,
 ) -> None:
     """Generate a synthetic drone-road dataset with exact ground truth into OUT_DIR."""
     from roadparse.synth.dataset import FULL_SIZE, generate_dataset
@@ -34,11 +36,11 @@ def synth_cmd(
     started = time.perf_counter()
     summary = generate_dataset(
         out_dir, n_frames=n_frames, width=width, height=height, seed=seed,
-        dev_fraction=dev_fraction, gsd_cm=gsd_cm, tile_size=tile_size,
+        dev_fraction=dev_fraction, gsd_cm=gsd_cm, tile_size=tile_size, style=style,
         command=shlex.join(["roadparse", *sys.argv[1:]]) if sys.argv[1:2] == ["synth"] else None,
     )
     click.echo(
-        f"wrote {summary['frames']} frames ({width}x{height} px, {gsd_cm} cm/px) and "
+        f"wrote {summary['frames']} frames ({style}, {width}x{height} px, {summary['gsd_cm']} cm/px) and "
         f"{summary['tiles']} tiles of {tile_size} px to {out_dir} "
         f"[train {summary['train']}, dev {summary['dev']}] in {time.perf_counter() - started:.1f} s"
     )

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from roadparse.io.images import write_image
 from roadparse.io.labels import load_classes, write_label_png
 from roadparse.synth.readme import dataset_readme
-from roadparse.synth.scene import render_frame
+from roadparse.synth.styles import get_style
 from roadparse.workspace import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,11 @@ def generate_dataset(
     height: int = 1600,
     seed: int = 0,
     dev_fraction: float = 0.25,
-    gsd_cm: float = 0.25,
+    gsd_cm: float | None = None,
     tile_size: int = 800,
     command: str | None = None,
     progress: bool = True,
+    style: str = "highway",
 ) -> dict[str, Any]:
     """Returns a summary dict after writing a synthetic dataset to ``out_dir``.
 
@@ -121,14 +122,19 @@ def generate_dataset(
         height: frame height in pixels.
         seed: random seed.
         dev_fraction: share of frames in the dev split.
-        gsd_cm: ground sampling distance in cm per pixel.
+        gsd_cm: ground sampling distance in cm per pixel (None: the style's default,
+            0.25 for highway, 0.5 for urban).
         tile_size: tile side in pixels.
         command: the command line recorded in the README (default: the equivalent CLI call).
         progress: show a tqdm progress bar over frames.
+        style: the synthetic family, ``highway`` (the demo's) or ``urban``.
 
     Raises:
-        ValueError: a non-positive count or size, or ``dev_fraction`` outside [0, 1).
+        ValueError: a non-positive count or size, ``dev_fraction`` outside [0, 1) or an
+            unknown style.
     """
+    family = get_style(style)
+    gsd_cm = family.default_gsd_cm if gsd_cm is None else gsd_cm
     if n_frames <= 0 or width <= 0 or height <= 0 or tile_size <= 0 or gsd_cm <= 0:
         raise ValueError("n_frames, width, height, tile_size and gsd_cm must be positive")
     out = Path(out_dir)
@@ -139,7 +145,7 @@ def generate_dataset(
     n_tiles = 0
     bar = tqdm(frame_ids, desc="synth", unit="frame", disable=not progress)
     for index, frame_id in enumerate(bar):
-        image, label = render_frame(frame_rng(seed, index), width, height, gsd_cm)
+        image, label = family.render(frame_rng(seed, index), width, height, gsd_cm)
         pixel_counts += np.bincount(label.ravel(), minlength=len(classes))[: len(classes)]
         n_tiles += len(_write_frame(out, frame_id, image, label, tile_size, classes))
     atomic_write_json(out / "split.json", split)
@@ -149,7 +155,7 @@ def generate_dataset(
         command = shlex.join(
             ["roadparse", "synth", str(out), "--frames", str(n_frames), "--width", str(width),
              "--height", str(height), "--seed", str(seed), "--dev-fraction", str(dev_fraction),
-             "--gsd-cm", str(gsd_cm)]
+             "--gsd-cm", str(gsd_cm)] + (["--style", style] if style != "highway" else [])
         )
     shares = {name: float(count / pixel_counts.sum()) for name, count in zip(classes.names, pixel_counts, strict=True)}
     summary = {
@@ -160,26 +166,28 @@ def generate_dataset(
         "height": height,
         "tile_size": tile_size,
         "gsd_cm": gsd_cm,
+        "style": style,
         "seed": seed,
         "train": len(split["train"]),
         "dev": len(split["dev"]),
         "class_pixel_share": shares,
     }
     atomic_write_text(out / "README.md", dataset_readme(summary, classes, command))
-    log.info("wrote %d frames and %d tiles to %s", n_frames, n_tiles, out)
+    log.info("wrote %d %s frames and %d tiles to %s", n_frames, style, n_tiles, out)
     return summary
 
 
 def make_tiny_dataset(
     out_dir: str | Path, n_frames: int = 2, width: int = 400, height: int = 300, seed: int = 0,
-    tile_size: int = 200, gsd_cm: float = 0.5,
+    tile_size: int = 200, gsd_cm: float = 0.5, style: str = "highway",
 ) -> dict[str, Any]:
     """Returns the summary of a tiny dataset for other tests (about 0.1 s per frame).
 
     The default frames are 400x300 at 0.5 cm/px (2 x 1.5 m), tiled 200x200, with one of
-    the two frames in the dev split; every class is present in every frame.
+    the two frames in the dev split; with the highway style every class is present in
+    every frame (the urban style holds every class only over several frames).
     """
     return generate_dataset(
         out_dir, n_frames=n_frames, width=width, height=height, seed=seed, dev_fraction=0.5,
-        gsd_cm=gsd_cm, tile_size=tile_size, progress=False,
+        gsd_cm=gsd_cm, tile_size=tile_size, progress=False, style=style,
     )

@@ -1,0 +1,107 @@
+"""Pseudo-label quality of the unchanged demo profile on each synthetic family.
+
+Renders a demo-sized set of a family (default: 8 frames of 2400x1600, 2 in the dev split),
+runs the demo profile (``roadparse/data/demo.yaml``: offline roi, Felzenszwalb masks,
+EfficientNet-Lite0, spectral k = 20 with colour statistics) up to the pseudo-labels, with the
+merge map suggested by majority vote on the dev labels as the demo does, and prints IoU per
+class, mIoU and PA of the pseudo-labels on the dev split. No setting is changed: the point is
+to score the profile on a family it was never tuned on. Run:
+``python bench/synth_families.py --style urban --out /tmp/urban-bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from roadparse.config import dump_settings
+from roadparse.demo import demo_settings
+from roadparse.io.images import list_images
+from roadparse.io.labels import load_classes
+from roadparse.pipeline import (
+    PipelineResult,
+    dev_tiles,
+    evaluate_label_dir,
+    run_until_merge,
+    suggested_merge_map,
+)
+from roadparse.synth import generate_dataset
+from roadparse.workspace import Workspace
+
+
+def mask_ceiling(workspace: Workspace, tiles: list, labels_dir: str, names: tuple[str, ...]) -> dict:
+    """Returns metrics of the best any merge map could do with these masks: every mask
+    painted with the majority ground-truth class under it (what the masks allow)."""
+    import numpy as np
+
+    from roadparse.artifacts import read_tile_masks, tile_ground_truth
+    from roadparse.evaluation import evaluate_pairs
+    from roadparse.io import rle
+
+    pairs = []
+    for tile in tiles:
+        truth = tile_ground_truth(tile, labels_dir)
+        best = np.full(truth.shape, 255, dtype=np.uint8)
+        for mask in sorted(read_tile_masks(workspace, tile.id), key=lambda m: -m["area"]):
+            pixels = rle.decode(mask["rle"]).astype(bool)
+            counts = np.bincount(truth[pixels], minlength=256)[: len(names)]
+            if counts.sum():
+                best[pixels] = int(counts.argmax())
+        pairs.append((tile.id, best, truth))
+    return evaluate_pairs(pairs, names)
+
+
+def _row(title: str, scores: dict, names: tuple[str, ...]) -> str:
+    per_class = scores["iou"]
+    cells = " | ".join(f"{per_class[name]:.2f}" if per_class.get(name) is not None else "-" for name in names)
+    return f"| {title} | {cells} | {scores['miou']:.2f} | {scores['pixel_accuracy']:.2f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--style", choices=["highway", "urban"], default="urban")
+    parser.add_argument("--out", type=Path, required=True, help="work folder (data/ and run/)")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--width", type=int, default=2400)
+    parser.add_argument("--height", type=int, default=1600)
+    parser.add_argument("--gsd-cm", type=float, default=None, help="default: the style's")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    data = args.out / "data"
+    started = time.perf_counter()
+    if not (data / "split.json").exists():
+        generate_dataset(data, n_frames=args.frames, width=args.width, height=args.height, seed=args.seed,
+                         gsd_cm=args.gsd_cm, style=args.style)
+    split = json.loads((data / "split.json").read_text())
+    settings = demo_settings(args.out, data, split["dev"])
+    workspace = Workspace(settings.run.workdir)
+    workspace.write_settings(dump_settings(settings))
+    result = PipelineResult(workspace.root)
+    run_until_merge(workspace, settings, list_images(data / "frames"), result)
+    suggested = suggested_merge_map(workspace, settings)
+    if suggested is None:
+        raise SystemExit("no merge map was suggested (no dev labels?)")
+    shutil.copyfile(suggested, workspace.root / settings.pseudolabel.merge_map)
+    from roadparse.stages import pseudolabel
+
+    pseudolabel.run(workspace, settings)
+    names = load_classes(settings.classes).names
+    tiles = dev_tiles(workspace, settings)
+    metrics = evaluate_label_dir(tiles, workspace.root / "pseudolabel" / "labels", settings.run.dev_labels, names)
+    ceiling = mask_ceiling(workspace, tiles, settings.run.dev_labels, names)
+    print(json.dumps(metrics["scores"], indent=1))
+    print(f"| labels | {' | '.join(names)} | mIoU | PA |")
+    print(_row(f"pseudo-labels ({args.style}, {len(tiles)} dev tiles)", metrics["scores"], names))
+    print(_row("each mask its majority class (the masks' ceiling)", ceiling["scores"], names))
+    print(f"stage seconds: {result.seconds}; total {time.perf_counter() - started:.0f} s")
+    (args.out / "pseudolabel_metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
