@@ -22,7 +22,7 @@ def test_run_stops_for_merge_map_then_finishes(tmp_path):
         "masks": {"generator": "felzenszwalb", "min_mask_area": 200},
         "embed": {"encoder": "efficientnet-lite0", "layers": [7], "batch_size": 16},
         "cluster": {"layer": 7, "n_clusters": 5, "colour_weight": 1.0},
-        "train": {"architecture": "segformer", "pretrained": False, "rounds": 1, "iterations": 2,
+        "selftrain": {"architecture": "segformer", "pretrained": False, "rounds": 1, "iterations": 2,
                   "batch_size": 2, "crop_size": 64, "scale_range": [200, 400]},
         "predict": {"window": 256},
     }

@@ -55,7 +55,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def roi_run(corpus: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
     """Runs roi twice on the corpus (the rerun must not die either); returns (manifest, output, workdir)."""
     work = tmp_path_factory.mktemp("roi") / "work"
-    args = ["roi", str(corpus["valid"].parent), str(work), "--mode", "none", "--set", "roi.tile_size=64"]
+    args = ["roi", str(corpus["valid"].parent), str(work), "--mode", "none", "--set", "roi.tile_size=64", "--set", "roi.gsd_cm=0.25"]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     again = CliRunner().invoke(main, args)
@@ -231,7 +231,8 @@ def test_merge_map_files(tmp_path: Path, case: str) -> None:
 def test_config_files(tmp_path: Path, case: str) -> None:
     path = write_texts(tmp_path, CONFIG)[case]
     if case in ("valid", "unicode", "empty"):
-        assert load_settings(path).roi.tile_size == (800 if case == "empty" else 400)
+        settings = load_settings(path)
+        assert (settings.roi.tile_size, settings.roi.tile_size_m) == ((None, 2.0) if case == "empty" else (400, 2.0))
         return
     with pytest.raises(ConfigError) as error:
         load_settings(path)

@@ -60,7 +60,7 @@ def test_old_section_name_train_is_read_as_selftrain(tmp_path, caplog):
     """Configs written before the rename still work, and --set overrides win over the file."""
     path = tmp_path / "old.yaml"
     path.write_text("train:\n  iterations: 7\n  lr: 0.5\n")
-    settings = load_settings(path, ["train.lr=0.25"])
+    settings = load_settings(path, ["selftrain.lr=0.25"])
     assert settings.selftrain.iterations == 7 and settings.selftrain.lr == 0.25
     assert any("now called 'selftrain'" in r.message for r in caplog.records)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,38 @@ class SelftrainSettings(_Section):
     momentum: float = Field(0.9, description="SGD momentum (paper: 0.9)")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas (paper: 0.9, 0.999)")
     batch_size: int = Field(8, gt=0, description="batch size (paper: 8)")
-    iterations: int = Field(80000, gt=0, description="iterations per round (paper: 80000)")
+    iterations: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        80000,
+        description="iterations per round (paper: 80000); 'auto': from the data, see budget_crops_per_tile, "
+        "budget_crops_per_class, budget_min_iterations, budget_max_iterations",
+    )
+    budget_crops_per_tile: float = Field(
+        24.0, gt=0, description="iterations 'auto': training crops per tile and round (the demo's 300 iterations x 4 on 51 tiles)"
+    )
+    budget_crops_per_class: float = Field(
+        150.0, ge=0, description="iterations 'auto': at least this many crops per class and round (small sets with many classes)"
+    )
+    budget_min_iterations: int = Field(100, gt=0, description="iterations 'auto': lower bound")
+    budget_max_iterations: int = Field(80000, gt=0, description="iterations 'auto': upper bound (paper: 80000)")
+    crop_sampling: Literal["uniform", "rare_class"] = Field(
+        "uniform",
+        description="uniform: random crops of shuffled tiles (paper); rare_class: a share of crops is centred on a pixel "
+        "of class c drawn with p(c) ~ exp((1 - f_c) / T), f_c = the class's share of labelled pixels (DACS/DAFormer)",
+    )
+    rare_class_temperature: float = Field(0.01, gt=0, description="rare_class: T (DAFormer: 0.01); larger: closer to uniform over classes by frequency")
+    rare_class_share: float = Field(0.5, ge=0, le=1, description="rare_class: share of crops centred on a drawn class (the rest uniform)")
+    class_weights: Literal["none", "inverse_sqrt_frequency"] = Field(
+        "none",
+        description="loss weight per class: none (paper) or 1/sqrt(f_c), scaled so the labelled pixels' mean weight is 1",
+    )
+    ohem_fraction: float | None = Field(
+        None, gt=0, le=1, description="online hard-example mining: average the loss over this hardest share of labelled pixels per batch; null: all (paper)"
+    )
+    scale_factor_range: tuple[float, float] | None = Field(
+        None,
+        description="random resize by a factor of the tile in this range (1: native resolution) instead of scale_range, "
+        "so thin and small objects are never shrunk below low x their width; null: scale_range (paper)",
+    )
     schedule: Literal["poly", "cosine", "constant"] = Field("poly", description="learning-rate schedule")
     checkpoint_every: int = Field(1000, gt=0, description="save a checkpoint every N iterations")
     rounds: int = Field(2, ge=1, description="teacher + students: 1 = teacher only; paper: 2")
@@ -204,16 +235,33 @@ class SelftrainSettings(_Section):
         description="the next round trains only on relabelled pixels whose class probability reaches this (others "
         "unlabelled); 0: every pixel (paper). The round's own labels and scores keep every pixel",
     )
+    relabel_class_quantile: float | None = Field(
+        None, gt=0, lt=1,
+        description="with relabel_confidence: each class's threshold is at most this quantile of the confidence of the "
+        "pixels predicted as that class, so relabelling keeps at least (1 - q) of every class; null: one global threshold",
+    )
     student_init: Literal["pretrained", "teacher"] = Field(
         "pretrained",
         description="students start from the pretrained backbone (paper) or from the previous round's weights "
         "(teacher: fine-tunes on the cleaner labels; for short CPU rounds)",
     )
-    min_improvement: float = Field(0.001, ge=0, description="stop when the round improves by less than this")
+    min_improvement: float = Field(
+        0.001, ge=0,
+        description="stop when a round's dev mIoU beats the best so far (the pseudo-labels are round 0) by less than this "
+        "(fraction: 0.001 = 0.1 point); without dev labels, when successive rounds' labels agree on >= 1 - this",
+    )
     amp: bool = Field(True, description="mixed precision on GPU")
     num_workers: int = Field(0, ge=0, description="data loader workers")
     device: str = Field("auto", description="torch device")
     seed: int = Field(0, description="random seed")
+
+
+    @field_validator("scale_factor_range")
+    @classmethod
+    def _positive_increasing(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 < value[0] <= value[1]:
+            raise ValueError("needs 0 < low <= high, e.g. [1.0, 1.5]")
+        return value
 
 
 class PredictSettings(_Section):

@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -58,8 +59,12 @@ def demo_settings(out: Path, data: Path, dev_frames: list[str], overrides: list[
         return load_settings(path, base + list(overrides or []))
 
 
-def run_demo(out: str | Path, size: DemoSize = DemoSize(), overrides: list[str] | None = None) -> dict[str, Any]:
-    """Runs the offline demo into ``out``; returns the summary (metrics per round, timings, report path)."""
+def run_demo(
+    out: str | Path, size: DemoSize = DemoSize(), overrides: list[str] | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Runs the offline demo into ``out``; returns the summary (metrics per round, timings, report path,
+    the self-training summary with its verdict). ``announce`` receives the training budget line."""
     from roadparse.synth import generate_dataset
 
     out = Path(out)
@@ -86,7 +91,7 @@ def run_demo(out: str | Path, size: DemoSize = DemoSize(), overrides: list[str] 
     if suggested is None:
         raise RuntimeError("the demo could not suggest a merge map (no dev labels)")
     shutil.copyfile(suggested, merge_map)
-    finish_pipeline(workspace, settings, result)
+    finish_pipeline(workspace, settings, result, announce)
     result.seconds = {"synth": timings["synth"], **result.seconds}
     report = write_demo_report(out, workspace, settings, result, merge_map)
     return {
@@ -94,6 +99,7 @@ def run_demo(out: str | Path, size: DemoSize = DemoSize(), overrides: list[str] 
         "metrics": {k: v["scores"] for k, v in result.metrics.items()},
         "seconds": result.seconds,
         "total_seconds": round(time.perf_counter() - start, 1),
+        "selftrain": result.manifests["selftrain"]["summary"],
     }
 
 
@@ -115,6 +121,7 @@ def write_demo_report(out: Path, workspace: Workspace, settings: Settings, resul
         "dev split and accepted as is. Labels were used for naming clusters only, never for training.",
         f"Full cluster gallery: {gallery}",
     ]
+    train_summary = (result.manifests.get("selftrain") or workspace.read_manifest("selftrain") or {}).get("summary", {})
     return write_report(
         out / "report.html",
         workspace=workspace,
@@ -128,6 +135,9 @@ def write_demo_report(out: Path, workspace: Workspace, settings: Settings, resul
         merge_map=yaml.safe_load(merge_map.read_text()),
         gallery_html=gallery_html,
         notes=notes,
+        verdict=train_summary.get("verdict"),
+        flags=[f"Round {r} lost classes the pseudo-labels had (dev IoU >= 50 % -> < 25 %): {', '.join(names)}."
+               for r, names in (train_summary.get("lost_classes") or {}).items()],
     )
 
 

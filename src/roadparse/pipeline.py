@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,9 @@ def suggested_merge_map(workspace: Workspace, settings: Settings) -> Path | None
     return path if settings.run.dev_labels is not None and path.exists() else None
 
 
-def run_pipeline(settings: Settings, *, frames: list[Path] | None = None) -> PipelineResult:
+def run_pipeline(
+    settings: Settings, *, frames: list[Path] | None = None, announce: Callable[[str], None] | None = None
+) -> PipelineResult:
     """Runs the whole COMRP pipeline with ``settings``; returns manifests, timings and metrics.
 
     Raises:
@@ -101,18 +104,23 @@ def run_pipeline(settings: Settings, *, frames: list[Path] | None = None) -> Pip
             + (f"  suggested map (majority vote on the dev labels): {suggested}\n" if suggested else "")
             + f"  then: {hint}\n  and run the same `roadparse run` command again to continue."
         )
-    finish_pipeline(workspace, settings, result)
+    finish_pipeline(workspace, settings, result, announce)
     return result
 
 
-def finish_pipeline(workspace: Workspace, settings: Settings, result: PipelineResult) -> None:
-    """Runs pseudolabel → self-training, then evaluates every round on the dev tiles (if labelled)."""
+def finish_pipeline(
+    workspace: Workspace, settings: Settings, result: PipelineResult, announce: Callable[[str], None] | None = None
+) -> None:
+    """Runs pseudolabel → self-training, then evaluates every round on the dev tiles (if labelled).
+
+    ``announce`` receives the training budget line before training starts (the CLI echoes it).
+    """
     from roadparse.stages import pseudolabel, selftrain
 
     _timed(result, "pseudolabel", pseudolabel.run, workspace, settings)
     dev_labels = Path(settings.run.dev_labels) if settings.run.dev_labels else None
     dev_ids = [tile.id for tile in dev_tiles(workspace, settings.run)] or None
-    _timed(result, "selftrain", selftrain.run, workspace, settings, dev_labels=dev_labels, dev_tiles=dev_ids)
+    _timed(result, "selftrain", selftrain.run, workspace, settings, dev_labels=dev_labels, dev_tiles=dev_ids, announce=announce)
     result.metrics = evaluate_rounds(workspace, settings)
 
 

@@ -128,3 +128,11 @@ def print_metrics(metrics: dict[str, dict[str, Any]], seconds: dict[str, float])
     for title, s in metrics.items():
         cells = "".join(f"{'-' if s['iou'][n] is None else format(s['iou'][n], '.2f'):>13}" for n in names)
         click.echo(f"{title:<{width}}{cells}{s['miou']:>8.2f}{s['pixel_accuracy']:>8.2f}")
+
+
+def summary_lines(summary: dict[str, Any]) -> str:
+    """Returns the verdict of a finished self-training stage and its per-class flags, for the terminal."""
+    lines = [summary.get("verdict") or ""]
+    for round_name, names in (summary.get("lost_classes") or {}).items():
+        lines.append(f"WARNING: round {round_name} lost classes the pseudo-labels had (dev IoU >= 50 -> < 25): {', '.join(names)}")
+    return "\n".join(line for line in lines if line)

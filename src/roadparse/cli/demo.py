@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from roadparse.cli.common import print_metrics
+from roadparse.cli.common import print_metrics, summary_lines
 
 
 @click.command("demo")
@@ -22,8 +22,9 @@ def demo_cmd(out: Path, n_frames: int, width: int, height: int, iterations: int 
     from roadparse.demo import DemoSize, run_demo
 
     try:
-        summary = run_demo(out, DemoSize(n_frames, width, height, iterations), list(overrides))
+        summary = run_demo(out, DemoSize(n_frames, width, height, iterations), list(overrides), announce=click.echo)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     print_metrics(summary["metrics"], summary["seconds"])
+    click.echo(summary_lines(summary["selftrain"]))
     click.echo(f"total {summary['total_seconds']:.0f} s; report: {summary['report']}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from roadparse.cli.common import print_metrics, resolve_settings
+from roadparse.cli.common import print_metrics, resolve_settings, summary_lines
 
 
 @click.command("run")
@@ -29,11 +29,13 @@ def run_cmd(config_path: Path, frames: Path | None, workdir: Path | None, overri
         extra.append(f"run.workdir={workdir}")
     settings = resolve_settings(config_path, tuple(extra))
     try:
-        result = run_pipeline(settings)
+        result = run_pipeline(settings, announce=click.echo)
     except MergeMapMissing as exc:
         click.echo(str(exc))
         raise SystemExit(3) from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     print_metrics({k: v["scores"] for k, v in result.metrics.items()}, result.seconds)
+    if "selftrain" in result.manifests:
+        click.echo(summary_lines(result.manifests["selftrain"]["summary"]))
     click.echo(f"done: {result.workdir}")

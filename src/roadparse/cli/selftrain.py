@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from roadparse.cli.common import config_options, fail, open_workspace, resolve_settings
+from roadparse.cli.common import (
+    config_options,
+    fail,
+    open_workspace,
+    resolve_settings,
+    summary_lines,
+)
 
 
 @click.command("selftrain")
@@ -35,13 +41,12 @@ def selftrain_cmd(workdir: Path, dev_labels: Path | None, dev_tiles: Path | None
     if dev_tiles is not None:
         tile_ids = [line.strip() for line in dev_tiles.read_text().splitlines() if line.strip()]
     try:
-        manifest = selftrain.run(workspace, settings, dev_labels=dev_labels, dev_tiles=tile_ids)
+        manifest = selftrain.run(workspace, settings, dev_labels=dev_labels, dev_tiles=tile_ids, announce=click.echo)
     except (ValueError, ModelLoadError) as exc:
         fail(str(exc))
         return
     summary = manifest["summary"]
     if "stage" in manifest:  # rank 0 (or a single process) reports
-        click.echo(
-            f"self-training: {summary['rounds_run']} round(s), stopped: {summary['stopped_by']}; "
-            f"best model: {workdir / 'selftrain' / summary['model']}"
-        )
+        model = workdir / "selftrain" / summary["model"] if summary.get("model") else "none (the pseudo-labels are best)"
+        click.echo(f"self-training: {summary['rounds_run']} round(s), stopped: {summary['stopped_by']}; best model: {model}")
+        click.echo(summary_lines(summary))

@@ -174,7 +174,7 @@ def read_drone_metadata(path: str | Path, default_altitude_m: float = DEFAULT_AL
             exif = image.getexif()
             orientation = int(exif.get(0x0112, 1) or 1)
             xmp_raw = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp") or b""
-    except OSError as exc:
+    except (OSError, Image.DecompressionBombError) as exc:  # a bomb is refused by the pixel reader, named there
         raise ValueError(f"{path}: cannot read image metadata: {exc}") from None
     xmp = xmp_raw.decode("utf-8", "replace") if isinstance(xmp_raw, bytes) else str(xmp_raw)
     gps, exif_ifd = exif.get_ifd(_GPS_IFD), exif.get_ifd(_EXIF_IFD)
@@ -222,6 +222,6 @@ def has_gps_position(path: str | Path) -> bool:
     try:
         with Image.open(path) as image:
             gps = image.getexif().get_ifd(_GPS_IFD)
-    except OSError:
+    except (OSError, Image.DecompressionBombError):
         return False
     return 2 in gps and 4 in gps

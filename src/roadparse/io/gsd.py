@@ -92,7 +92,7 @@ def has_camera_exif(path: str | Path) -> bool:
         with Image.open(path) as image:
             exif = image.getexif()
             return bool(exif.get(_MODEL)) or _FOCAL in exif.get_ifd(_EXIF_IFD)
-    except OSError:
+    except (OSError, Image.DecompressionBombError):  # a bomb is refused by the pixel reader, named there
         return False
 
 

@@ -23,7 +23,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 h1{margin-bottom:.2rem}h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.92rem}td,th{border:1px solid #ccc;padding:.25rem .55rem;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-.best{font-weight:700;background:#e8f5e9}.note{color:#555;font-size:.92rem}
+.best{font-weight:700;background:#e8f5e9}.flag{color:#b00020;font-weight:600}.note{color:#555;font-size:.92rem}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:.5rem}
 figure{margin:0}figcaption{font-size:.8rem;color:#444;text-align:center}
 img{max-width:100%;image-rendering:auto;border:1px solid #ddd}
@@ -160,8 +160,14 @@ def write_report(
     merge_map: dict[str, Any] | None,
     gallery_html: str,
     notes: list[str],
+    verdict: str | None = None,
+    flags: list[str] | None = None,
 ) -> Path:
-    """Writes the self-contained ``report.html`` at ``path`` (atomically) and returns it."""
+    """Writes the self-contained ``report.html`` at ``path`` (atomically) and returns it.
+
+    ``verdict`` (the self-training stage's sentence on which labels the run hands on) and ``flags``
+    (classes a round lost) are shown above the results table.
+    """
     # the confusion of the best labels (the run's model is its best round)
     best = max(metrics, key=lambda title: metrics[title]["scores"]["miou"]) if metrics else None
     parts = [
@@ -170,6 +176,8 @@ def write_report(
         f"<p class='note'>Work directory: {html.escape(str(workspace.root))}</p>",
         "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes),
         "<h2>Results on the labelled dev split</h2>",
+        f"<p class='verdict'><b>{html.escape(verdict)}</b></p>" if verdict else "",
+        "".join(f"<p class='flag'>&#9888; {html.escape(flag)}</p>" for flag in flags or []),
         "<p class='note'>IoU per class, mIoU and pixel accuracy (%), from pixel counts summed over all dev tiles; "
         "unlabelled pixels (255: discarded clusters, area filter) count as errors.</p>",
         metrics_table(metrics, classes),

@@ -2,10 +2,13 @@
 
 Round 1 trains a teacher on the pseudo-labels; every round then relabels all training
 tiles with its model (sliding window over the full tile, argmax) and the next round
-trains a fresh student of the same kind on those labels. Rounds stop after
-``selftrain.rounds`` or, from round 2 on, when a round no longer improves: by dev-set mIoU
-when a dev label folder is given, else when successive rounds' labels agree on at least
-``1 - train.min_improvement`` of the pixels. The manifest records which rule stopped it.
+trains a fresh student of the same kind on those labels. The pseudo-labels are round 0
+of every comparison (``stages.selftrain.selection``): with a dev label folder, rounds stop when a
+round does not beat the best so far (round 0 included) or loses a class the pseudo-labels
+had, and the best round may be 0 (no model: the run's labels are the pseudo-labels);
+without one, when successive rounds' labels agree on at least ``1 - selftrain.min_improvement``
+of the pixels. The manifest records which rule stopped it and a plain verdict.
+``selftrain.iterations: auto`` sizes each round from the data (``stages.selftrain.budget``).
 
 Layout: ``selftrain/round_<r>/{checkpoints/last.pt, model/, labels/<tile_id>.png, metrics.json}``.
 Each finished round is journalled, so a rerun skips finished rounds and resumes an
@@ -16,10 +19,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
+import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from roadparse.artifacts import Tile, list_tiles, pseudo_label_dir
@@ -40,6 +46,7 @@ from roadparse.models.segmenters import (
     segmenter_record,
 )
 from roadparse.models.sliding_window import predict_image
+from roadparse.stages.selftrain.budget import TrainingBudget, resolve_iterations, training_budget
 from roadparse.stages.selftrain.dataset import TileLabelDataset
 from roadparse.stages.selftrain.loop import (
     DistContext,
@@ -47,9 +54,19 @@ from roadparse.stages.selftrain.loop import (
     resolve_optimizer,
     train_segmenter,
 )
+from roadparse.stages.selftrain.sampling import tile_class_counts
+from roadparse.stages.selftrain.selection import best_round, lost_classes, stop_reason, verdict
+from roadparse.stages.selftrain.thresholds import (
+    class_thresholds,
+    confidence_histograms,
+    confident_labels,
+    kept_shares,
+    quantise_confidence,
+)
 from roadparse.workspace import (
     StageManifest,
     Workspace,
+    atomic_output,
     atomic_write_json,
     atomic_write_text,
     git_sha,
@@ -91,17 +108,22 @@ def _next_round_labels(round_dir: Path, train: SelftrainSettings) -> Path:
 def relabel_tiles(
     model: torch.nn.Module, tiles: list[Tile], labels_dir: Path, settings: Settings,
     device: torch.device, dist: DistContext, desc: str, confident_dir: Path | None = None,
-) -> None:
+) -> dict[str, Any] | None:
     """Writes ``labels_dir/<tile_id>.png``: the model's argmax over each full tile (padding = ignore).
 
-    With ``confident_dir``, also writes there the same labels with pixels whose class
-    probability is under ``selftrain.relabel_confidence`` unlabelled (written first, so a tile
-    whose ``labels_dir`` file exists is complete). Tiles already relabelled (by an
-    interrupted run of the same round) are skipped; under DDP each rank relabels its own
-    share of the tiles.
+    With ``confident_dir``, also writes each tile's confidence (probability of its label, uint8
+    levels) to ``<round>/confidence/`` first (so a tile whose ``labels_dir`` file exists is
+    complete), and once every tile is relabelled, ``confident_dir/<tile_id>.png``: the labels with
+    pixels under their class's threshold unlabelled (``selftrain.relabel_confidence``, lowered per
+    class by ``selftrain.relabel_class_quantile``). Tiles already relabelled (by an interrupted run of
+    the same round) are skipped; under DDP each rank relabels its own share of the tiles.
+
+    Returns:
+        with ``confident_dir``, on rank 0: per-class ``thresholds`` and ``kept`` shares; else None.
     """
     mine = tiles[dist.rank :: dist.world_size]
     classes = load_classes(settings.classes)
+    confidence_dir = labels_dir.parent / "confidence"
     model.eval()
     for tile in tqdm(mine, desc=desc, unit="tile", dynamic_ncols=True, disable=not dist.is_main):
         path = labels_dir / f"{tile.id}.png"
@@ -116,13 +138,35 @@ def relabel_tiles(
         valid_w, valid_h = tile.valid
         labels[valid_h:] = IGNORE_INDEX
         labels[:, valid_w:] = IGNORE_INDEX
-        if confident_dir is not None:
-            assert probabilities is not None
-            confident = labels.copy()
-            confident[probabilities.max(axis=0) < settings.selftrain.relabel_confidence] = IGNORE_INDEX
-            write_label_png(confident_dir / f"{tile.id}.png", confident, classes)
+        if probabilities is not None:
+            with atomic_output(confidence_dir / f"{tile.id}.png") as tmp:
+                Image.fromarray(quantise_confidence(probabilities.max(axis=0))).save(tmp, format="PNG")
         write_label_png(path, labels, classes)
     dist.barrier()
+    if confident_dir is None or not dist.is_main:
+        return None
+    return _write_confident_labels(tiles, labels_dir, confidence_dir, confident_dir, settings.selftrain, classes)
+
+
+def _write_confident_labels(
+    tiles: list[Tile], labels_dir: Path, confidence_dir: Path, confident_dir: Path, train: SelftrainSettings, classes: ClassSet,
+) -> dict[str, Any]:
+    """Writes every tile's confident labels from its labels and confidence; returns thresholds and kept shares per class."""
+
+    def read(tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+        return read_label_png(labels_dir / f"{tile.id}.png"), np.asarray(Image.open(confidence_dir / f"{tile.id}.png"))
+
+    histograms = np.zeros((len(classes), 256), dtype=np.int64)
+    for tile in tiles:
+        histograms += confidence_histograms(*read(tile), len(classes))
+    thresholds = class_thresholds(histograms, train.relabel_confidence, train.relabel_class_quantile)
+    for tile in tiles:
+        write_label_png(confident_dir / f"{tile.id}.png", confident_labels(*read(tile), thresholds), classes)
+    kept = kept_shares(histograms, thresholds)
+    return {
+        "thresholds": {name: round(float(t), 4) for name, t in zip(classes.names, thresholds, strict=True)},
+        "kept": {name: None if np.isnan(k) else round(float(k), 4) for name, k in zip(classes.names, kept, strict=True)},
+    }
 
 
 def _dev_tiles(tiles: list[Tile], dev_labels: Path | None, dev_tile_ids: list[str] | None) -> list[Tile]:
@@ -140,22 +184,6 @@ def _dev_tiles(tiles: list[Tile], dev_labels: Path | None, dev_tile_ids: list[st
     return chosen
 
 
-def _stop_rule(
-    round_index: int, rounds: int, metrics: dict[str, Any], history: list[dict[str, Any]], min_improvement: float
-) -> str | None:
-    """Returns why self-training stops after this round (None: go on)."""
-    if round_index >= 2 and metrics.get("dev") is not None and history[-2].get("dev") is not None:
-        gain = (metrics["dev"]["miou"] - history[-2]["dev"]["miou"]) / 100.0
-        if gain < min_improvement:
-            return f"dev mIoU improved by {gain:.4f} < {min_improvement}"
-    elif round_index >= 2 and metrics.get("agreement") is not None:
-        if metrics["agreement"] >= 1.0 - min_improvement:
-            return f"label agreement {metrics['agreement']:.4f} >= {1.0 - min_improvement}"
-    if round_index >= rounds:
-        return f"reached selftrain.rounds = {rounds}"
-    return None
-
-
 class RankResult(TypedDict):
     """What :func:`run` returns on the other ranks of a distributed run (rank 0 writes the manifest)."""
 
@@ -168,6 +196,7 @@ def run(
     dev_labels: Path | None = None,
     dev_tiles: list[str] | None = None,
     callback: Any = None,
+    announce: Callable[[str], None] | None = None,
 ) -> StageManifest | RankResult:
     """Runs self-training rounds and returns the stage manifest (on ranks other than 0 of a
     distributed run: only its summary).
@@ -176,9 +205,11 @@ def run(
         workspace: the run directory (needs finished ``roi`` and ``pseudolabel`` stages).
         settings: resolved settings (``selftrain``, ``predict`` for relabelling, ``classes``).
         dev_labels: optional folder of frame ground-truth PNGs (``<frame stem>.png``);
-            enables the dev-mIoU stopping rule.
+            enables the dev-mIoU stopping rule and the comparison with the pseudo-labels.
         dev_tiles: tile ids of the dev split (default: every tile whose frame has ground truth).
         callback: ``callback(iteration, loss)`` after each training step (tests use it to interrupt).
+        announce: called with the training budget line before training starts (the CLI echoes it);
+            default: logged.
     """
     pseudo = workspace.require_manifest("pseudolabel")
     tiles = list_tiles(workspace)
@@ -186,6 +217,11 @@ def run(
     dev_labels = Path(dev_labels) if dev_labels is not None else None
     dev = _dev_tiles(tiles, dev_labels, dev_tiles)
     dist, device = distributed_context(settings.selftrain.device)
+    budget = training_budget(settings.selftrain, [t.size for t in tiles], len(classes),
+                             settings.predict.window, settings.predict.overlap)
+    settings = settings.model_copy(update={"selftrain": resolve_iterations(settings.selftrain, budget)})
+    if dist.is_main:
+        (announce or log.info)(budget.describe())
     stage_settings = {
         # where and how fast it runs must not invalidate finished rounds or checkpoints
         "selftrain": settings.selftrain.identity(),
@@ -217,8 +253,9 @@ def run(
         else:
             metrics = _train_round(round_index, round_dir, previous_labels, tiles, dev, dev_labels,
                                    classes, settings, stage.fingerprint, device, dist, callback)
-            metrics["stop"] = _stop_rule(round_index, settings.selftrain.rounds, metrics, [*history, metrics],
-                                         settings.selftrain.min_improvement)
+            metrics["lost_classes"] = lost_classes(history[0].get("dev") if history else None, metrics.get("dev"))
+            metrics["stop"] = stop_reason(round_index, settings.selftrain.rounds, metrics, history,
+                                          settings.selftrain.min_improvement)
             metrics = dist.broadcast(metrics)  # every rank takes rank 0's decision
             if dist.is_main:
                 atomic_write_json(round_dir / "metrics.json", metrics)
@@ -228,23 +265,30 @@ def run(
         if metrics["stop"]:
             stopped_by = metrics["stop"]
             break
-    trained = [m for m in history if m["round"] >= 1]
-    if dev:
-        best = max(trained, key=lambda m: m["dev"]["miou"])
-    else:
-        best = trained[-1]
-    summary = {
-        "rounds_run": len(trained),
-        "stopped_by": stopped_by,
-        "stop_rule": "dev_miou" if dev else "label_agreement",
-        "best_round": best["round"],
-        "model": f"round_{best['round']}/model",
-        "dev_miou": {str(m["round"]): m["dev"]["miou"] for m in history if m.get("dev")} or None,
-    }
+    summary = _summary(history, stopped_by, bool(dev), budget)
     if not dist.is_main:
         return {"summary": summary}
-    log.info("self-training: %d round(s), stopped because %s; best model %s", len(trained), stopped_by, summary["model"])
+    log.info("self-training: %d round(s), stopped because %s. %s", summary["rounds_run"], stopped_by, summary["verdict"])
     return stage.finish(summary)
+
+
+def _summary(history: list[dict[str, Any]], stopped_by: str | None, has_dev: bool, budget: TrainingBudget) -> dict[str, Any]:
+    """Returns the stage summary: rounds, stop, best round (0 = the pseudo-labels), its model and labels, verdict."""
+    best = best_round(history)
+    return {
+        "rounds_run": sum(1 for m in history if m["round"] >= 1),
+        "stopped_by": stopped_by,
+        "stop_rule": "dev_miou" if has_dev else "label_agreement",
+        "best_round": best,
+        "model": f"round_{best}/model" if best >= 1 else None,
+        "labels": f"train/round_{best}/labels" if best >= 1 else "pseudolabel/labels",
+        "verdict": verdict(history, best),
+        "lost_classes": {str(m["round"]): m["lost_classes"] for m in history if m.get("lost_classes")} or None,
+        "dev_miou": {str(m["round"]): m["dev"]["miou"] for m in history if m.get("dev")} or None,
+        "budget": {"iterations": budget.iterations, "batch_size": budget.batch_size, "crops": budget.crops,
+                   "tiles": budget.tiles, "classes": budget.classes, "relabel_windows": budget.relabel_windows,
+                   "rule": budget.rule},
+    }
 
 
 def _train_round(
@@ -263,7 +307,9 @@ def _train_round(
     samples = [(t.path, source_labels / f"{t.id}.png") for t in tiles if (source_labels / f"{t.id}.png").is_file()]
     if len(samples) < len(tiles):
         log.warning("round %d: %d of %d tiles have no label in %s", round_index, len(tiles) - len(samples), len(tiles), source_labels)
-    dataset = TileLabelDataset(samples, train.scale_range, train.crop_size, train.flip)
+    dataset = TileLabelDataset(samples, train.scale_range, train.crop_size, train.flip, train.scale_factor_range)
+    needs_counts = train.crop_sampling == "rare_class" or train.class_weights != "none"
+    class_counts = tile_class_counts([label for _, label in samples], len(classes)) if needs_counts else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train.seed + round_index)  # same initial weights on every rank and every rerun
         model = build_segmenter(train.architecture, train.backbone, len(classes), train.pretrained, train.encoder_weights)
@@ -283,14 +329,15 @@ def _train_round(
     }
     summary = train_segmenter(
         model, dataset, train, round_dir / "checkpoints" / "last.pt", segmenter_record(model, meta),
-        device, dist, callback, desc=f"round {round_index}",
+        device, dist, callback, desc=f"round {round_index}", class_counts=class_counts,
     )
     if dist.is_main:
         save_segmenter(model, round_dir / "model", meta)
     labels_dir = round_dir / "labels"
     next_labels = _next_round_labels(round_dir, train)
     confident_dir = next_labels if next_labels != labels_dir else None
-    relabel_tiles(model, tiles, labels_dir, settings, device, dist, desc=f"relabel {round_index}", confident_dir=confident_dir)
+    relabelled = relabel_tiles(model, tiles, labels_dir, settings, device, dist, desc=f"relabel {round_index}",
+                               confident_dir=confident_dir)
     optimizer, lr, decay = resolve_optimizer(train)
     metrics: dict[str, Any] = {
         "round": round_index,
@@ -300,5 +347,6 @@ def _train_round(
         "training": summary,
         "agreement": label_agreement(source_labels, labels_dir, tiles) if dist.is_main else None,
         "dev": dev_scores(labels_dir, dev, dev_labels, classes) if dev and dev_labels and dist.is_main else None,
+        "relabel": relabelled,
     }
     return metrics

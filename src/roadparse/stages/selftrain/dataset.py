@@ -28,10 +28,11 @@ def sample_seed(seed: int, position: int) -> int:
 
 
 class TileLabelDataset(Dataset):
-    """(image, label) training pairs: item ``(index, augmentation_seed)`` -> augmented tensors.
+    """(image, label) training pairs: item ``(index, augmentation_seed[, centre_class])`` -> augmented tensors.
 
     Each item is a (3, S, S) float32 image in [0, 1] and a (S, S) int64 label map where
-    IGNORE_INDEX marks pixels that must not enter the loss.
+    IGNORE_INDEX marks pixels that must not enter the loss. A ``centre_class`` >= 0 (from a
+    rare-class sampler) makes the crop hold a pixel of that class.
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class TileLabelDataset(Dataset):
         scale_range: tuple[int, int],
         crop_size: int,
         flip: bool,
+        scale_factor_range: tuple[float, float] | None = None,
     ):
         if not samples:
             raise ValueError("no training samples: every tile needs a label map")
@@ -47,12 +49,14 @@ class TileLabelDataset(Dataset):
         self.scale_range = scale_range
         self.crop_size = crop_size
         self.flip = flip
+        self.scale_factor_range = scale_factor_range
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index, seed = key
+    def __getitem__(self, key: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = key[0], key[1]
+        centre_class = key[2] if len(key) > 2 and key[2] >= 0 else None
         image_path, label_path = self.samples[index]
         image = read_image(image_path)
         label = read_label_png(label_path)
@@ -69,6 +73,8 @@ class TileLabelDataset(Dataset):
             self.crop_size,
             self.flip,
             generator,
+            self.scale_factor_range,
+            centre_class,
         )
         return image_t.float().div_(255.0), label_t
 

@@ -1,0 +1,78 @@
+"""Self-training on a synthetic family with the unchanged demo profile: pseudo-labels, every round, per class.
+
+Renders a demo-sized set of a family (default: 8 frames of 2400x1600, 2 in the dev split), runs
+the whole demo profile (``roadparse/data/demo.yaml``) with the merge map suggested by majority
+vote on the dev labels, as ``roadparse demo`` does, and prints the dev table of the pseudo-labels
+and of every training round, the round the run hands on and its verdict. Settings come from the
+profile (``--set`` overrides for experiments only): the point is to score a family the profile
+was not tuned on. Run: ``python bench/selftrain_families.py --style urban --out /tmp/urban-selftrain``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from roadparse.config import dump_settings
+from roadparse.demo import demo_settings
+from roadparse.io.images import list_images
+from roadparse.io.labels import load_classes
+from roadparse.pipeline import PipelineResult, finish_pipeline, run_until_merge, suggested_merge_map
+from roadparse.synth import generate_dataset
+from roadparse.workspace import Workspace
+
+
+def _row(title: str, scores: dict, names: tuple[str, ...]) -> str:
+    cells = " | ".join(f"{scores['iou'][n]:.2f}" if scores["iou"].get(n) is not None else "-" for n in names)
+    return f"| {title} | {cells} | {scores['miou']:.2f} | {scores['pixel_accuracy']:.2f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--style", choices=["highway", "urban"], default="urban")
+    parser.add_argument("--out", type=Path, required=True, help="work folder (data/ and run/)")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--width", type=int, default=2400)
+    parser.add_argument("--height", type=int, default=1600)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value (experiments)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    data = args.out / "data"
+    started = time.perf_counter()
+    if not (data / "split.json").exists():
+        generate_dataset(data, n_frames=args.frames, width=args.width, height=args.height, seed=args.seed,
+                         style=args.style)
+    split = json.loads((data / "split.json").read_text())
+    settings = demo_settings(args.out, data, split["dev"], args.overrides)
+    workspace = Workspace(settings.run.workdir)
+    workspace.write_settings(dump_settings(settings))
+    result = PipelineResult(workspace.root)
+    run_until_merge(workspace, settings, list_images(data / "frames"), result)
+    suggested = suggested_merge_map(workspace, settings)
+    if suggested is None:
+        raise SystemExit("no merge map was suggested (no dev labels?)")
+    shutil.copyfile(suggested, workspace.root / settings.pseudolabel.merge_map)
+    finish_pipeline(workspace, settings, result, announce=print)
+    names = load_classes(settings.classes).names
+    print(f"| labels ({args.style}, dev) | {' | '.join(names)} | mIoU | PA |")
+    print("|---" * (len(names) + 3) + "|")
+    for title, metrics in result.metrics.items():
+        print(_row(title, metrics["scores"], names))
+    summary = result.manifests["train"]["summary"]
+    print(f"best_round {summary['best_round']}; stopped by: {summary['stopped_by']}")
+    print(summary["verdict"])
+    print(f"stage seconds: {result.seconds}; total {time.perf_counter() - started:.0f} s")
+    (args.out / "selftrain_metrics.json").write_text(
+        json.dumps({"metrics": {k: v["scores"] for k, v in result.metrics.items()}, "train": summary,
+                    "seconds": result.seconds}, indent=1, default=str)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""Self-training that never makes the result worse: round 0 comparisons, rare classes, per-class relabel
+thresholds, imbalance losses and the data-scaled training budget (issue #12)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from tests.test_train import make_workspace, small_settings, tiny_segformer_dir
+
+from roadparse.config import load_settings
+from roadparse.io.images import write_image
+from roadparse.io.labels import IGNORE_INDEX, load_classes, read_label_png, write_label_png
+from roadparse.stages.selftrain.augment import augment_pair
+from roadparse.stages.selftrain.budget import auto_iterations, training_budget
+from roadparse.stages.selftrain.dataset import IterationBatchSampler, TileLabelDataset
+from roadparse.stages.selftrain.losses import class_weights, segmentation_loss
+from roadparse.stages.selftrain.sampling import (
+    RareClassBatchSampler,
+    rare_class_probabilities,
+    tile_class_counts,
+)
+from roadparse.stages.selftrain.selection import best_round, lost_classes, stop_reason, verdict
+from roadparse.stages.selftrain.thresholds import (
+    class_thresholds,
+    confidence_histograms,
+    confident_labels,
+    quantise_confidence,
+)
+
+torch.set_num_threads(1)
+NAMES = ("road", "cone")
+
+
+def _dev(miou: float, road: float, cone: float) -> dict:
+    return {"miou": miou, "iou": {"road": road, "cone": cone}}
+
+
+# --- never worse: the pseudo-labels are round 0 -------------------------------------------------
+
+
+def test_training_made_to_fail_keeps_the_pseudo_labels_and_says_so(tmp_path: Path) -> None:
+    from roadparse.cli import main
+
+    workspace, gt_dir = make_workspace(tmp_path, n_tiles=2)
+    backbone = tiny_segformer_dir(tmp_path)
+    # a broken lr (0): round 1 is the random network; the budget comes from the data (2 tiles x 2 crops / batch 2)
+    args = ["train", str(workspace.root), "--dev-labels", str(gt_dir), "--set", f"selftrain.backbone={backbone}",
+            "--set", "selftrain.pretrained=false", "--set", "selftrain.lr=0", "--set", "selftrain.rounds=2",
+            "--set", "selftrain.iterations=auto", "--set", "selftrain.budget_crops_per_tile=2",
+            "--set", "selftrain.budget_crops_per_class=0", "--set", "selftrain.budget_min_iterations=1",
+            "--set", "selftrain.scale_range=[48, 64]", "--set", "selftrain.crop_size=32", "--set", "selftrain.batch_size=2",
+            "--set", "selftrain.device=cpu", "--set", "predict.window=32"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    summary = workspace.read_manifest("selftrain")["summary"]
+    assert summary["best_round"] == 0 and summary["model"] is None and summary["labels"] == "pseudolabel/labels"
+    assert summary["rounds_run"] == 1 and "pseudo-labels" in summary["stopped_by"]  # no student of a worse teacher
+    assert summary["dev_miou"]["0"] > summary["dev_miou"]["1"]
+    assert summary["verdict"].startswith("No trained round beat the pseudo-labels on dev")
+    assert "To change:" in summary["verdict"] and "selftrain.lr" in summary["verdict"]  # the loss did not fall
+    assert "training budget per round: 2 iterations x batch 2 = 4 crops" in result.output
+    assert "best model: none (the pseudo-labels are best)" in result.output and summary["verdict"] in result.output
+    assert summary["budget"]["iterations"] == 2
+
+
+def test_stop_rule_and_best_round_compare_with_round_zero() -> None:
+    zero = {"round": 0, "dev": _dev(70.0, 90.0, 50.0)}
+    worse = {"round": 1, "dev": _dev(60.0, 95.0, 25.0), "lost_classes": []}
+    assert "pseudo-labels (round 0)" in stop_reason(1, 2, worse, [zero], 0.001)
+    assert best_round([zero, worse]) == 0
+    better = {"round": 1, "dev": _dev(80.0, 95.0, 65.0), "lost_classes": []}
+    assert stop_reason(1, 2, better, [zero], 0.001) is None
+    student = {"round": 2, "dev": _dev(79.0, 95.0, 63.0), "lost_classes": []}
+    assert "round 1" in stop_reason(2, 3, student, [zero, better], 0.001)
+    assert best_round([zero, better, student]) == 1
+    assert "+10.00 points over the pseudo-labels" in verdict([zero, better, student], 1)
+    # without dev scores nothing is compared with round 0: the last round is kept
+    assert best_round([{"round": 1, "dev": None}, {"round": 2, "dev": None}]) == 2
+
+
+def test_a_round_that_loses_a_class_is_flagged_stops_and_is_not_chosen() -> None:
+    zero = {"round": 0, "dev": _dev(70.0, 90.0, 50.0)}
+    scores = _dev(75.0, 99.0, 20.0)  # higher mIoU, but the cone (50 -> 20) is gone
+    assert lost_classes(zero["dev"], scores) == ["cone"]
+    assert lost_classes(zero["dev"], _dev(75.0, 99.0, 30.0)) == []  # 30 >= 25: not lost
+    flagged = {"round": 1, "dev": scores, "lost_classes": ["cone"], "training": {"first_loss": 2.0, "final_loss": 1.0}}
+    assert "lost classes" in stop_reason(1, 2, flagged, [zero], 0.001)
+    assert best_round([zero, flagged]) == 0
+    text = verdict([zero, flagged], 0)
+    assert "round 1 lost cone" in text and "selftrain.crop_sampling: rare_class" in text
+
+
+# --- rare classes survive -----------------------------------------------------------------------
+
+
+def _rare_class_labels() -> list[np.ndarray]:
+    """Six 256x256 label maps: road, a white stripe (5 %), a 14x14 cone in four of them (0.2 % of all pixels)."""
+    labels = []
+    for i in range(6):
+        label = np.zeros((256, 256), dtype=np.uint8)
+        label[:, 50 + 10 * i : 63 + 10 * i] = 1
+        if i < 4:
+            label[150 + 5 * i : 164 + 5 * i, 200:214] = 5
+        labels.append(label)
+    return labels
+
+
+def test_rare_class_sampler_draws_a_0_2_percent_class_20x_more_often_than_uniform(tmp_path: Path) -> None:
+    classes = load_classes(None)
+    labels = _rare_class_labels()
+    paths = []
+    for i, label in enumerate(labels):
+        paths.append((tmp_path / f"t{i}.png", tmp_path / f"l{i}.png"))
+        write_image(paths[-1][0], np.repeat(label[..., None] * 30, 3, axis=2))
+        write_label_png(paths[-1][1], label, classes)
+    counts = tile_class_counts([label for _, label in paths], 7)
+    assert counts[:, 5].sum() / counts.sum() == pytest.approx(0.002, abs=0.0001)
+    defaults = load_settings().selftrain  # the settings' own temperature and share
+    image = torch.zeros((3, 256, 256), dtype=torch.uint8)
+
+    def holds_cone(key: tuple[int, ...]) -> bool:
+        centre = key[2] if len(key) > 2 and key[2] >= 0 else None
+        _, crop = augment_pair(image, torch.from_numpy(labels[key[0]]), (256, 256), 16, False,
+                               torch.Generator().manual_seed(key[1]), centre_class=centre)
+        return bool((crop == 5).any())
+
+    def share_with_cone(sampler: IterationBatchSampler) -> float:
+        return float(np.mean([holds_cone(key) for batch in sampler for key in batch]))
+
+    uniform = share_with_cone(IterationBatchSampler(6, 4, 150, seed=0))
+    rare_sampler = RareClassBatchSampler(counts, 4, 150, 0, defaults.rare_class_temperature, defaults.rare_class_share)
+    rare = share_with_cone(rare_sampler)
+    assert rare >= 20 * max(uniform, 1 / 600), (rare, uniform)
+    # the dataset reads the same keys from files into the same crops
+    dataset = TileLabelDataset(paths, (256, 256), 16, False)
+    key = next(k for batch in rare_sampler for k in batch if k[2] == 5)
+    assert (dataset[key][1] == 5).any()
+    # resumable: the stream from iteration k is the uninterrupted stream's tail
+    full = list(RareClassBatchSampler(counts, 2, 6, 3, 0.01, 0.5))
+    assert list(RareClassBatchSampler(counts, 2, 6, 3, 0.01, 0.5, start=4)) == full[4:]
+
+
+def test_rare_class_probabilities_grow_with_rarity() -> None:
+    p = rare_class_probabilities(np.array([0.7, 0.25, 0.048, 0.002, 0.0]), temperature=0.1)
+    assert p[4] == 0.0 and p.sum() == pytest.approx(1.0)
+    assert p[0] < p[1] < p[2] < p[3]
+
+
+def test_scale_factor_keeps_objects_and_centre_class_crops_hold_it() -> None:
+    label = torch.zeros((100, 200), dtype=torch.uint8)
+    label[90:94, 190:194] = 5  # a 4x4 object in a corner
+    image = torch.zeros((3, 100, 200), dtype=torch.uint8)
+    for seed in range(20):
+        _, crop = augment_pair(image, label, (10, 20), 32, True, torch.Generator().manual_seed(seed),
+                               scale_factor_range=(1.0, 1.5), centre_class=5)
+        assert crop.shape == (32, 32) and (crop == 5).any()  # the crop holds the object
+        # a crop larger than the resized tile shows all of it: the object is never shrunk below its native 4x4
+        _, whole = augment_pair(image, label, (10, 20), 320, False, torch.Generator().manual_seed(seed),
+                                scale_factor_range=(1.0, 1.5))
+        assert (whole == 5).sum() >= 16 and (whole != IGNORE_INDEX).sum() >= 100 * 200
+
+
+def test_class_weights_and_ohem() -> None:
+    weights = class_weights(np.array([0.64, 0.36, 0.0]), "inverse_sqrt_frequency")
+    np.testing.assert_allclose(weights, [1.25 / 1.4, (1 / 0.6) / 1.4, 1.0], rtol=1e-5)
+    assert float(np.dot([0.64, 0.36], weights[:2])) == pytest.approx(1.0)
+    assert class_weights(np.array([0.5, 0.5]), "none") is None
+    logits = torch.zeros((1, 2, 1, 4))
+    logits[0, 0, 0] = torch.tensor([4.0, 4.0, 4.0, -4.0])  # pixel 3 is the only hard one
+    labels = torch.tensor([[[0, 0, 0, 0]]])
+    per_pixel = torch.nn.functional.cross_entropy(logits, labels, reduction="none")[0, 0]
+    assert float(segmentation_loss(logits, labels)) == pytest.approx(float(per_pixel.mean()))
+    assert float(segmentation_loss(logits, labels, ohem_fraction=0.25)) == pytest.approx(float(per_pixel[3]))
+    assert float(segmentation_loss(logits, torch.full_like(labels, IGNORE_INDEX))) == 0.0
+
+
+def test_per_class_thresholds_keep_every_class() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (64, 64)).astype(np.uint8)
+    probability = np.where(labels == 2, rng.uniform(0.5, 0.8, labels.shape), rng.uniform(0.91, 1.0, labels.shape))
+    confidence = quantise_confidence(probability)
+    histograms = confidence_histograms(labels, confidence, 3)
+    one_threshold = confident_labels(labels, confidence, class_thresholds(histograms, 0.9, None))
+    assert not (one_threshold == 2).any()  # a single 0.9 drops the unsure class whole
+    thresholds = class_thresholds(histograms, 0.9, 0.5)
+    assert thresholds[0] == thresholds[1] == 0.9 and 0.6 < thresholds[2] < 0.7
+    kept = confident_labels(labels, confidence, thresholds)
+    assert (kept == 2).sum() >= 0.5 * (labels == 2).sum()  # at least (1 - q) of the unsure class
+    for c in (0, 1):
+        assert (kept == c).sum() == (labels == c).sum()  # the sure classes keep their 0.9
+
+
+def test_stage_relabels_with_per_class_thresholds(tmp_path: Path) -> None:
+    from roadparse.stages import selftrain
+
+    workspace, _ = make_workspace(tmp_path, n_tiles=2)
+    # near-uniform probabilities after 2 iterations: a global 0.99 would unlabel every pixel
+    settings = small_settings(tiny_segformer_dir(tmp_path), iterations=2, rounds=1, relabel_confidence=0.99,
+                              relabel_class_quantile=0.5, crop_sampling="rare_class",
+                              class_weights="inverse_sqrt_frequency", ohem_fraction=0.5, scale_factor_range=[0.8, 1.0])
+    manifest = selftrain.run(workspace, settings)
+    round_1 = workspace.root / "selftrain" / "round_1"
+    full, confident = set(), set()
+    for tile in ("f0_t0", "f1_t0"):
+        full |= set(np.unique(read_label_png(round_1 / "labels" / f"{tile}.png")).tolist())
+        confident |= set(np.unique(read_label_png(round_1 / "confident_labels" / f"{tile}.png")).tolist())
+    assert confident - {IGNORE_INDEX} == full - {IGNORE_INDEX}  # relabelling dropped no class
+    relabel = manifest["items"]["round_1"]["relabel"]
+    predicted = {name for name, share in relabel["kept"].items() if share is not None}
+    assert predicted and all(relabel["kept"][name] >= 0.5 for name in predicted)
+    assert all(relabel["thresholds"][name] < 0.99 for name in predicted)
+
+
+# --- a training budget that scales with the data ------------------------------------------------
+
+
+def test_auto_budget_scales_with_tiles_and_classes() -> None:
+    train = load_settings(None, ["selftrain.iterations=auto", "selftrain.batch_size=4"]).selftrain
+    assert auto_iterations(train, 51, 7) == 306  # ceil(24 x 51 / 4): the demo's 300 iterations
+    assert auto_iterations(train, 120, 7) == 720
+    assert auto_iterations(train, 2, 7) == 263  # 150 crops per class x 7 classes
+    capped = train.model_copy(update={"budget_max_iterations": 500})
+    assert auto_iterations(capped, 120, 7) == 500
+    budget = training_budget(train, [(800, 800)] * 51, 7, 256, 0.5)
+    assert budget.iterations == 306 and budget.relabel_windows == 51 * 36
+    assert "306 iterations x batch 4 = 1224 crops (24.0 per tile) on 51 tiles, 7 classes" in budget.describe()
+    explicit = training_budget(load_settings().selftrain, [(800, 800)], 7, 512, 0.25)
+    assert explicit.iterations == 80000 and "explicitly" in explicit.rule
+    assert json.dumps(load_settings(None, ["selftrain.iterations=auto"]).selftrain.model_dump(mode="json"))
