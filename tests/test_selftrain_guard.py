@@ -48,7 +48,7 @@ def test_training_made_to_fail_keeps_the_pseudo_labels_and_says_so(tmp_path: Pat
 
     workspace, gt_dir = make_workspace(tmp_path, n_tiles=2)
     backbone = tiny_segformer_dir(tmp_path)
-    # a broken lr (0): round 1 is the random network; the budget comes from the data (2 tiles x 2 crops / batch 2)
+    # a broken lr (0): round 1 is the random network; the budget comes from the data (tiny tiles: the lower bound, 1)
     args = ["train", str(workspace.root), "--dev-labels", str(gt_dir), "--set", f"selftrain.backbone={backbone}",
             "--set", "selftrain.pretrained=false", "--set", "selftrain.lr=0", "--set", "selftrain.rounds=2",
             "--set", "selftrain.iterations=auto", "--set", "selftrain.budget_crops_per_tile=2",
@@ -63,9 +63,9 @@ def test_training_made_to_fail_keeps_the_pseudo_labels_and_says_so(tmp_path: Pat
     assert summary["dev_miou"]["0"] > summary["dev_miou"]["1"]
     assert summary["verdict"].startswith("No trained round beat the pseudo-labels on dev")
     assert "To change:" in summary["verdict"] and "selftrain.lr" in summary["verdict"]  # the loss did not fall
-    assert "training budget per round: 2 iterations x batch 2 = 4 crops" in result.output
+    assert "training budget per round: 1 iterations x batch 2 = 2 crops" in result.output  # tiny tiles: the lower bound
     assert "best model: none (the pseudo-labels are best)" in result.output and summary["verdict"] in result.output
-    assert summary["budget"]["iterations"] == 2
+    assert summary["budget"]["iterations"] == 1
 
 
 def test_stop_rule_and_best_round_compare_with_round_zero() -> None:
@@ -229,6 +229,8 @@ def test_auto_budget_scales_with_tiles_and_classes() -> None:
     budget = training_budget(train, [(800, 800)] * 51, 7, 256, 0.5)
     assert budget.iterations == 306 and budget.relabel_windows == 51 * 36
     assert "306 iterations x batch 4 = 1224 crops (24.0 per tile) on 51 tiles, 7 classes" in budget.describe()
+    # the same ground cut into 2 m tiles at 0.5 cm/px (400 px): the same budget, not four times it
+    assert training_budget(train, [(400, 400)] * 204, 7, 256, 0.5).iterations == 306
     explicit = training_budget(load_settings().selftrain, [(800, 800)], 7, 512, 0.25)
     assert explicit.iterations == 80000 and "explicitly" in explicit.rule
     assert json.dumps(load_settings(None, ["selftrain.iterations=auto"]).selftrain.model_dump(mode="json"))

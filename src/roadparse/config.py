@@ -201,7 +201,8 @@ class SelftrainSettings(_Section):
         "budget_crops_per_class, budget_min_iterations, budget_max_iterations",
     )
     budget_crops_per_tile: float = Field(
-        24.0, gt=0, description="iterations 'auto': training crops per tile and round (the demo's 300 iterations x 4 on 51 tiles)"
+        24.0, gt=0, description="iterations 'auto': training crops per 800x800-px tile and round, smaller tiles counted "
+        "by their area (the demo's 300 iterations x 4 on 51 tiles)"
     )
     budget_crops_per_class: float = Field(
         150.0, ge=0, description="iterations 'auto': at least this many crops per class and round (small sets with many classes)"

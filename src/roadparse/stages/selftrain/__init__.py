@@ -281,7 +281,7 @@ def _summary(history: list[dict[str, Any]], stopped_by: str | None, has_dev: boo
         "stop_rule": "dev_miou" if has_dev else "label_agreement",
         "best_round": best,
         "model": f"round_{best}/model" if best >= 1 else None,
-        "labels": f"train/round_{best}/labels" if best >= 1 else "pseudolabel/labels",
+        "labels": f"{STAGE}/round_{best}/labels" if best >= 1 else "pseudolabel/labels",
         "verdict": verdict(history, best),
         "lost_classes": {str(m["round"]): m["lost_classes"] for m in history if m.get("lost_classes")} or None,
         "dev_miou": {str(m["round"]): m["dev"]["miou"] for m in history if m.get("dev")} or None,

@@ -54,8 +54,19 @@ def relabel_window_count(tile_sizes: list[tuple[int, int]], window: int, overlap
     return sum(count(w) * count(h) for w, h in tile_sizes)
 
 
-def auto_iterations(train: SelftrainSettings, n_tiles: int, n_classes: int) -> int:
-    """Returns the iterations per round of the documented rule (see the module docstring)."""
+REFERENCE_TILE_PX = 800
+"""A tile of the rule is 800 x 800 px (the paper's tile); smaller tiles (e.g. 2 m at a coarser GSD)
+count by their area, so the same ground at another tiling gets the same budget."""
+
+
+def tile_units(tile_sizes: list[tuple[int, int]]) -> float:
+    """Returns the data's size in 800 x 800-px tiles: the (width, height) tiles' area / 800²."""
+    return sum(w * h for w, h in tile_sizes) / REFERENCE_TILE_PX**2
+
+
+def auto_iterations(train: SelftrainSettings, n_tiles: float, n_classes: int) -> int:
+    """Returns the iterations per round of the documented rule (see the module docstring);
+    ``n_tiles`` counts 800 x 800-px tiles (:func:`tile_units`)."""
     crops = max(train.budget_crops_per_tile * n_tiles, train.budget_crops_per_class * n_classes)
     iterations = math.ceil(crops / train.batch_size)
     return int(min(max(iterations, train.budget_min_iterations), train.budget_max_iterations))
@@ -75,9 +86,11 @@ def training_budget(
     """
     n_tiles = len(tile_sizes)
     if train.iterations == "auto":
-        iterations = auto_iterations(train, n_tiles, n_classes)
+        units = tile_units(tile_sizes)
+        iterations = auto_iterations(train, units, n_classes)
         rule = (
-            f"rule: ceil(max({train.budget_crops_per_tile:g} x {n_tiles} tiles, {train.budget_crops_per_class:g} x "
+            f"rule: ceil(max({train.budget_crops_per_tile:g} x {units:.1f} tiles of 800x800 px, "
+            f"{train.budget_crops_per_class:g} x "
             f"{n_classes} classes) / batch {train.batch_size}) within [{train.budget_min_iterations}, "
             f"{train.budget_max_iterations}] (selftrain.iterations: auto)"
         )
