@@ -35,6 +35,13 @@ def test_tiny_demo_end_to_end(tmp_path):
         assert re.fullmatch(r"\d+\.\d\d", miou) and f"<td>{miou}</td>" in report
     manifest = json.loads((workdir / "selftrain" / "manifest.json").read_text())
     assert manifest["summary"]["items"] >= 1
+    # the dev frames predicted whole with the run's model, exported and measured in the report
+    handed_on = manifest["summary"]["model"] is not None
+    assert ("Measurements of the dev frames" in report) == handed_on
+    assert (out / "predictions" / "survey.gpkg").exists() == handed_on
+    if handed_on:
+        measured = json.loads((out / "predictions" / "measurements.json").read_text())
+        assert sorted(measured["frames"]) == sorted(json.loads((out / "data" / "split.json").read_text())["dev"])
 
     # a second run finds every stage complete and redoes nothing: manifests and item outputs untouched
     manifests = {stage: (workdir / stage / "manifest.json").read_bytes() for stage in STAGES}

@@ -235,10 +235,15 @@ def pseudo_label_dir(workspace: Workspace) -> Path:
     return workspace.root / "pseudolabel" / "labels"
 
 
+def selftrain_dir(workspace: Workspace) -> Path:
+    """Returns the self-training stage's folder (its manifest's ``model`` is relative to it)."""
+    return workspace.root / "selftrain"
+
+
 def round_dirs(workspace: Workspace) -> list[tuple[int, Path]]:
     """Returns (round number, folder) of every self-training round folder ``selftrain/round_<r>``, in order."""
     found = []
-    for path in (workspace.root / "selftrain").glob("round_*"):
+    for path in selftrain_dir(workspace).glob("round_*"):
         suffix = path.name.removeprefix("round_")
         if path.is_dir() and suffix.isdigit():
             found.append((int(suffix), path))

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from roadparse.artifacts import gallery_path, pseudo_label_dir, round_dirs
+from roadparse.artifacts import gallery_path, pseudo_label_dir, round_dirs, selftrain_dir
 from roadparse.config import Settings, dump_settings, load_settings
 from roadparse.dev_split import dev_tiles
 from roadparse.io.images import list_images
@@ -92,8 +92,10 @@ def run_demo(
         raise RuntimeError("the demo could not suggest a merge map (no dev labels)")
     shutil.copyfile(suggested, merge_map)
     finish_pipeline(workspace, settings, result, announce)
-    result.seconds = {"synth": timings["synth"], **result.seconds}
-    report = write_demo_report(out, workspace, settings, result, merge_map)
+    started = time.perf_counter()
+    measured = measure_dev_frames(out, workspace, settings, data / "frames", split["dev"])
+    result.seconds = {"synth": timings["synth"], **result.seconds, "predict + export": round(time.perf_counter() - started, 2)}
+    report = write_demo_report(out, workspace, settings, result, merge_map, measured)
     return {
         "report": str(report),
         "metrics": {k: v["scores"] for k, v in result.metrics.items()},
@@ -103,8 +105,33 @@ def run_demo(
     }
 
 
-def write_demo_report(out: Path, workspace: Workspace, settings: Settings, result: PipelineResult, merge_map: Path) -> Path:
-    """Writes ``out/report.html`` for a finished demo run."""
+def measure_dev_frames(
+    out: Path, workspace: Workspace, settings: Settings, frames_dir: Path, dev_frames: list[str]
+) -> str | None:
+    """Predicts the dev frames whole with the run's model and exports them (``out/predictions/``:
+    labels, ``survey.gpkg``, measurements); returns the measurements' HTML for the report, or None
+    when the run hands on no model (the pseudo-labels won)."""
+    from roadparse.stages.export.measure import measurements_html
+    from roadparse.stages.export.run import export_vectors
+    from roadparse.stages.predict import predict_files
+
+    manifest = workspace.read_manifest("selftrain")
+    model = manifest["summary"].get("model") if manifest is not None else None
+    if model is None:
+        return None
+    frames = [path for path in list_images(frames_dir) if path.stem in set(dev_frames)]
+    predictions = out / "predictions"
+    predict_files(selftrain_dir(workspace) / model, frames, predictions, settings)
+    exported = export_vectors(predictions, predictions / "survey.gpkg", "gpkg", gsd_cm=settings.predict.gsd_cm)
+    return str(measurements_html(exported["measurements"]))
+
+
+def write_demo_report(
+    out: Path, workspace: Workspace, settings: Settings, result: PipelineResult, merge_map: Path,
+    measurements: str | None = None,
+) -> Path:
+    """Writes ``out/report.html`` for a finished demo run (``measurements``: HTML of the dev frames'
+    measurements, see :func:`measure_dev_frames`)."""
     from roadparse.report.html import write_report
 
     classes = load_classes(settings.classes)
@@ -138,6 +165,7 @@ def write_demo_report(out: Path, workspace: Workspace, settings: Settings, resul
         verdict=train_summary.get("verdict"),
         flags=[f"Round {r} lost classes the pseudo-labels had (dev IoU >= 50 % -> < 25 %): {', '.join(names)}."
                for r, names in (train_summary.get("lost_classes") or {}).items()],
+        measurements=measurements,
     )
 
 

@@ -162,11 +162,13 @@ def write_report(
     notes: list[str],
     verdict: str | None = None,
     flags: list[str] | None = None,
+    measurements: str | None = None,
 ) -> Path:
     """Writes the self-contained ``report.html`` at ``path`` (atomically) and returns it.
 
     ``verdict`` (the self-training stage's sentence on which labels the run hands on) and ``flags``
-    (classes a round lost) are shown above the results table.
+    (classes a round lost) are shown above the results table; ``measurements`` (an HTML fragment of
+    :func:`roadparse.stages.export.measure.measurements_html`) gets its own section.
     """
     # the confusion of the best labels (the run's model is its best round)
     best = max(metrics, key=lambda title: metrics[title]["scores"]["miou"]) if metrics else None
@@ -190,6 +192,10 @@ def write_report(
     ]
     if best is not None:
         parts += ["<h2>Confusion matrix</h2>", confusion_plot(metrics[best]["confusion"], classes, f"{best} (best mIoU), % of each ground-truth class")]
+    if measurements is not None:
+        parts += ["<h2>Measurements of the dev frames</h2>",
+                  "<p class='note'>The dev frames predicted whole with the run's model and exported "
+                  "(<code>predictions/survey.gpkg</code>): what road engineers take away.</p>", measurements]
     parts += ["<h2>Sample dev tiles</h2>", _legend(classes), sample_tiles_html(sample_tiles, label_dirs, gt_dir, classes)]
     if merge_map is not None:
         parts += ["<h2>Merge map</h2>", f"<pre>{html.escape(json.dumps(merge_map, indent=1))}</pre>"]
