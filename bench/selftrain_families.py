@@ -64,7 +64,7 @@ def main() -> None:
     print("|---" * (len(names) + 3) + "|")
     for title, metrics in result.metrics.items():
         print(_row(title, metrics["scores"], names))
-    summary = result.manifests["train"]["summary"]
+    summary = result.manifests["selftrain"]["summary"]
     print(f"best_round {summary['best_round']}; stopped by: {summary['stopped_by']}")
     print(summary["verdict"])
     print(f"stage seconds: {result.seconds}; total {time.perf_counter() - started:.0f} s")
