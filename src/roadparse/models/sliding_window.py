@@ -10,8 +10,6 @@ window touches them: the accumulator holds C × (window + stride) × W floats, n
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
@@ -116,14 +114,4 @@ def predict_image(
     if return_probabilities:
         assert probabilities is not None
         return labels, np.ascontiguousarray(probabilities[:, :height, :width])
-    return labels
-
-
-@torch.inference_mode()
-def predict_naive(
-    model: torch.nn.Module, image: np.ndarray, window: int = 512, batch_size: int = 4, device: Any = None
-) -> np.ndarray:
-    """Returns the (H, W) uint8 labels from non-overlapping windows without blending (reference for benchmarks)."""
-    labels = predict_image(model, image, window=window, overlap=0.0, batch_size=batch_size, device=device)
-    assert isinstance(labels, np.ndarray)  # neither probabilities nor confidence were asked for
     return labels
