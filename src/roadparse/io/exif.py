@@ -217,11 +217,27 @@ def read_drone_metadata(path: str | Path, default_altitude_m: float = DEFAULT_AL
     )
 
 
-def has_gps_position(path: str | Path) -> bool:
-    """True when an image file carries an EXIF GPS latitude and longitude (cheap: reads the header only)."""
+def read_exif(path: str | Path) -> Image.Exif | None:
+    """Returns an image file's EXIF (cheap: reads the header only), or None when it cannot be opened.
+
+    A decompression-bomb header counts as unreadable here: the pixel reader refuses that
+    frame and names it (``roadparse.io.images``).
+    """
     try:
         with Image.open(path) as image:
-            gps = image.getexif().get_ifd(_GPS_IFD)
+            return image.getexif()
     except (OSError, Image.DecompressionBombError):
-        return False
+        return None
+
+
+def has_gps_position(path: str | Path) -> bool:
+    """True when an image file carries an EXIF GPS latitude and longitude."""
+    exif = read_exif(path)
+    gps = exif.get_ifd(_GPS_IFD) if exif is not None else {}
     return 2 in gps and 4 in gps
+
+
+def has_camera_exif(path: str | Path) -> bool:
+    """True when an image's EXIF names a camera model or a focal length (a photo, not a rendering)."""
+    exif = read_exif(path)
+    return exif is not None and (bool(exif.get(_MODEL)) or _FOCAL in exif.get_ifd(_EXIF_IFD))

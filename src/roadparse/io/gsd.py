@@ -25,16 +25,13 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
-from roadparse.io.exif import read_drone_metadata
+from roadparse.io.exif import has_camera_exif, read_drone_metadata
 from roadparse.io.geo import GeoInfo
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GSD_CM = 0.25
 """The paper's ground sampling distance, used when a frame says nothing and no setting is given."""
-_MODEL, _EXIF_IFD, _FOCAL = 0x0110, 0x8769, 0x920A
 
 
 @dataclass(frozen=True)
@@ -84,16 +81,6 @@ def geotiff_gsd_cm(info: GeoInfo) -> tuple[float | None, str | None]:
     unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
     size_x, size_y = math.hypot(a, d), math.hypot(b, e)
     return 100.0 * unit * (size_x + size_y) / 2, None
-
-
-def has_camera_exif(path: str | Path) -> bool:
-    """True when an image's EXIF names a camera model or a focal length (a photo, not a rendering)."""
-    try:
-        with Image.open(path) as image:
-            exif = image.getexif()
-            return bool(exif.get(_MODEL)) or _FOCAL in exif.get_ifd(_EXIF_IFD)
-    except (OSError, Image.DecompressionBombError):  # a bomb is refused by the pixel reader, named there
-        return False
 
 
 def _from_exif(path: Path, setting: float | None) -> FrameGsd:
