@@ -50,11 +50,12 @@ from roadparse.synth import generate_dataset
 from roadparse.workspace import Workspace
 
 PIXEL_DEFAULTS = ["masks.min_mask_area=3000", "masks.offline_scale=200", "masks.offline_sigma=0.5", "roi.tile_size=800"]
+GROW = "roi.edge_rule=grow"  # the default tiling; the demo profile pins the old shift rule
 ROWS = {
-    "physical": [],
-    "pixels": PIXEL_DEFAULTS,
-    "merged": ["masks.merge_across_tiles=true"],
-    "target": ["roi.target_gsd_cm=0.25"],  # resampled to the paper's GSD before tiling
+    "physical": [GROW],
+    "pixels": [GROW, *PIXEL_DEFAULTS],
+    "merged": [GROW, "masks.merge_across_tiles=true"],
+    "target": [GROW, "roi.target_gsd_cm=0.25"],  # resampled to the paper's GSD before tiling
     "shift": ["roi.edge_rule=shift"],  # the old tiling (tiles shifted inward at box ends)
 }
 
@@ -146,20 +147,24 @@ def main() -> None:
     parser.add_argument("--rows", default="physical,pixels,merged")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="work here instead of a temporary folder (kept)")
+    parser.add_argument("--style", default="highway", choices=["highway", "urban"], help="the synthetic family")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra setting for every row (repeatable)")
     args = parser.parse_args()
     gsds = [float(v) for v in args.gsds.split(",")]
     rows = args.rows.split(",")
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-gsd-"))
     results: dict[str, dict[str, dict]] = {}
     for gsd in gsds:
-        data = root / f"data_{gsd:g}"
+        data = root / f"data_{args.style}_{gsd:g}"
         if not (data / "split.json").exists():
             width, height = round(2400 * 0.25 / gsd), round(1600 * 0.25 / gsd)
-            generate_dataset(data, n_frames=args.frames, width=width, height=height, seed=0, gsd_cm=gsd, progress=False)
+            generate_dataset(data, n_frames=args.frames, width=width, height=height, seed=0, gsd_cm=gsd, progress=False,
+                             style=args.style)
         split = json.loads((data / "split.json").read_text())
         for row in rows:
             try:
-                result = run_case(data, root / f"{row}_{gsd:g}", split, ROWS[row], gsd)
+                result = run_case(data, root / f"{args.style}_{row}_{gsd:g}", split, [*ROWS[row], *args.overrides], gsd)
             except ValueError as exc:  # e.g. too few masks left to make k clusters
                 results.setdefault(row, {})[f"{gsd:g}"] = {"failed": str(exc).splitlines()[0]}
                 print(f"{row:9s} {gsd:5g} cm/px: failed: {exc}", flush=True)
