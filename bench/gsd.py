@@ -40,7 +40,7 @@ from roadparse.artifacts import (
 )
 from roadparse.config import Settings
 from roadparse.demo import demo_settings
-from roadparse.dev_split import dev_tiles, score_label_dir
+from roadparse.dev_split import dev_tiles, mask_ceiling, score_label_dir
 from roadparse.io import rle
 from roadparse.io.labels import IGNORE_INDEX, load_classes, read_label_png
 from roadparse.merge import class_table
@@ -128,8 +128,11 @@ def run_case(data: Path, out: Path, split: dict, overrides: list[str], gsd: floa
     scores = score_label_dir(pseudo_label_dir(workspace), dev_tiles(workspace, settings.run), data / "labels", names)["scores"]
     masks_summary = result.manifests["masks"]["summary"]
     min_area = next(iter(masks_summary["min_mask_area_px"].values()))
+    ceiling = mask_ceiling(workspace, dev_tiles(workspace, settings.run), data / "labels", names)["scores"]
     return {
         "miou": scores["miou"],
+        "ceiling": ceiling["miou"],
+        "ceiling_per_class": {name: ceiling["iou"][name] for name in names},
         "per_class": {name: scores["iou"][name] for name in names},
         "masks": masks_summary["masks"],
         "embedded": result.manifests["embed"]["summary"]["masks"],
@@ -170,7 +173,7 @@ def main() -> None:
                 print(f"{row:9s} {gsd:5g} cm/px: failed: {exc}", flush=True)
                 continue
             results.setdefault(row, {})[f"{gsd:g}"] = result
-            print(f"{row:9s} {gsd:5g} cm/px: mIoU {result['miou']:6.2f}  masks {result['masks']:5d}  "
+            print(f"{row:9s} {gsd:5g} cm/px: mIoU {result['miou']:6.2f}  ceiling {result['ceiling']:6.2f}  masks {result['masks']:5d}  "
                   f"split {100 * result['split']:5.1f} %  tiled {100 * result['processed']:5.1f} %  {result['seconds']:.0f} s",
                   flush=True)
     print()
@@ -185,7 +188,7 @@ def main() -> None:
                 cells.append(f"fails: {r['failed']}")
                 continue
             delta = f" ({r['miou'] - reference:+.2f})" if reference is not None else ""
-            cells.append(f"{r['miou']:.2f}{delta}; {r['masks']} masks; split {100 * r['split']:.1f} %; tiled {100 * r['processed']:.0f} %")
+            cells.append(f"{r['miou']:.2f}{delta}; ceiling {r['ceiling']:.2f}; {r['masks']} masks; split {100 * r['split']:.1f} %; tiled {100 * r['processed']:.0f} %")
         print(f"| {row} | " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -21,34 +21,12 @@ from pathlib import Path
 from roadparse.artifacts import pseudo_label_dir
 from roadparse.config import dump_settings
 from roadparse.demo import demo_settings
-from roadparse.dev_split import dev_tiles, score_label_dir
+from roadparse.dev_split import dev_tiles, mask_ceiling, score_label_dir
 from roadparse.io.images import list_images
 from roadparse.io.labels import load_classes
 from roadparse.pipeline import PipelineResult, run_until_merge, suggested_merge_map
 from roadparse.synth import generate_dataset
 from roadparse.workspace import Workspace
-
-
-def mask_ceiling(workspace: Workspace, tiles: list, labels_dir: str, names: tuple[str, ...]) -> dict:
-    """Returns metrics of the best any merge map could do with these masks: every mask
-    painted with the majority ground-truth class under it (what the masks allow)."""
-    import numpy as np
-
-    from roadparse.artifacts import read_tile_masks, tile_ground_truth
-    from roadparse.io import rle
-    from roadparse.metrics import evaluate_pairs
-
-    pairs = []
-    for tile in tiles:
-        truth = tile_ground_truth(tile, labels_dir)
-        best = np.full(truth.shape, 255, dtype=np.uint8)
-        for mask in sorted(read_tile_masks(workspace, tile.id), key=lambda m: -m["area"]):
-            pixels = rle.decode(mask["rle"]).astype(bool)
-            counts = np.bincount(truth[pixels], minlength=256)[: len(names)]
-            if counts.sum():
-                best[pixels] = int(counts.argmax())
-        pairs.append((tile.id, best, truth))
-    return evaluate_pairs(pairs, names)
 
 
 def _row(title: str, scores: dict, names: tuple[str, ...]) -> str:

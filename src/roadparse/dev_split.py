@@ -9,9 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from roadparse.artifacts import Tile, list_tiles, tile_ground_truth
+import numpy as np
+
+from roadparse.artifacts import Tile, list_tiles, read_tile_masks, tile_ground_truth
 from roadparse.config import RunSettings
+from roadparse.io import rle
 from roadparse.io.labels import read_label_png
+from roadparse.merge import painting_order
 from roadparse.metrics import evaluate_pairs
 from roadparse.workspace import Workspace
 
@@ -46,4 +50,26 @@ def score_label_dir(
         if not path.exists():
             raise ValueError(f"{path}: no label for dev tile {tile.id}")
         pairs.append((tile.id, read_label_png(path), tile_ground_truth(tile, gt_labels_dir)))
+    return evaluate_pairs(pairs, class_names)
+
+
+def mask_ceiling(workspace: Workspace, tiles: list[Tile], gt_labels_dir: str | Path, class_names: tuple[str, ...]) -> dict[str, Any]:
+    """Returns metrics of the best any merge map could do with the run's masks on ``tiles``.
+
+    Every mask is painted with the majority ground-truth class under it in the order
+    pseudo-labelling paints them (:func:`roadparse.merge.painting_order`); pixels no mask covers stay
+    unlabelled. The gap between this and the pseudo-labels is the clustering's; the gap
+    between this and 100 % is the masks'.
+    """
+    pairs = []
+    for tile in tiles:
+        truth = tile_ground_truth(tile, gt_labels_dir)
+        best = np.full(truth.shape, 255, dtype=np.uint8)
+        masks = read_tile_masks(workspace, tile.id)
+        for index in painting_order([mask["area"] for mask in masks]):
+            pixels = rle.decode(masks[index]["rle"]).astype(bool)
+            counts = np.bincount(truth[pixels], minlength=256)[: len(class_names)]
+            if counts.sum():
+                best[pixels] = int(counts.argmax())
+        pairs.append((tile.id, best, truth))
     return evaluate_pairs(pairs, class_names)
