@@ -50,8 +50,9 @@ def scene(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndar
     return image, label
 
 
-def make_workspace(root: Path, n_tiles: int = 4, size: int = 64) -> tuple[Workspace, Path]:
-    """Returns (a workspace with finished roi + pseudolabel stages, a folder of frame ground truth)."""
+def make_workspace(root: Path, n_tiles: int = 4, size: int = 64, gsd_cm: float | None = None) -> tuple[Workspace, Path]:
+    """Returns (a workspace with finished roi + pseudolabel stages, a folder of frame ground truth);
+    ``gsd_cm``: the tiles' recorded GSD (None: a run from before GSDs were recorded)."""
     workspace = Workspace(root / "work")
     classes = load_classes(None)
     rng = np.random.default_rng(0)
@@ -63,7 +64,8 @@ def make_workspace(root: Path, n_tiles: int = 4, size: int = 64) -> tuple[Worksp
         truth = label.copy()
         truth[truth == IGNORE_INDEX] = 0
         write_label_png(gt_dir / f"f{i}.png", truth, classes)
-        tile = {"id": f"f{i}_t0", "path": f"tiles/f{i}_t0.png", "offset": [0, 0], "size": [size, size], "valid": [size, size]}
+        tile = {"id": f"f{i}_t0", "path": f"tiles/f{i}_t0.png", "offset": [0, 0], "size": [size, size], "valid": [size, size],
+                **({"gsd_cm": gsd_cm} if gsd_cm is not None else {})}
         roi.record_item(f"f{i}", {"frame": f"/frames/f{i}.jpg", "tiles": [tile]})
         write_label_png(workspace.root / "pseudolabel" / "labels" / f"f{i}_t0.png", label, classes)
     roi.finish()
@@ -206,7 +208,7 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path: Path) -> None:
 def test_selftrain_stage_rounds_outputs_and_skip(tmp_path: Path) -> None:
     from roadparse.stages import selftrain
 
-    workspace, _ = make_workspace(tmp_path)
+    workspace, _ = make_workspace(tmp_path, gsd_cm=0.5)
     settings = small_settings(tiny_segformer_dir(tmp_path), iterations=4, rounds=2, min_improvement=0.0)
     manifest = selftrain.run(workspace, settings)  # no dev labels: rounds cannot be compared with round 0
     summary = manifest["summary"]
@@ -222,6 +224,7 @@ def test_selftrain_stage_rounds_outputs_and_skip(tmp_path: Path) -> None:
         assert labels.shape == (64, 64) and labels.max() < 7
     model, record = load_segmenter(workspace.root / "selftrain" / summary["model"])
     assert record["class_names"][0] == "road"
+    assert record["working_gsd_cm"] == 0.5  # the tiles' GSD: predict resamples other inputs to it
     again = selftrain.run(workspace, settings)  # complete: skipped
     assert again["fingerprint"] == manifest["fingerprint"] and again["finished"] == manifest["finished"]
 

@@ -13,6 +13,8 @@ from typing import Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from roadparse.units import length_px
+
 log = logging.getLogger(__name__)
 
 
@@ -270,11 +272,37 @@ class PredictSettings(_Section):
 
     execution_only: ClassVar[frozenset[str]] = frozenset({"batch_size", "device"})
 
-    window: int = Field(512, gt=0, description="sliding-window side")
+    window_m: float = Field(
+        1.28, gt=0,
+        description="sliding-window side in metres on the ground, converted at the GSD of the pixels the model sees "
+        "(the model's working GSD when the input is resampled, else the input's) and rounded to a multiple of 32 px "
+        "(512 px at 0.25 cm/px)",
+    )
+    window: int | None = Field(
+        None, gt=0, description="sliding-window side in pixels; overrides window_m (null: window_m converted, 512 px at 0.25 cm/px)"
+    )
     overlap: float = Field(0.25, ge=0, lt=1, description="window overlap fraction")
     batch_size: int = Field(4, gt=0, description="windows per forward pass")
-    gsd_cm: float | None = Field(0.25, description="ground sampling distance in cm/px for area statistics (paper: 0.25); null: unknown")
+    gsd_cm: float | None = Field(
+        None, gt=0,
+        description="ground sampling distance (cm/px) of inputs that carry none (no GeoTIFF transform, no drone EXIF); "
+        "null: unknown (areas at the paper's 0.25 cm/px with a note, never resampled)",
+    )
+    resample: Literal["auto", "never"] = Field(
+        "auto",
+        description="auto: an input whose GSD is known and differs from the model's working GSD by more than 10 % is "
+        "resampled to it for the model and the probabilities back to the input size (at most 4x upsampling); never: "
+        "inputs are predicted at their own resolution",
+    )
     device: str = Field("auto", description="torch device")
+
+    def window_pixels(self, gsd_cm: float | None) -> int:
+        """Returns the window side in pixels: ``window`` when set, else ``window_m`` at ``gsd_cm`` (None: 0.25)
+        rounded to a multiple of 32 px (at least 32), the stride segmentation backbones need."""
+        if self.window is not None:
+            return self.window
+        pixels = length_px(self.window_m * 100, gsd_cm or REFERENCE_GSD_CM)
+        return max(32, 32 * round(pixels / 32))
 
 
 class EvaluateSettings(_Section):

@@ -83,32 +83,33 @@ def geotiff_gsd_cm(info: GeoInfo) -> tuple[float | None, str | None]:
     return 100.0 * unit * (size_x + size_y) / 2, None
 
 
-def _from_exif(path: Path, setting: float | None) -> FrameGsd:
+def _from_exif(path: Path, setting: float | None, setting_name: str) -> FrameGsd:
     meta = read_drone_metadata(path)
     notes: list[str] = []
     unsure = [name for name in meta.estimated if name in ("relative_altitude_m", "focal_mm", "sensor_width_mm")]
     if unsure and setting is not None:
-        note = f"{path.name}: EXIF GSD would rest on estimated {', '.join(unsure)}; using roi.gsd_cm = {setting:g} cm/px"
+        note = f"{path.name}: EXIF GSD would rest on estimated {', '.join(unsure)}; using {setting_name} = {setting:g} cm/px"
         return FrameGsd(setting, "setting", notes=(note,))
     value = meta.gsd_cm()
     if unsure:
         notes.append(
             f"{path.name}: GSD {value:.3g} cm/px from EXIF with estimated {', '.join(unsure)} "
             f"(altitude {meta.relative_altitude_m:g} m, sensor {meta.sensor_width_mm:g} mm, focal {meta.focal_mm:g} mm); "
-            "set roi.gsd_cm to override"
+            f"set {setting_name} to override"
         )
     if meta.off_nadir_deg > 10:
         notes.append(f"{path.name}: gimbal {meta.off_nadir_deg:.0f}° from nadir; GSD {value:.3g} cm/px holds at the image centre only")
     return FrameGsd(value, "exif", estimated=tuple(meta.estimated), notes=tuple(notes))
 
 
-def frame_gsd(path: str | Path, geo_info: GeoInfo | None, setting: float | None) -> FrameGsd:
+def frame_gsd(path: str | Path, geo_info: GeoInfo | None, setting: float | None, setting_name: str = "roi.gsd_cm") -> FrameGsd:
     """Returns a frame's GSD from its GeoTIFF transform, its drone EXIF, ``setting`` or the default.
 
     Args:
         path: the frame file.
         geo_info: its GeoTIFF georeferencing (None for other images).
         setting: the user's ``roi.gsd_cm`` (None when not given).
+        setting_name: the setting the notes tell to set (``predict.gsd_cm`` for predict).
     """
     path = Path(path)
     notes: list[str] = []
@@ -118,14 +119,14 @@ def frame_gsd(path: str | Path, geo_info: GeoInfo | None, setting: float | None)
             return FrameGsd(value, "geotiff")
         notes.append(f"{path.name}: {why}; GSD not taken from the GeoTIFF")
     if has_camera_exif(path):
-        found = _from_exif(path, setting)
+        found = _from_exif(path, setting, setting_name)
         result = FrameGsd(found.cm, found.source, found.estimated, tuple(notes) + found.notes)
     elif setting is not None:
         result = FrameGsd(setting, "setting", notes=tuple(notes))
     else:
         notes.append(
             f"{path.name}: no GSD in the file (no GeoTIFF transform, no drone EXIF); using the paper's "
-            f"{DEFAULT_GSD_CM} cm/px: set roi.gsd_cm to your frames' GSD"
+            f"{DEFAULT_GSD_CM} cm/px: set {setting_name} to your frames' GSD"
         )
         result = FrameGsd(DEFAULT_GSD_CM, "default", notes=tuple(notes))
     for note in result.notes:

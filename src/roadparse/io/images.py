@@ -272,6 +272,19 @@ def read_image_reduced(path: str | Path, long_side: int = 1024) -> tuple[np.ndar
         raise ImageReadError(f"{path}: corrupt or truncated image: {exc}") from None
 
 
+def resample_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Returns an (H, W, 3) uint8 image resized to ``size`` (w, h): area averaging down, bicubic up.
+
+    The one resampling of frames to a working GSD (``roi.target_gsd_cm`` tiles, ``predict.resample``).
+    """
+    import cv2
+
+    if (image.shape[1], image.shape[0]) == size:
+        return image
+    shrink = size[0] < image.shape[1]
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
 def write_image(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
     """Writes (H, W, 3) uint8 RGB atomically; the format follows the suffix (PNG, JPEG, TIFF)."""
     path = Path(path)

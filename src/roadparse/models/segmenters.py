@@ -289,3 +289,10 @@ def load_segmenter(path: str | Path, device: Any = "cpu") -> tuple[Any, dict[str
     model = _rebuild(record["spec"])
     model.load_state_dict(state)
     return model.to(device).eval(), record
+
+
+def working_gsd_of(record: dict[str, Any]) -> float | None:
+    """Returns the GSD (cm/px) of the pixels a saved segmenter was trained on, from its record
+    (``working_gsd_cm``), or None: a model saved before it was recorded, or trained on frames of mixed GSDs."""
+    value = record.get("working_gsd_cm")
+    return float(value) if isinstance(value, int | float) and value > 0 else None

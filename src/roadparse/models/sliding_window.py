@@ -115,3 +115,25 @@ def predict_image(
         assert probabilities is not None
         return labels, np.ascontiguousarray(probabilities[:, :height, :width])
     return labels
+
+
+def labels_at_size(probabilities: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the (H, W) uint8 labels and confidence (winning probability × 255) of (C, h, w)
+    class probabilities resized bilinearly to ``size`` (w, h) = (W, H).
+
+    One class at a time (float32 of one class at the output size, a running maximum), so a
+    frame predicted at another resolution comes back to its own without C × H × W floats.
+    Bilinear weights sum to 1: the resized probabilities still sum to 1 per pixel.
+    """
+    import cv2
+
+    width, height = size
+    best = np.full((height, width), -1.0, dtype=np.float32)
+    labels = np.zeros((height, width), dtype=np.uint8)
+    for index, plane in enumerate(probabilities):
+        resized = cv2.resize(plane.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        better = resized > best  # strict: ties keep the lower class id, as argmax does
+        labels[better] = index
+        np.maximum(best, resized, out=best)
+    confidence = np.clip(np.round(best * 255.0), 0, 255).astype(np.uint8)
+    return labels, confidence

@@ -22,11 +22,19 @@ import torch
 from tqdm.auto import tqdm
 
 from roadparse.config import PredictSettings, Settings
-from roadparse.io.images import bands_to_rgb_uint8, read_image, scan_images, write_image
+from roadparse.io.geo import GEO_SUFFIXES, GeoReadError, read_geo_info
+from roadparse.io.gsd import FrameGsd, frame_gsd
+from roadparse.io.images import (
+    bands_to_rgb_uint8,
+    read_image,
+    resample_image,
+    scan_images,
+    write_image,
+)
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
 from roadparse.models import resolve_device
-from roadparse.models.segmenters import MODEL_WEIGHTS, load_segmenter
-from roadparse.models.sliding_window import predict_image
+from roadparse.models.segmenters import MODEL_WEIGHTS, load_segmenter, working_gsd_of
+from roadparse.models.sliding_window import labels_at_size, predict_image
 from roadparse.workspace import (
     atomic_output,
     atomic_write_json,
@@ -37,7 +45,6 @@ from roadparse.workspace import (
 )
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -173,28 +180,132 @@ def class_set_for(record: dict[str, Any], classes_path: str | None) -> ClassSet:
     return classes
 
 
+RESAMPLE_TOLERANCE = 0.10
+"""``predict.resample: auto`` resamples an input whose GSD differs from the model's by more than this share."""
+MAX_UPSAMPLE = 4.0
+"""Largest upsampling per side ``predict.resample`` does (an input 4x coarser than the model's GSD): beyond, the
+input fails with a message (the model would see blurred blobs, and 16x the pixels)."""
+
+
+@dataclass(frozen=True)
+class ResamplePlan:
+    """At what resolution one input is predicted."""
+
+    gsd: FrameGsd
+    """the input's GSD (source ``default``: unknown, the paper's 0.25 used for areas only)"""
+    model_gsd_cm: float | None
+    """the working GSD the model records (None: a model from before it was recorded, or trained on mixed GSDs)"""
+    scale: float
+    """model pixels per input pixel (1.0: predicted at the input's own resolution)"""
+    window_px: int
+    """sliding-window side in the pixels the model sees"""
+    note: str | None = None
+    """why an input that might have been resampled was not"""
+
+
+def input_gsd(path: Path, settings: PredictSettings) -> FrameGsd:
+    """Returns an input's GSD: GeoTIFF transform, drone EXIF, ``predict.gsd_cm``, else the default (unknown)."""
+    info = None
+    if path.suffix.lower() in GEO_SUFFIXES:
+        try:
+            info = read_geo_info(path)
+        except GeoReadError as exc:
+            log.info("%s: %s", path, exc)
+    return frame_gsd(path, info, settings.gsd_cm, setting_name="predict.gsd_cm (or --gsd-cm)")
+
+
+def plan_resampling(path: Path, gsd: FrameGsd, model_gsd_cm: float | None, settings: PredictSettings) -> ResamplePlan:
+    """Returns how ``path`` is predicted: resampled to the model's working GSD (``predict.resample: auto``, both
+    GSDs known, more than 10 % apart) or at its own resolution, and the window in the pixels the model sees.
+
+    Raises:
+        ValueError: resampling would upsample more than :data:`MAX_UPSAMPLE` per side.
+    """
+    known = gsd.source != "default"
+    note = None
+    scale = 1.0
+    if settings.resample == "auto" and model_gsd_cm is not None:
+        if not known:
+            note = (f"{path.name}: GSD unknown (no GeoTIFF transform, no drone EXIF, no predict.gsd_cm): predicted at its "
+                    f"own resolution, not resampled to the model's {model_gsd_cm:g} cm/px; set predict.gsd_cm or --gsd-cm")
+        elif abs(gsd.cm / model_gsd_cm - 1.0) > RESAMPLE_TOLERANCE:
+            scale = gsd.cm / model_gsd_cm
+            if scale > MAX_UPSAMPLE:
+                raise ValueError(
+                    f"{path}: at {gsd.cm:.3g} cm/px it would be upsampled {scale:.1f}x to the model's {model_gsd_cm:g} cm/px "
+                    f"(at most {MAX_UPSAMPLE:g}x); predict it at its own resolution with --set predict.resample=never, or "
+                    "use a model trained at a coarser GSD"
+                )
+    if scale != 1.0:
+        seen = model_gsd_cm
+    else:
+        seen = gsd.cm if known else model_gsd_cm
+    return ResamplePlan(gsd, model_gsd_cm, scale, settings.window_pixels(seen), note)
+
+
+def predict_labels(
+    model: torch.nn.Module, image: np.ndarray, plan: ResamplePlan, settings: PredictSettings, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the (H, W) uint8 labels and confidence of an (H, W, 3) image, at its own size.
+
+    A resampled input (``plan.scale`` != 1) is resized to the model's GSD (area averaging down, bicubic up),
+    predicted there, and its class probabilities are resized back bilinearly before the argmax.
+    """
+    if plan.scale == 1.0:
+        labels, confidence = predict_image(model, image, plan.window_px, settings.overlap, settings.batch_size, device,
+                                           return_confidence=True)
+        return labels, confidence
+    height, width = image.shape[:2]
+    working = resample_image(image, (max(1, round(width * plan.scale)), max(1, round(height * plan.scale))))
+    _, probabilities = predict_image(model, working, plan.window_px, settings.overlap, settings.batch_size, device,
+                                     return_probabilities=True)
+    del working
+    return labels_at_size(probabilities, (width, height))
+
+
+def _gsd_record(plan: ResamplePlan) -> dict[str, Any]:
+    """Returns the per-input record of its GSD and resampling."""
+    entry: dict[str, Any] = {
+        "gsd_cm": round(plan.gsd.cm, 6), "gsd_source": plan.gsd.source, "model_gsd_cm": plan.model_gsd_cm,
+        "resampled": plan.scale != 1.0, "scale": round(plan.scale, 6), "window_px": plan.window_px,
+    }
+    if plan.gsd.estimated:
+        entry["gsd_estimated"] = list(plan.gsd.estimated)
+    notes = [*plan.gsd.notes, *([plan.note] if plan.note else [])]
+    if notes:
+        entry["notes"] = notes
+    return entry
+
+
 def predict_one(
-    model: torch.nn.Module, path: Path, out_dir: Path, classes: ClassSet, settings: PredictSettings, device: torch.device
+    model: torch.nn.Module, path: Path, out_dir: Path, classes: ClassSet, settings: PredictSettings, device: torch.device,
+    model_gsd_cm: float | None = None,
 ) -> dict[str, Any]:
     """Predicts one file, writes its outputs (label PNG, confidence PNG, overlay, GeoTIFF) and returns its record.
 
     Drone JPEGs with a GPS position are georeferenced from their EXIF/XMP (approximate
-    nadir footprint in UTM); georeferenced outputs also get world files.
+    nadir footprint in UTM); georeferenced outputs also get world files. With ``model_gsd_cm``
+    (the model's working GSD) the input may be resampled to it (:func:`plan_resampling`);
+    outputs are always at the input's size.
     """
     started = time.perf_counter()
+    plan = plan_resampling(path, input_gsd(path, settings), model_gsd_cm, settings)
+    if plan.note:
+        log.warning(plan.note)
     image, geo = read_input(path)
     geo_refused = None
     if geo is None:
         geo, geo_refused = exif_georeference(path)
-    labels, confidence = predict_image(model, image, settings.window, settings.overlap, settings.batch_size, device,
-                                       return_confidence=True)
+    labels, confidence = predict_labels(model, image, plan, settings, device)
     write_label_png(out_dir / f"{path.stem}_label.png", labels, classes)
     write_confidence_png(out_dir / f"{path.stem}_confidence.png", confidence)
     write_image(out_dir / f"{path.stem}_overlay.jpg", overlay(image, labels, classes), quality=90)
+    gsd_record = _gsd_record(plan)
     pixel_m2 = geo.pixel_area_m2() if geo is not None else None
-    gsd_source = geo.source if pixel_m2 is not None and geo is not None else None
-    if pixel_m2 is None and settings.gsd_cm is not None:
-        pixel_m2, gsd_source = (settings.gsd_cm / 100.0) ** 2, "settings"
+    if pixel_m2 is not None and geo is not None:
+        gsd_record["gsd_source"] = geo.source  # the projected transform's own pixel area
+    else:
+        pixel_m2 = (plan.gsd.cm / 100.0) ** 2
     geo_record: dict[str, Any] = {"georeference_refused": geo_refused} if geo_refused else {}
     if geo is not None:
         from roadparse.io.georef import write_world_file
@@ -206,13 +317,12 @@ def predict_one(
         geo_record = {"crs": crs_wkt, "transform": [float(v) for v in tuple(geo.transform)[:6]], "georeference": geo.source}
     counts = np.bincount(labels.ravel(), minlength=len(classes))[: len(classes)]
     areas = {
-        name: {"pixels": int(count), "share": round(float(count) / labels.size, 6),
-               "m2": round(float(count) * pixel_m2, 4) if pixel_m2 is not None else None}
+        name: {"pixels": int(count), "share": round(float(count) / labels.size, 6), "m2": round(float(count) * pixel_m2, 4)}
         for name, count in zip(classes.names, counts, strict=True)
     }
     return {
         "input": str(path), "width": int(labels.shape[1]), "height": int(labels.shape[0]),
-        "georeferenced": geo is not None, "pixel_area_m2": pixel_m2, "gsd_source": gsd_source,
+        "georeferenced": geo is not None, "pixel_area_m2": pixel_m2, **gsd_record,
         "seconds": round(time.perf_counter() - started, 3), "areas": areas, **geo_record,
     }
 
@@ -234,8 +344,9 @@ def predict_files(
     skipped: dict[str, str] = {}
     files = collect_inputs(inputs, skipped)
     weights = Path(model_path) / MODEL_WEIGHTS if Path(model_path).is_dir() else Path(model_path)
+    model_gsd_cm = working_gsd_of(record)
     run_key = fingerprint({"model": str(Path(model_path).resolve()), "mtime": weights.stat().st_mtime_ns,
-                           "settings": settings.predict.identity()})
+                           "settings": settings.predict.identity(), "model_gsd_cm": model_gsd_cm})
     records_dir = out_dir / ".records"
     remove_stale_temporaries(out_dir)  # left by a killed run
     results: dict[str, dict[str, Any]] = {}
@@ -249,7 +360,7 @@ def predict_files(
                     results[path.stem] = previous
                     continue
             try:
-                results[path.stem] = predict_one(model, path, out_dir, classes, settings.predict, device)
+                results[path.stem] = predict_one(model, path, out_dir, classes, settings.predict, device, model_gsd_cm)
             except (ValueError, OSError, RuntimeError) as exc:
                 log.warning("predict: %s failed: %s", path, exc)
                 failed[str(path)] = str(exc)
@@ -264,7 +375,7 @@ def predict_files(
             writer.writerow([result["input"], name, area["pixels"], area["share"], "" if area["m2"] is None else area["m2"]])
     atomic_write_text(out_dir / "areas.csv", table.getvalue())
     summary = {
-        "model": str(model_path), "classes": list(classes.names), "settings": settings.predict.model_dump(mode="json"),
+        "model": str(model_path), "model_gsd_cm": model_gsd_cm, "classes": list(classes.names), "settings": settings.predict.model_dump(mode="json"),
         "git_sha": git_sha(), "images": list(results.values()), "failed": failed,
         "skipped": skipped,
     }

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -45,6 +44,7 @@ from roadparse.io.images import (
     image_size,
     read_image,
     read_image_reduced,
+    resample_image,
     write_image,
 )
 from roadparse.models.offline_roi import find_road
@@ -285,14 +285,6 @@ class _TileLayout:
     """GSD of the working pixels"""
 
 
-def _resample(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Returns an (H, W, 3) image resized to ``size`` (w, h): area averaging down, bicubic up."""
-    if (image.shape[1], image.shape[0]) == size:
-        return image
-    shrink = size[0] < image.shape[1]
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-
-
 def _working_source(
     path: Path, frame: np.ndarray | None, geo_info: geo.GeoInfo | None, windows: list[TileWindow], layout: _TileLayout,
     full_size: tuple[int, int],
@@ -312,7 +304,7 @@ def _working_source(
     fy1 = min(full_size[1], int(np.ceil(y1 / layout.scale)))
     part = geo.read_window(path, (fx0, fy0, fx1, fy1)) if geo_info is not None else frame[fy0:fy1, fx0:fx1]  # type: ignore[index]
     size = (max(1, round((fx1 - fx0) * layout.scale)), max(1, round((fy1 - fy0) * layout.scale)))
-    return np.ascontiguousarray(_resample(part, size)), (round(fx0 * layout.scale), round(fy0 * layout.scale))
+    return np.ascontiguousarray(resample_image(part, size)), (round(fx0 * layout.scale), round(fy0 * layout.scale))
 
 
 def _write_tiles(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -107,7 +108,7 @@ def _next_round_labels(round_dir: Path, train: SelftrainSettings) -> Path:
 
 def relabel_tiles(
     model: torch.nn.Module, tiles: list[Tile], labels_dir: Path, settings: Settings,
-    device: torch.device, dist: DistContext, desc: str, confident_dir: Path | None = None,
+    device: torch.device, dist: DistContext, desc: str, confident_dir: Path | None = None, window: int | None = None,
 ) -> dict[str, Any] | None:
     """Writes ``labels_dir/<tile_id>.png``: the model's argmax over each full tile (padding = ignore).
 
@@ -117,6 +118,7 @@ def relabel_tiles(
     pixels under their class's threshold unlabelled (``selftrain.relabel_confidence``, lowered per
     class by ``selftrain.relabel_class_quantile``). Tiles already relabelled (by an interrupted run of
     the same round) are skipped; under DDP each rank relabels its own share of the tiles.
+    ``window``: the sliding-window side in pixels (default: ``predict`` settings at 0.25 cm/px).
 
     Returns:
         with ``confident_dir``, on rank 0: per-class ``thresholds`` and ``kept`` shares; else None.
@@ -131,7 +133,8 @@ def relabel_tiles(
             continue
         image = read_image(tile.path)
         predicted = predict_image(
-            model, image, settings.predict.window, settings.predict.overlap, settings.predict.batch_size, device,
+            model, image, window or settings.predict.window_pixels(None), settings.predict.overlap,
+            settings.predict.batch_size, device,
             return_probabilities=confident_dir is not None, amp=settings.selftrain.amp,
         )
         labels, probabilities = predicted if isinstance(predicted, tuple) else (predicted, None)
@@ -184,6 +187,34 @@ def _dev_tiles(tiles: list[Tile], dev_labels: Path | None, dev_tile_ids: list[st
     return chosen
 
 
+GSD_AGREEMENT = 0.05
+"""Tiles whose GSDs all lie within this share of their median have one working GSD (the median)."""
+
+
+def tiles_working_gsd(tiles: list[Tile], target_gsd_cm: float | None) -> float | None:
+    """Returns the GSD (cm/px) of the pixels the models train on: ``roi.target_gsd_cm`` when set, else the
+    tiles' GSD when they all agree within 5 %; None when they differ or a tile has none (a run from before GSDs)."""
+    if target_gsd_cm is not None:
+        return target_gsd_cm
+    values = [tile.gsd_cm for tile in tiles]
+    if not values or any(value is None for value in values):
+        return None
+    median = float(np.median(np.array(values, dtype=np.float64)))
+    if any(abs(float(value) / median - 1.0) > GSD_AGREEMENT for value in values if value is not None):
+        log.warning("tiles of GSDs %.3g-%.3g cm/px: the model records no working GSD (predict will not resample)",
+                    min(v for v in values if v is not None), max(v for v in values if v is not None))
+        return None
+    return round(median, 6)
+
+
+@dataclass(frozen=True)
+class _Relabel:
+    """How a round relabels the tiles: window side in pixels and the tiles' working GSD (recorded with the model)."""
+
+    window: int
+    gsd_cm: float | None
+
+
 class RankResult(TypedDict):
     """What :func:`run` returns on the other ranks of a distributed run (rank 0 writes the manifest)."""
 
@@ -217,15 +248,16 @@ def run(
     dev_labels = Path(dev_labels) if dev_labels is not None else None
     dev = _dev_tiles(tiles, dev_labels, dev_tiles)
     dist, device = distributed_context(settings.selftrain.device)
-    budget = training_budget(settings.selftrain, [t.size for t in tiles], len(classes),
-                             settings.predict.window, settings.predict.overlap)
+    working_gsd = tiles_working_gsd(tiles, settings.roi.target_gsd_cm)
+    window = settings.predict.window_pixels(working_gsd)  # predict.window_m at the tiles' GSD
+    budget = training_budget(settings.selftrain, [t.size for t in tiles], len(classes), window, settings.predict.overlap)
     settings = settings.model_copy(update={"selftrain": resolve_iterations(settings.selftrain, budget)})
     if dist.is_main:
         (announce or log.info)(budget.describe())
     stage_settings = {
         # where and how fast it runs must not invalidate finished rounds or checkpoints
         "selftrain": settings.selftrain.identity(),
-        "relabel": {"window": settings.predict.window, "overlap": settings.predict.overlap},
+        "relabel": {"window": window, "overlap": settings.predict.overlap},
         "classes": list(classes.names),
     }
     inputs = {"pseudolabel": pseudo["fingerprint"], "dev_labels": str(dev_labels) if dev_labels else None,
@@ -252,7 +284,8 @@ def run(
             metrics = stage.items()[item]
         else:
             metrics = _train_round(round_index, round_dir, previous_labels, tiles, dev, dev_labels,
-                                   classes, settings, stage.fingerprint, device, dist, callback)
+                                   classes, settings, stage.fingerprint, device, dist, callback,
+                                   _Relabel(window, working_gsd))
             metrics["lost_classes"] = lost_classes(history[0].get("dev") if history else None, metrics.get("dev"))
             metrics["stop"] = stop_reason(round_index, settings.selftrain.rounds, metrics, history,
                                           settings.selftrain.min_improvement)
@@ -294,9 +327,10 @@ def _summary(history: list[dict[str, Any]], stopped_by: str | None, has_dev: boo
 def _train_round(
     round_index: int, round_dir: Path, source_labels: Path, tiles: list[Tile], dev: list[Tile],
     dev_labels: Path | None, classes: ClassSet, settings: Settings, run_fingerprint: str,
-    device: torch.device, dist: DistContext, callback: Any,
+    device: torch.device, dist: DistContext, callback: Any, relabel: _Relabel,
 ) -> dict[str, Any]:
-    """Trains one round's model on ``source_labels``, saves it, relabels the tiles; returns its metrics."""
+    """Trains one round's model on ``source_labels``, saves it (with the tiles' working GSD), relabels the
+    tiles; returns its metrics."""
     train = settings.selftrain
     stamp = round_dir / ".fingerprint"
     if dist.is_main and round_dir.exists() and (not stamp.is_file() or stamp.read_text().strip() != run_fingerprint):
@@ -326,6 +360,7 @@ def _train_round(
         "seed": train.seed,
         "round": round_index,
         "fingerprint": run_fingerprint,
+        "working_gsd_cm": relabel.gsd_cm,
     }
     summary = train_segmenter(
         model, dataset, train, round_dir / "checkpoints" / "last.pt", segmenter_record(model, meta),
@@ -337,7 +372,7 @@ def _train_round(
     next_labels = _next_round_labels(round_dir, train)
     confident_dir = next_labels if next_labels != labels_dir else None
     relabelled = relabel_tiles(model, tiles, labels_dir, settings, device, dist, desc=f"relabel {round_index}",
-                               confident_dir=confident_dir)
+                               confident_dir=confident_dir, window=relabel.window)
     optimizer, lr, decay = resolve_optimizer(train)
     metrics: dict[str, Any] = {
         "round": round_index,

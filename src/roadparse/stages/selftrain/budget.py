@@ -81,7 +81,7 @@ def training_budget(
         train: training settings.
         tile_sizes: (width, height) of every training tile.
         n_classes: number of classes the network predicts.
-        window: relabelling window side (``predict.window``).
+        window: relabelling window side in pixels (``predict.window``, or ``predict.window_m`` at the tiles' working GSD).
         overlap: relabelling window overlap (``predict.overlap``).
     """
     n_tiles = len(tile_sizes)
