@@ -248,16 +248,36 @@ def _group_windows(
     grid = tile_box(enclosing_box(boxes), frame_size, tile, overlap, "grow")
     if len(boxes) == 1:  # every cell of a single box's grid meets the box
         return grid
-    return [w for w in grid if any(_intersects(w.frame_box(), box) for box in boxes)]
+    members = np.array(boxes, dtype=np.int64).reshape(-1, 4)
+    return [w for w in grid if _any_pair_intersects(np.array([w.frame_box()], dtype=np.int64), members)]
 
 
 def _overlapping_groups(groups: list[list[TileWindow]]) -> tuple[int, int] | None:
     """Returns the first pair (i, j), i < j, of window groups sharing a frame pixel; None when all are disjoint."""
-    frames = [[w.frame_box() for w in group] for group in groups]
+    frames = [np.array([w.frame_box() for w in group], dtype=np.int64).reshape(-1, 4) for group in groups]
     for i, j in itertools.combinations(range(len(groups)), 2):
-        if any(_intersects(a, b) for a in frames[i] for b in frames[j]):
+        first, second = frames[i], frames[j]
+        if not len(first) or not len(second):
+            continue
+        if not _intersects(
+            (int(first[:, 0].min()), int(first[:, 1].min()), int(first[:, 2].max()), int(first[:, 3].max())),
+            (int(second[:, 0].min()), int(second[:, 1].min()), int(second[:, 2].max()), int(second[:, 3].max())),
+        ):
+            continue  # the groups' extents are apart
+        if _any_pair_intersects(first, second):
             return i, j
     return None
+
+
+def _any_pair_intersects(first: npt.NDArray[np.int64], second: npt.NDArray[np.int64], chunk: int = 256) -> bool:
+    """Returns whether any box of (n, 4) ``first`` shares a pixel with any of (m, 4) ``second`` (in chunks of rows)."""
+    for start in range(0, len(first), chunk):
+        part = first[start : start + chunk]
+        lo = np.maximum(part[:, None, :2], second[None, :, :2])
+        hi = np.minimum(part[:, None, 2:], second[None, :, 2:])
+        if np.any(np.all(hi > lo, axis=2)):
+            return True
+    return False
 
 
 def tile_boxes(
