@@ -184,3 +184,69 @@ def test_cli_export_and_errors(tmp_path: Path) -> None:
     assert (pred / "export.gpkg").is_file() and "crack_sealing_centreline (1)" in result.output
     result = CliRunner().invoke(main, ["export", str(tmp_path), "--format", "shp"])
     assert result.exit_code == 1 and "summary.json: not found" in result.output
+
+
+def resampled_workdir(work: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Writes a roi manifest of one 400 x 200 px frame at 0.25 cm/px tiled at a working 0.5 cm/px
+    (scale 0.5: two 100 x 100 tiles, offsets 0 and 200 frame px) and returns their working-resolution labels.
+
+    A white square of 20 x 20 working px (40 x 40 frame px, 10 cm) straddles the tile border at
+    working x = 100: frame pixels x 180..220, y 20..60. Everything else is road.
+    """
+    (work / "roi").mkdir(parents=True)
+    tiles = [{"id": f"f_x{x}_y0", "path": f"tiles/f_x{x}_y0.png", "offset": [x, 0], "size": [100, 100],
+              "valid": [100, 100], "gsd_cm": 0.5, "scale": 0.5, "working_offset": [x // 2, 0]} for x in (0, 200)]
+    record = {"frame": "/frames/f.jpg", "frame_size": [400, 200], "tiles": tiles,
+              "gsd": {"cm": 0.25, "source": "setting", "working_cm": 0.5, "scale": 0.5}}
+    (work / "roi" / "manifest.json").write_text(json.dumps({"items": {"f": record}}))
+    working = np.full((100, 200), ROAD, np.uint8)
+    working[10:30, 90:110] = WHITE
+    return working[:, :100].copy(), working[:, 100:].copy()
+
+
+def test_coco_of_a_resampled_workdir_is_in_frame_pixels(tmp_path: Path) -> None:
+    from pycocotools import mask as mask_utils
+
+    from roadparse.stages.export.run import export_coco
+
+    work = tmp_path / "work"
+    left, right = resampled_workdir(work)
+    labels_dir = work / "pseudolabel" / "labels"
+    labels_dir.mkdir(parents=True)
+    write_label_png(labels_dir / "f_x0_y0.png", left, CLASSES)
+    write_label_png(labels_dir / "f_x200_y0.png", right, CLASSES)
+    result = export_coco(work, tmp_path / "pl.json")
+    data = json.loads((tmp_path / "pl.json").read_text())
+    assert result["images"] == 1 and data["images"][0] == {"id": 1, "file_name": "f.jpg", "width": 400, "height": 200,
+                                                           "gsd_cm": 0.25}
+    assert data["info"]["coordinates"].startswith("frame pixels")
+    (square,) = [a for a in data["annotations"] if a["category_id"] == WHITE + 1]
+    assert square["bbox"] == [180, 20, 40, 40] and square["area"] == 1600  # one region across the tile border
+    assert square["area_m2"] == pytest.approx(0.01)  # 10 cm x 10 cm
+    expected = np.zeros((200, 400), np.uint8)
+    expected[20:60, 180:220] = 1
+    np.testing.assert_array_equal(mask_utils.decode(square["segmentation"]), expected)
+    (road,) = [a for a in data["annotations"] if a["category_id"] == ROAD + 1]
+    assert road["area"] == 400 * 200 - 1600
+
+
+@pytest.mark.parametrize("gsd_cm", [None, 0.25])
+def test_vectors_of_resampled_tiles_lie_on_the_frame_in_metres(tmp_path: Path, gsd_cm: float | None) -> None:
+    import shapely
+
+    from roadparse.stages.export.run import export_vectors
+
+    work = tmp_path / "work"
+    left, right = resampled_workdir(work)
+    pred = write_prediction(tmp_path / "pred", {"f_x0_y0": left, "f_x200_y0": right})
+    summary = json.loads((pred / "summary.json").read_text())
+    for record in summary["images"]:
+        record["pixel_area_m2"] = 1e-6  # predict's setting, wrong for these tiles: the workdir's GSD wins
+    (pred / "summary.json").write_text(json.dumps(summary))
+    result = export_vectors(pred, tmp_path / "layers", "geojson", workdir=work, gsd_cm=gsd_cm)
+    (square,) = json.loads((tmp_path / "layers" / "white_marking.geojson").read_text())["features"]
+    assert square["properties"]["area_m2"] == pytest.approx(0.01)
+    assert square["properties"]["tile"] == "f_x0_y0,f_x200_y0"
+    bounds = shapely.geometry.shape(square["geometry"]).bounds  # local metres, y up from the frame's top-left
+    assert bounds == pytest.approx((180 * 0.0025, -60 * 0.0025, 220 * 0.0025, -20 * 0.0025))
+    assert result["measurements"]["f"]["area_m2.road"] == pytest.approx(400 * 200 * 0.0025**2 - 0.01)

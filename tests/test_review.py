@@ -178,3 +178,50 @@ def test_cli_review_refuses_a_workdir_without_clusters(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(main, ["review", str(tmp_path), "--port", "0"])
     assert result.exit_code == 1 and "cluster" in result.output, result.output
+
+
+def _resample_roi_records(workspace: Workspace) -> None:
+    """Rewrites the test work dir's tiles as roi.target_gsd_cm leaves them: tile pixels of 1 cm (scale 0.5 of
+    0.5 cm frames) and a valid part without the 'other' strip (columns 48..64 are padding past the frame)."""
+    import json
+
+    from test_pseudolabel import HEIGHT, ROAD_WIDTH, WIDTH
+
+    path = workspace.root / "roi" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for record in manifest["items"].values():
+        for tile in record["tiles"]:
+            tile.update(gsd_cm=1.0, scale=0.5, working_offset=[0, 0], valid=[ROAD_WIDTH, HEIGHT], size=[WIDTH, HEIGHT])
+    path.write_text(json.dumps(manifest))
+
+
+def test_review_endpoints_on_resampled_tiles(clustered: tuple[Workspace, Path]) -> None:
+    from PIL import Image
+
+    workspace, _ = clustered
+    _resample_roi_records(workspace)
+    session = ReviewSession(workspace, load_settings(overrides=SETTINGS))  # predict.gsd_cm 0.25: not these tiles'
+    http = create_app(session, TOKEN).test_client()
+    state = http.get(f"/api/state?token={TOKEN}").get_json()
+    assert state["window_m"] == 1.0
+    row = next(r for r in range(len(session.clusters)) if session.areas[r] == 36)  # a 6 x 6 marking
+    assert session.tile_window_px(session.tile_ids[row]) == 100  # 1 m at the tile's 1 cm/px, not 400 at 0.25
+    response = http.get(f"/api/member/{row}.jpg?token={TOKEN}")
+    assert response.status_code == 200
+    import io
+
+    thumb = np.asarray(Image.open(io.BytesIO(response.data)).convert("RGB")).astype(int)
+    x0, y0, x1, y1 = session.boxes[row]
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    inside = (min(64, cx + 50) - max(0, cx - 50)) * (min(48, cy + 50) - max(0, cy - 50)) / 100**2
+    tile_share = (np.abs(thumb - np.array(views.PAD_RGB)).sum(axis=2) > 30).mean()
+    assert tile_share == pytest.approx(inside, abs=0.04)  # the window is 100 tile px wide
+    assert http.get(f"/api/tile/{row}.jpg?token={TOKEN}").status_code == 200
+    assert http.get(f"/api/member/{row}.jpg?view=crop&token={TOKEN}").status_code == 200
+    ids = _clusters_by_kind(workspace)
+    only_road = http.post(f"/api/preview?token={TOKEN}", json={"clusters": {str(ids["road"]): "road"}}).get_json()
+    assert only_road["unlabelled"] == 0.0  # the unassigned 'other' strip is padding now: not counted (was 16 / 64)
+    everything = {"clusters": {str(c): n for n, c in ids.items()}}
+    result = http.post(f"/api/preview?token={TOKEN}", json=everything).get_json()
+    assert result["shares"]["white_marking"] == pytest.approx(108 / (48 * 48), abs=1e-4)  # was 108 / (64 * 48)
+    assert len(result["images"]) == 3

@@ -273,6 +273,35 @@ def test_offline_mode_tiles_the_full_resolution_road_of_a_rotated_frame(tmp_path
     assert record["memory"]["peak_array_mb"] > 0
 
 
+@pytest.mark.parametrize("target", [None, 0.5])
+def test_two_road_boxes_of_a_frame_never_tile_a_pixel_twice(tmp_path, monkeypatch, target):
+    from roadparse.models.offline_roi import RoadRegions
+
+    two_boxes = np.array([[0, 0, 300, 100], [330, 0, 630, 100]], dtype=np.float64)  # apart, but their grids meet
+
+    def fake_find(image):
+        return RoadRegions(np.zeros(image.shape[:2], bool), two_boxes, np.ones(2))
+
+    monkeypatch.setattr(roi_stage, "find_road", fake_find)
+    frames = tmp_path / "frames"
+    write_image(frames / "f.png", road_frame(1024, 400, (0, 100)))
+    overrides = ["roi.mode=offline", "roi.gsd_cm=0.25", "roi.tile_size=200" if target is None else "roi.tile_size=100"]
+    if target is not None:
+        overrides.append(f"roi.target_gsd_cm={target}")
+    workspace = Workspace(tmp_path / "work")
+    manifest = roi_stage.run(workspace, settings_with(*overrides), sorted(frames.iterdir()))
+    record = manifest["items"]["f"]
+    assert len(record["regions"]) == 2
+    assert [t["offset"] for t in record["tiles"]] == [[0, 0], [200, 0], [400, 0], [600, 0]]  # one grid, not 2 + 2
+    covered = np.zeros((400, 1024), np.int32)
+    for tile in list_tiles(workspace):
+        x0, y0, x1, y1 = tile.frame_box()
+        covered[y0:y1, x0:x1] += 1
+    assert covered.max() == 1 and covered[:100, :630].min() == 1
+    assert record["processed_share"] == pytest.approx(4 * 200 * 200 / (1024 * 400), abs=1e-4)
+    assert manifest["summary"]["max_processed_share"] <= 1.0
+
+
 def test_bad_inputs_are_recorded_and_the_run_goes_on(tmp_path):
     rasterio = pytest.importorskip("rasterio")
     frames = tmp_path / "frames"

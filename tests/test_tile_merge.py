@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from roadparse.geometry import axis_windows, processed_share, tile_box
+from roadparse.geometry import TileWindow, axis_windows, processed_share, tile_box, tile_boxes
 from roadparse.tile_merge import TilePlace, group_objects, match_masks
 
 # --- tiling: no frame pixel twice ---------------------------------------------
@@ -45,6 +45,72 @@ def test_grow_with_overlap_processes_only_the_configured_overlap():
     assert all(b - a == 700 for a, b in zip(xs, xs[1:], strict=False))
     overlap_share = (len(windows) - 1) * 100 * 800 / (2000 * 800)
     assert processed_share(windows, (2000, 800)) <= 1.0 + overlap_share + 1e-9
+
+
+def _coverage(windows: list[TileWindow], frame_size: tuple[int, int]) -> np.ndarray:
+    covered = np.zeros((frame_size[1], frame_size[0]), np.int32)
+    for w in windows:
+        x0, y0, x1, y1 = w.frame_box()
+        covered[y0:y1, x0:x1] += 1
+    return covered
+
+
+def _all_windows(groups: list[tuple[list[tuple[int, int, int, int]], list[TileWindow]]]) -> list[TileWindow]:
+    return [w for _, windows in groups for w in windows]
+
+
+def test_two_boxes_whose_grids_overlap_are_tiled_by_one_grid():
+    frame = (3000, 1000)
+    boxes = [(0, 0, 900, 400), (1000, 0, 1900, 400)]
+    per_box = [w for box in boxes for w in tile_box(box, frame, 800, 0, "grow")]
+    assert _coverage(per_box, frame).max() == 2  # per box: [0, 1600) and [650, 2250) share 950 columns
+    groups = tile_boxes(boxes, frame, 800, 0, "grow")
+    assert [members for members, _ in groups] == [boxes]
+    windows = _all_windows(groups)
+    assert [(w.x, w.y) for w in windows] == [(0, 0), (800, 0), (1600, 0)]
+    covered = _coverage(windows, frame)
+    assert covered.max() == 1 and processed_share(windows, frame) == pytest.approx(3 * 800 * 800 / 3e6)
+    for x0, y0, x1, y1 in boxes:
+        assert covered[y0:y1, x0:x1].min() == 1  # every box pixel tiled
+
+
+def test_diagonal_boxes_keep_only_cells_meeting_a_box_and_distant_boxes_stay_as_before():
+    frame = (4000, 4000)
+    boxes = [(0, 0, 1000, 1000), (1100, 1100, 2100, 2100)]
+    windows = _all_windows(tile_boxes(boxes, frame, 800, 0, "grow"))
+    covered = _coverage(windows, frame)
+    assert covered.max() == 1
+    for x0, y0, x1, y1 in boxes:
+        assert covered[y0:y1, x0:x1].min() == 1
+    grid = tile_box((0, 0, 2100, 2100), frame, 800, 0, "grow")
+    assert len(windows) < len(grid)  # the empty corners of the enclosing box are not tiled
+    apart = [(0, 0, 500, 500), (2500, 2500, 3000, 3000)]
+    groups = tile_boxes(apart, frame, 800, 0, "grow")
+    assert [w for _, ws in groups for w in ws] == [w for box in apart for w in tile_box(box, frame, 800, 0, "grow")]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_boxes_never_tile_a_pixel_twice_and_cover_every_box(seed):
+    rng = np.random.default_rng(seed)
+    frame = (int(rng.integers(300, 3000)), int(rng.integers(300, 3000)))
+    boxes = []
+    for _ in range(int(rng.integers(1, 6))):
+        x0, y0 = int(rng.integers(0, frame[0] - 1)), int(rng.integers(0, frame[1] - 1))
+        boxes.append((x0, y0, int(rng.integers(x0 + 1, frame[0] + 1)), int(rng.integers(y0 + 1, frame[1] + 1))))
+    windows = _all_windows(tile_boxes(boxes, frame, 400, 0, "grow"))
+    covered = _coverage(windows, frame)
+    assert covered.max() == 1 and processed_share(windows, frame) <= 1.0
+    for x0, y0, x1, y1 in boxes:
+        assert covered[y0:y1, x0:x1].min() == 1
+
+
+def test_single_box_and_other_rules_are_unchanged():
+    frame = (1000, 1300)
+    assert _all_windows(tile_boxes([(10, 20, 990, 1290)], frame, 800)) == tile_box((10, 20, 990, 1290), frame, 800)
+    boxes = [(0, 0, 900, 400), (500, 200, 1000, 1300)]
+    for rule in ("shift", "pad", "drop"):
+        groups = tile_boxes(boxes, frame, 800, 0, rule)
+        assert groups == [([box], tile_box(box, frame, 800, 0, rule)) for box in boxes]
 
 
 # --- masks across tiles --------------------------------------------------------

@@ -81,6 +81,46 @@ def list_tiles(workspace: Workspace) -> list[Tile]:
     return tiles
 
 
+@dataclass(frozen=True)
+class Frame:
+    """One input frame of the ``roi`` stage and the tiles cut from it."""
+
+    id: str
+    path: Path
+    size: tuple[int, int]
+    """(width, height) of the full-resolution frame"""
+    gsd_cm: float | None
+    """ground sampling distance of the frame's own pixels (None: a run from before GSDs were recorded)"""
+    tiles: tuple[Tile, ...]
+
+
+def list_frames(workspace: Workspace) -> list[Frame]:
+    """Returns every frame of the finished ``roi`` stage with its tiles (frames without a tile included)."""
+    manifest = workspace.require_manifest("roi")
+    by_frame: dict[str, list[Tile]] = {}
+    for tile in list_tiles(workspace):
+        by_frame.setdefault(tile.frame, []).append(tile)
+    frames = []
+    for frame_id in sorted(manifest["items"]):
+        record = manifest["items"][frame_id]
+        if "frame_size" not in record:
+            raise ValueError(
+                f"{workspace.root / 'roi' / 'manifest.json'}: frame {frame_id} has no frame_size; "
+                "run `roadparse roi` again with this version"
+            )
+        gsd = record.get("gsd", {}).get("cm")
+        frames.append(
+            Frame(
+                id=frame_id,
+                path=Path(record["frame"]),
+                size=(int(record["frame_size"][0]), int(record["frame_size"][1])),
+                gsd_cm=float(gsd) if gsd is not None else None,
+                tiles=tuple(by_frame.get(record["frame"], [])),
+            )
+        )
+    return frames
+
+
 def masks_path(workspace: Workspace, tile_id: str) -> Path:
     """Returns the path of a tile's mask file ``masks/<tile_id>.json``."""
     return workspace.root / "masks" / f"{tile_id}.json"
@@ -223,6 +263,24 @@ def sample_label(label: np.ndarray, tile: Tile) -> np.ndarray:
     inside_rows, inside_cols = rows < label.shape[0], cols < label.shape[1]
     out[np.ix_(inside_rows, inside_cols)] = label[np.ix_(rows[inside_rows], cols[inside_cols])]
     return out
+
+
+def frame_label_part(label: np.ndarray, tile: Tile, frame_size: tuple[int, int]) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Returns a tile's (h, w) label in frame pixels: ((x0, y0, x1, y1) frame box, the label there).
+
+    The inverse of :func:`sample_label`: each frame pixel under the tile's valid part takes
+    the label of the tile pixel holding its centre (nearest), so a resampled tile's labels
+    land on the frame grid; padding is left out and the box is clipped to the frame.
+    """
+    x, y = tile.offset
+    valid = label[: tile.valid[1], : tile.valid[0]]
+    _, _, x1, y1 = tile.frame_box()
+    x1, y1 = min(x1, frame_size[0]), min(y1, frame_size[1])
+    if tile.scale == 1:
+        return (x, y, x1, y1), valid[: y1 - y, : x1 - x]
+    rows = np.minimum(np.floor((np.arange(y1 - y) + 0.5) * tile.scale).astype(np.int64), valid.shape[0] - 1)
+    cols = np.minimum(np.floor((np.arange(x1 - x) + 0.5) * tile.scale).astype(np.int64), valid.shape[1] - 1)
+    return (x, y, x1, y1), valid[np.ix_(rows, cols)]
 
 
 def gallery_path(workspace: Workspace) -> Path:

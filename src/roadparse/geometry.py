@@ -12,6 +12,8 @@ Edge rules for tiling a box into ``tile × tile`` windows with ``overlap`` (step
   the box is real frame context. Only where the frame itself is shorter than the group
   does the last window run past the frame edge and get zero-padded. No frame pixel is in
   two windows unless ``overlap`` asks for it; a frame smaller than a tile gives one padded tile.
+  Several boxes of one frame (:func:`tile_boxes`): boxes whose windows would share a pixel
+  are tiled by one grid, so this holds across boxes too.
 - ``shift``: windows start at the box start every ``step``; the last one is shifted
   inward so that it ends on the box end. Every window lies inside the frame and is
   ``tile`` wide; a box narrower than a tile gets one window centred on it, grown into
@@ -222,6 +224,100 @@ def tile_box(
         for (y, height, valid_height) in rows
         for (x, width, valid_width) in columns
     ]
+
+
+def _intersects(first: tuple[int, int, int, int], second: tuple[int, int, int, int]) -> bool:
+    """Returns whether two half-open (x0, y0, x1, y1) boxes share a pixel."""
+    return first[0] < second[2] and second[0] < first[2] and first[1] < second[3] and second[1] < first[3]
+
+
+def enclosing_box(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """Returns the smallest (x0, y0, x1, y1) box holding every box of a non-empty list."""
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def _group_windows(
+    boxes: list[tuple[int, int, int, int]], frame_size: tuple[int, int], tile: int, overlap: int
+) -> list[TileWindow]:
+    """Returns the ``grow`` grid of the boxes' enclosing box, only the cells whose frame part meets a box."""
+    grid = tile_box(enclosing_box(boxes), frame_size, tile, overlap, "grow")
+    if len(boxes) == 1:  # every cell of a single box's grid meets the box
+        return grid
+    members = np.array(boxes, dtype=np.int64).reshape(-1, 4)
+    return [w for w in grid if _any_pair_intersects(np.array([w.frame_box()], dtype=np.int64), members)]
+
+
+def _overlapping_groups(groups: list[list[TileWindow]]) -> tuple[int, int] | None:
+    """Returns the first pair (i, j), i < j, of window groups sharing a frame pixel; None when all are disjoint."""
+    frames = [np.array([w.frame_box() for w in group], dtype=np.int64).reshape(-1, 4) for group in groups]
+    for i, j in itertools.combinations(range(len(groups)), 2):
+        first, second = frames[i], frames[j]
+        if not len(first) or not len(second):
+            continue
+        if not _intersects(
+            (int(first[:, 0].min()), int(first[:, 1].min()), int(first[:, 2].max()), int(first[:, 3].max())),
+            (int(second[:, 0].min()), int(second[:, 1].min()), int(second[:, 2].max()), int(second[:, 3].max())),
+        ):
+            continue  # the groups' extents are apart
+        if _any_pair_intersects(first, second):
+            return i, j
+    return None
+
+
+def _any_pair_intersects(first: npt.NDArray[np.int64], second: npt.NDArray[np.int64], chunk: int = 256) -> bool:
+    """Returns whether any box of (n, 4) ``first`` shares a pixel with any of (m, 4) ``second`` (in chunks of rows)."""
+    for start in range(0, len(first), chunk):
+        part = first[start : start + chunk]
+        lo = np.maximum(part[:, None, :2], second[None, :, :2])
+        hi = np.minimum(part[:, None, 2:], second[None, :, 2:])
+        if np.any(np.all(hi > lo, axis=2)):
+            return True
+    return False
+
+
+def tile_boxes(
+    boxes: list[tuple[int, int, int, int]],
+    frame_size: tuple[int, int],
+    tile: int,
+    overlap: int = 0,
+    rule: EdgeRule = "grow",
+) -> list[tuple[list[tuple[int, int, int, int]], list[TileWindow]]]:
+    """Returns the tiles of all road boxes of one frame, as (boxes, their windows) groups.
+
+    Under ``grow`` no frame pixel is in two windows unless ``overlap`` asks, also across
+    boxes: each box starts as its own group tiled as :func:`tile_box` does; while the
+    windows of two groups share a frame pixel, the groups become one, tiled by one grid
+    (the ``grow`` grid of their enclosing box) of which only the cells meeting one of its
+    boxes are kept (the empty corners of two diagonal boxes are not tiled). A single box,
+    or boxes whose grids stay apart, get exactly the windows of :func:`tile_box`. Other
+    rules tile each box on its own (one group per box), as before.
+
+    Args:
+        boxes: (x0, y0, x1, y1) integer boxes inside the frame.
+        frame_size: (width, height) of the frame.
+        tile: tile side in pixels.
+        overlap: pixels shared by neighbouring tiles of one grid.
+        rule: edge rule (grow / shift / pad / drop), see the module docstring.
+
+    Returns:
+        (the group's boxes, its windows row by row) per group, in the order of each
+        group's first box.
+    """
+    if rule != "grow":
+        return [([box], tile_box(box, frame_size, tile, overlap, rule)) for box in boxes]
+    groups = [[box] for box in boxes]
+    windows = [_group_windows(group, frame_size, tile, overlap) for group in groups]
+    while (pair := _overlapping_groups(windows)) is not None:
+        i, j = pair
+        groups[i] = groups[i] + groups[j]
+        del groups[j], windows[j]
+        windows[i] = _group_windows(groups[i], frame_size, tile, overlap)
+    return list(zip(groups, windows, strict=True))
 
 
 def cut_tile(frame: np.ndarray, window: TileWindow) -> np.ndarray:

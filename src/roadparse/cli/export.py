@@ -19,7 +19,8 @@ from roadparse.cli.common import fail
               help="output file (gpkg, coco) or folder (geojson, shp); default: inside SOURCE")
 @click.option("--workdir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="the work directory whose roi tiles were predicted: tiles are joined into their frames")
-@click.option("--gsd-cm", type=float, default=None, help="pixel size in cm for inputs without a CRS (default: predict's)")
+@click.option("--gsd-cm", type=float, default=None, help="frame pixel size in cm for inputs without a CRS (default: the --workdir tiles' GSD, else predict's; "
+                   "resampled roi tiles: divided by their scale)")
 @click.option("--simplify-cm", type=float, default=1.0, show_default=True, help="simplification tolerance in cm")
 @click.option("--min-area-m2", type=float, default=0.001, show_default=True, help="leave out regions smaller than this")
 @click.option("--linear", "linear", multiple=True, metavar="CLASS",
@@ -36,6 +37,9 @@ def export_cmd(source: Path, fmt: Literal["gpkg", "geojson", "shp", "coco"], out
     marking, cone count) go to measurements.{json,html} and measurements_{frames,survey}.csv
     beside the layers. Georeferenced inputs (GeoTIFF, drone JPEGs with GPS) keep their CRS;
     others are in metres from the frame's top-left corner.
+
+    COCO of a work directory: one image per frame, annotations in the frame's pixels (tiles
+    resampled by roi.target_gsd_cm mapped back), area_m2 from the frame's GSD.
     """
     from roadparse.stages.export.run import default_output, export_coco, export_vectors
     from roadparse.stages.export.vectors import LINEAR_CLASSES

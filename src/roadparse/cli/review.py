@@ -14,7 +14,8 @@ from roadparse.cli.common import config_options, fail, resolve_settings
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="port on 127.0.0.1 (0: any free port)")
 @click.option("--window-m", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
-              help="ground size of the context window around each mask, metres (uses predict.gsd_cm)")
+              help="ground size of the context window around each mask, metres (at each tile's GSD from roi; "
+                   "predict.gsd_cm for runs that recorded none)")
 @click.option("--members", type=click.IntRange(2, 64), default=16, show_default=True,
               help="members shown per cluster: half typical, half random")
 @config_options

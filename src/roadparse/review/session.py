@@ -2,7 +2,9 @@
 
 :class:`ReviewSession` holds the clusters (members, sizes, suggestion, saved choice),
 cuts member pictures on demand from the tiles (a few tiles cached), splits clusters,
-and paints the live preview. Requests address masks by their row in the assignments
+and paints the live preview. Pictures are cut from the tile images, in the tile's pixels
+(resampled tiles: the working GSD), so the context window's ground size uses each tile's
+recorded GSD; the preview's shares count the tiles' frame pixels (padding left out). Requests address masks by their row in the assignments
 (an integer checked against the table), never by a path.
 """
 
@@ -87,8 +89,8 @@ class ReviewSession:
         self.rows = mask_rows(table)
         self.tiles: dict[str, Tile] = {tile.id: tile for tile in list_tiles(workspace)}
         self.sizes = np.bincount(self.clusters, minlength=self.n_clusters)
-        gsd_cm = settings.predict.gsd_cm
-        self.window_px = max(32, round(options.window_m * 100 / gsd_cm)) if gsd_cm else 400
+        # the context window of tiles whose GSD the roi manifest does not record
+        self.window_px = self._window_px(settings.predict.gsd_cm)
         self._lock = threading.Lock()
         self._tile_cache: OrderedDict[str, tuple[np.ndarray, list[dict[str, Any]]]] = OrderedDict()
         self._splits: dict[tuple[int, int, int], np.ndarray] = {}
@@ -96,6 +98,19 @@ class ReviewSession:
         self.preview_ids = self._sample_tiles(options.preview_tiles)
         self._coverages: list[tuple[TileCoverage, np.ndarray]] | None = None
         self._coverage_lock = threading.Lock()
+
+    def _window_px(self, gsd_cm: float | None) -> int:
+        """Returns the context window side in pixels of ``gsd_cm`` cm (400 when unknown)."""
+        return max(32, round(self.options.window_m * 100 / gsd_cm)) if gsd_cm else 400
+
+    def tile_window_px(self, tile_id: str) -> int:
+        """Returns the context window side in a tile's own pixels: ``window_m`` at the tile's GSD.
+
+        Tiles resampled by ``roi.target_gsd_cm`` record the working GSD; tiles of runs that
+        recorded none fall back to ``predict.gsd_cm``.
+        """
+        tile = self.tiles.get(tile_id)
+        return self._window_px(tile.gsd_cm) if tile is not None and tile.gsd_cm else self.window_px
 
     # ---- clusters --------------------------------------------------------------------------
 
@@ -166,9 +181,13 @@ class ReviewSession:
             "saved": saved,
             "warning": warning,
             "merge_map": str(self.merge_map_path),
-            "window_m": self.options.window_m if self.settings.predict.gsd_cm else None,
+            "window_m": self.options.window_m if self._ground_known() else None,
             "window_px": self.window_px,
         }
+
+    def _ground_known(self) -> bool:
+        """Returns whether every tile's window has a ground size (its GSD or ``predict.gsd_cm``)."""
+        return bool(self.settings.predict.gsd_cm) or all(tile.gsd_cm for tile in self.tiles.values())
 
     # ---- pictures --------------------------------------------------------------------------
 
@@ -209,7 +228,8 @@ class ReviewSession:
             background = mask if self.settings.embed.mask_background else None
             crop = crop_mask(image, box, self.settings.embed.crop_size, background)
             return views.encode_image(crop)
-        return views.encode_image(views.context_window(image, mask, tuple(record["bbox"]), self.window_px, THUMB))
+        side = self.tile_window_px(self.tile_ids[row])
+        return views.encode_image(views.context_window(image, mask, tuple(record["bbox"]), side, THUMB))
 
     def tile_jpeg(self, row: int) -> bytes:
         """Returns the JPEG of a member's tile with every mask of its cluster highlighted."""
@@ -288,8 +308,11 @@ class ReviewSession:
             out = []
             for tile_id in self._sample_tiles(self.options.coverage_tiles):
                 image, masks = self._tile(tile_id)
-                # every pixel "is" class 0: the confusion's column 0 counts pixels per painted class
-                zeros = np.zeros(image.shape[:2], np.uint8)
+                # every frame pixel "is" class 0: the confusion's column 0 counts pixels per painted class;
+                # padding past the frame edge is ignored (no mask can cover it)
+                zeros = np.full(image.shape[:2], IGNORE_INDEX, np.uint8)
+                valid = self.tiles[tile_id].valid
+                zeros[: valid[1], : valid[0]] = 0
                 coverage = tile_coverage(masks, zeros, len(self.classes))
                 out.append((coverage, self._tile_rows(tile_id, masks)))
             self._coverages = out

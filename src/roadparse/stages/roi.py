@@ -4,7 +4,8 @@ Per frame: decode at long side 1024 (reduced JPEG decoding), find road boxes
 (``detector``: Grounding DINO + zero-shot filter; ``offline``: asphalt colour and
 texture; ``none``: the whole frame), map them to full resolution, merge overlapping
 ones, read the full-resolution frame once (GeoTIFFs: only the box windows) and cut
-the boxes into tiles with the edge rule of :mod:`roadparse.geometry`.
+the boxes into tiles with the edge rule of :mod:`roadparse.geometry` (``grow``: boxes
+whose tiles would share a pixel are tiled by one grid, :func:`~roadparse.geometry.tile_boxes`).
 
 Ground sampling distance: each frame's GSD comes from its GeoTIFF transform, its drone
 EXIF/XMP or ``roi.gsd_cm`` (:mod:`roadparse.io.gsd`) and is recorded per frame
@@ -36,7 +37,15 @@ from PIL import Image
 
 from roadparse.config import RoiSettings, Settings
 from roadparse.executor import make_executor, process_items
-from roadparse.geometry import TileWindow, cut_tile, merge_boxes, pixel_box, scale_boxes, tile_box
+from roadparse.geometry import (
+    EdgeRule,
+    TileWindow,
+    cut_tile,
+    merge_boxes,
+    pixel_box,
+    scale_boxes,
+    tile_boxes,
+)
 from roadparse.io import geo
 from roadparse.io.gsd import frame_gsd
 from roadparse.io.images import (
@@ -278,7 +287,7 @@ class _TileLayout:
 
     tile: int
     overlap: int
-    rule: str
+    rule: EdgeRule
     scale: float
     """working pixels per frame pixel (1: no resampling)"""
     gsd_cm: float
@@ -327,17 +336,17 @@ def _write_tiles(
     working_size = (max(1, round(full_size[0] * scale)), max(1, round(full_size[1] * scale)))
     tiles: list[dict[str, Any]] = []
     seen: set[tuple[int, int, int, int]] = set()
-    for region in regions:
-        region_box = pixel_box(np.asarray(region, dtype=np.float64) * scale, working_size)
-        if region_box is None:
-            continue
-        windows = tile_box(region_box, working_size, layout.tile, layout.overlap, layout.rule)  # type: ignore[arg-type]
+    region_boxes = [pixel_box(np.asarray(region, dtype=np.float64) * scale, working_size) for region in regions]
+    groups = tile_boxes(
+        [box for box in region_boxes if box is not None], working_size, layout.tile, layout.overlap, layout.rule
+    )
+    for _, windows in groups:
         if not windows:
             continue
         source, origin = _working_source(path, frame, geo_info, windows, layout, full_size)
         for window in windows:
             key = (window.x, window.y, window.width, window.height)
-            if key in seen:  # overlapping regions can ask for the same tile
+            if key in seen:  # overlapping regions can ask for the same tile (rules other than grow)
                 continue
             seen.add(key)
             offset = (round(window.x / scale), round(window.y / scale))

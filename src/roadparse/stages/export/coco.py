@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from roadparse.io.labels import ClassSet
+from roadparse.io.labels import IGNORE_INDEX, ClassSet
+from roadparse.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class LabelImage:
     """(H, W) uint8 class ids; 255 = unlabelled"""
     confidence: np.ndarray | None = None
     """(H, W) uint8 class probability × 255, or None"""
+    gsd_cm: float | None = None
+    """ground sampling distance of the label's pixels (annotations then carry ``area_m2``), or None"""
 
 
 def region_rle(band: np.ndarray, x0: int, width: int) -> dict[str, Any]:
@@ -54,15 +57,25 @@ def region_rle(band: np.ndarray, x0: int, width: int) -> dict[str, Any]:
     return {"size": [height, width], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
-def coco_dataset(images: list[LabelImage], classes: ClassSet, description: str = "roadparse labels") -> dict[str, Any]:
-    """Returns a COCO instances dict: images, categories, one annotation per region of each class."""
+def coco_dataset(
+    images: list[LabelImage], classes: ClassSet, description: str = "roadparse labels", coordinates: str | None = None
+) -> dict[str, Any]:
+    """Returns a COCO instances dict: images, categories, one annotation per region of each class.
+
+    ``area`` and ``bbox`` are in the label's pixels (COCO's convention); images with a known
+    GSD also carry ``gsd_cm`` and their annotations ``area_m2``. ``coordinates``, when given,
+    says in ``info`` which pixels the annotations are in.
+    """
     from scipy import ndimage
 
     annotations: list[dict[str, Any]] = []
     records = []
     for image_id, image in enumerate(images, start=1):
         height, width = image.labels.shape
-        records.append({"id": image_id, "file_name": image.file_name, "width": width, "height": height})
+        record: dict[str, Any] = {"id": image_id, "file_name": image.file_name, "width": width, "height": height}
+        if image.gsd_cm is not None:
+            record["gsd_cm"] = image.gsd_cm
+        records.append(record)
         for class_id in range(len(classes)):
             components, count = ndimage.label(image.labels == class_id)
             for component, box in enumerate(ndimage.find_objects(components), start=1):
@@ -76,12 +89,15 @@ def coco_dataset(images: list[LabelImage], classes: ClassSet, description: str =
                     "segmentation": region_rle(band, cols.start, width), "area": area,
                     "bbox": [cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start], "iscrowd": 0,
                 }
+                if image.gsd_cm is not None:
+                    annotation["area_m2"] = round(area * (image.gsd_cm / 100.0) ** 2, 6)
                 if image.confidence is not None:
                     region = components[box] == component
                     annotation["score"] = round(float(image.confidence[box][region].mean()) / 255.0, 4)
                 annotations.append(annotation)
     categories = [{"id": i + 1, "name": name, "supercategory": "road"} for i, name in enumerate(classes.names)]
-    return {"info": {"description": description}, "images": records, "categories": categories, "annotations": annotations}
+    info = {"description": description, **({"coordinates": coordinates} if coordinates else {})}
+    return {"info": info, "images": records, "categories": categories, "annotations": annotations}
 
 
 def prediction_images(pred_dir: Path, summary: dict[str, Any]) -> list[LabelImage]:
@@ -109,3 +125,30 @@ def label_folder_images(label_dir: Path, image_suffix: str = ".png") -> list[Lab
     if not paths:
         raise ValueError(f"{label_dir}: no label PNGs")
     return [LabelImage(f"{path.stem}{image_suffix}", read_label_png(path)) for path in paths]
+
+
+def workdir_frame_images(workspace: Workspace, label_dir: Path) -> list[LabelImage]:
+    """Returns a work directory's tile labels (e.g. its pseudo-labels) pasted into their frames, in frame pixels.
+
+    One image per frame with at least one label PNG in ``label_dir`` (``<tile_id>.png``),
+    named by the frame's file name and as large as the frame; each frame pixel takes the
+    label of the tile pixel holding its centre (tiles resampled by ``roi.target_gsd_cm``
+    are mapped back to the frame grid), pixels under no tile are unlabelled, and where
+    tiles overlap (``roi.tile_overlap``) the later tile wins. ``gsd_cm`` is the frame's own GSD.
+    """
+    from roadparse.artifacts import frame_label_part, list_frames
+    from roadparse.io.labels import read_label_png
+
+    images = []
+    for frame in list_frames(workspace):
+        tiles = [tile for tile in frame.tiles if (label_dir / f"{tile.id}.png").is_file()]
+        if not tiles:
+            continue
+        canvas = np.full((frame.size[1], frame.size[0]), IGNORE_INDEX, np.uint8)
+        for tile in tiles:
+            (x0, y0, x1, y1), part = frame_label_part(read_label_png(label_dir / f"{tile.id}.png"), tile, frame.size)
+            canvas[y0:y1, x0:x1] = part
+        images.append(LabelImage(frame.path.name, canvas, gsd_cm=frame.gsd_cm))
+    if not images:
+        raise ValueError(f"{label_dir}: no label PNG of a tile of {workspace.root}; run `roadparse pseudolabel` first")
+    return images

@@ -4,7 +4,9 @@
 and a record in ``summary.json`` (pixel area, and CRS + transform when the input was
 georeferenced). Tiles of one frame (named by a ``roi`` work directory, or GeoTIFF tiles on
 one pixel grid) are pasted into one frame mosaic, so objects cut by tile borders are one
-connected region again before anything is vectorised.
+connected region again before anything is vectorised. Tiles resampled by
+``roi.target_gsd_cm`` are pasted on the working grid (their ``working_offset``) with the
+working GSD as pixel size, so the mosaic keeps their resolution and lies where the frame does.
 
 Coordinates: a georeferenced input keeps its CRS; any other is placed in a local metric
 frame (x to the right, y up, origin at the frame's top-left corner, no CRS) from its pixel
@@ -17,11 +19,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from roadparse.io.labels import IGNORE_INDEX, read_label_png
+
+if TYPE_CHECKING:
+    from roadparse.artifacts import Tile
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,22 @@ def _local_transform(pixel_size: float, offset: tuple[int, int]) -> Transform:
     return (pixel_size, 0.0, offset[0] * pixel_size, 0.0, -pixel_size, -offset[1] * pixel_size)
 
 
+def _pixel_size_m(record: dict[str, Any], tile: Tile | None, gsd_cm: float | None) -> float | None:
+    """Returns the ground size of one predicted pixel in metres, or None when nothing says it.
+
+    ``gsd_cm`` (the user's, of the frames) wins; a roi tile resampled to a working GSD has
+    pixels ``1 / scale`` frame pixels wide. Then the tile's recorded GSD, then predict's pixel area.
+    """
+    scale = tile.scale if tile is not None else 1.0
+    if gsd_cm is not None:
+        return gsd_cm / 100.0 / scale
+    if tile is not None and tile.gsd_cm is not None:
+        return float(tile.gsd_cm) / 100.0
+    if record.get("pixel_area_m2"):
+        return float(record["pixel_area_m2"]) ** 0.5
+    return None
+
+
 def _pieces(pred_dir: Path, summary: dict[str, Any], tiles: dict[str, Any], gsd_cm: float | None) -> list[_Piece]:
     """Returns every predicted raster with its frame, transform and CRS."""
     pieces = []
@@ -99,13 +120,10 @@ def _pieces(pred_dir: Path, summary: dict[str, Any], tiles: dict[str, Any], gsd_
         if record.get("transform") is not None:
             transform, crs = tuple(record["transform"]), record.get("crs")
         else:
-            if gsd_cm is not None:
-                pixel = gsd_cm / 100.0
-            elif record.get("pixel_area_m2"):
-                pixel = float(record["pixel_area_m2"]) ** 0.5
-            else:
+            pixel = _pixel_size_m(record, tile, gsd_cm)
+            if pixel is None:
                 raise ValueError(f"{pred_dir / 'summary.json'}: {record['input']} has no pixel size; pass --gsd-cm")
-            transform, crs = _local_transform(pixel, tuple(tile.offset) if tile is not None else (0, 0)), None
+            transform, crs = _local_transform(pixel, tile.position if tile is not None else (0, 0)), None
         pieces.append(_Piece(stem, frame, label_path, confidence_path if confidence_path.is_file() else None,
                              transform, crs, valid))
     return pieces

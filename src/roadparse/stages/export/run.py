@@ -6,8 +6,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from roadparse.artifacts import pseudo_label_dir
 from roadparse.io.labels import ClassSet, load_classes
-from roadparse.stages.export.coco import coco_dataset, label_folder_images, prediction_images
+from roadparse.stages.export.coco import (
+    coco_dataset,
+    label_folder_images,
+    prediction_images,
+    workdir_frame_images,
+)
 from roadparse.stages.export.measure import frame_measurements, write_measurements
 from roadparse.stages.export.rasters import read_frames, read_summary
 from roadparse.stages.export.vectors import (
@@ -17,7 +23,7 @@ from roadparse.stages.export.vectors import (
     merge_layers,
     write_layers,
 )
-from roadparse.workspace import atomic_write_json
+from roadparse.workspace import Workspace, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -90,15 +96,25 @@ def export_vectors(
 def export_coco(source: str | Path, out: str | Path, classes_path: str | None = None) -> dict[str, Any]:
     """Writes COCO instances of a prediction folder, a work directory's pseudo-labels, or a folder of label PNGs.
 
+    A work directory (``roi`` and ``pseudolabel`` done) is exported per frame in frame pixels
+    (:func:`~roadparse.stages.export.coco.workdir_frame_images`), with ``area_m2`` from the
+    frame's GSD; ``info.coordinates`` names the pixels the annotations are in.
     Returns the dataset's counts and the file written.
     """
     source, out = Path(source), Path(out)
     if (source / "summary.json").is_file():
         summary = read_summary(source)
         images, classes, what = prediction_images(source, summary), _classes(summary, classes_path), "predictions"
+        coordinates = "input pixels"
+    elif (source / "pseudolabel" / "labels").is_dir() and (source / "roi" / "manifest.json").is_file():
+        workspace = Workspace(source)
+        images = workdir_frame_images(workspace, pseudo_label_dir(workspace))
+        classes, what = load_classes(classes_path), "pseudo-labels"
+        coordinates = "frame pixels (full-resolution input frames; tiles mapped back from their roi offset and scale)"
     else:
         label_dir = source / "pseudolabel" / "labels" if (source / "pseudolabel" / "labels").is_dir() else source
         images, classes, what = label_folder_images(label_dir), load_classes(classes_path), "pseudo-labels"
-    dataset = coco_dataset(images, classes, description=f"roadparse {what} from {source}")
+        coordinates = "label PNG pixels"
+    dataset = coco_dataset(images, classes, description=f"roadparse {what} from {source}", coordinates=coordinates)
     atomic_write_json(out, dataset)
     return {"images": len(dataset["images"]), "annotations": len(dataset["annotations"]), "files": [str(out)]}
