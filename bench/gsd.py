@@ -12,7 +12,9 @@ the pseudo-labels scored on the dev split (mIoU %, areas summed). Rows:
 - ``target``: physical defaults with ``roi.target_gsd_cm: 0.25`` (frames resampled to the paper's GSD);
 - ``shift``: physical defaults with the old ``roi.edge_rule: shift`` (the demo before the grow rule).
 
-Also printed per row: masks, the share of ground-truth objects (connected components of one
+Also printed per row: the same pseudo-labels scored on the other frames ("held-out": frames
+whose labels named no cluster), the masks' ceiling on the dev split (each mask painted with
+its majority class: what any merge map could reach with these masks), masks, the share of ground-truth objects (connected components of one
 class, at least the area filter) split over two or more masks of their class (after
 merging, an object's masks count once), and the largest share of a frame's pixels tiled
 (1.0 = each once). Run: ``python bench/gsd.py [--frames 8] [--gsds 0.25,0.5,1,2] [--rows physical,pixels,merged]``.
@@ -129,9 +131,14 @@ def run_case(data: Path, out: Path, split: dict, overrides: list[str], gsd: floa
     masks_summary = result.manifests["masks"]["summary"]
     min_area = next(iter(masks_summary["min_mask_area_px"].values()))
     ceiling = mask_ceiling(workspace, dev_tiles(workspace, settings.run), data / "labels", names)["scores"]
+    dev_ids = {tile.id for tile in dev_tiles(workspace, settings.run)}
+    held_out = [tile for tile in list_tiles(workspace) if tile.id not in dev_ids]  # labels never used for naming
+    held_out_scores = score_label_dir(pseudo_label_dir(workspace), held_out, data / "labels", names)["scores"]
     return {
         "miou": scores["miou"],
         "ceiling": ceiling["miou"],
+        "held_out": held_out_scores["miou"],
+        "held_out_per_class": {name: held_out_scores["iou"][name] for name in names},
         "ceiling_per_class": {name: ceiling["iou"][name] for name in names},
         "per_class": {name: scores["iou"][name] for name in names},
         "masks": masks_summary["masks"],
@@ -173,7 +180,7 @@ def main() -> None:
                 print(f"{row:9s} {gsd:5g} cm/px: failed: {exc}", flush=True)
                 continue
             results.setdefault(row, {})[f"{gsd:g}"] = result
-            print(f"{row:9s} {gsd:5g} cm/px: mIoU {result['miou']:6.2f}  ceiling {result['ceiling']:6.2f}  masks {result['masks']:5d}  "
+            print(f"{row:9s} {gsd:5g} cm/px: mIoU {result['miou']:6.2f}  held-out {result['held_out']:6.2f}  ceiling {result['ceiling']:6.2f}  masks {result['masks']:5d}  "
                   f"split {100 * result['split']:5.1f} %  tiled {100 * result['processed']:5.1f} %  {result['seconds']:.0f} s",
                   flush=True)
     print()
@@ -188,7 +195,7 @@ def main() -> None:
                 cells.append(f"fails: {r['failed']}")
                 continue
             delta = f" ({r['miou'] - reference:+.2f})" if reference is not None else ""
-            cells.append(f"{r['miou']:.2f}{delta}; ceiling {r['ceiling']:.2f}; {r['masks']} masks; split {100 * r['split']:.1f} %; tiled {100 * r['processed']:.0f} %")
+            cells.append(f"{r['miou']:.2f}{delta}; held-out {r['held_out']:.2f}; ceiling {r['ceiling']:.2f}; {r['masks']} masks; split {100 * r['split']:.1f} %; tiled {100 * r['processed']:.0f} %")
         print(f"| {row} | " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
