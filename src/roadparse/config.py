@@ -160,6 +160,10 @@ class EmbedSettings(_Section):
 class ClusterSettings(_Section):
     """Stage 4: over-clustering of mask embeddings (paper §3.2.3, §4.4)."""
 
+    execution_only: ClassVar[frozenset[str]] = frozenset({"suggest_split_purity", "suggest_split_max_parts"})
+    """The split settings shape only the suggested merge map, rewritten after every run: left out of the
+    fingerprint so that setting them never re-clusters (nor repaints or retrains downstream)."""
+
     method: Literal["spectral", "kmeans", "kmedoids", "agglomerative"] = Field("spectral", description="clustering method (paper: spectral)")
     n_clusters: int = Field(20, ge=2, description="over-clustering k (paper: 20)")
     layer: int = Field(12, description="which embedded layer to cluster (must be among embed.layers)")
@@ -170,6 +174,13 @@ class ClusterSettings(_Section):
     sample_size: int = Field(20000, ge=100, description="spectral/agglomerative/kmedoids: fit on at most this many points, extend to the rest")
     gallery_size: int = Field(24, ge=1, description="crops per cluster in the gallery")
     min_purity: float = Field(0.5, ge=0, le=1, description="merge-map suggestion: clusters whose majority ground-truth class covers less than this share of their pixels are 'discard' (mixed)")
+    suggest_split_purity: float | None = Field(
+        None, ge=0, le=1,
+        description="merge-map suggestion by majority vote: a cluster whose majority class covers less than this share of its "
+        "labelled pixels is tried split (k-means of its members, k = 2..suggest_split_max_parts, parts named by majority) and "
+        "split when that names at least 5 % of its labelled pixels more right; null: never split (paper)",
+    )
+    suggest_split_max_parts: int = Field(4, ge=2, le=8, description="merge-map suggestion: most parts a mixed cluster is split into (at most merge_split.MAX_PARTS, 8)")
     seed: int = Field(0, description="random seed")
 
 

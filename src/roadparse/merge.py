@@ -10,7 +10,8 @@ mixed clusters are discarded (paper §3.2.3). This module holds the pure logic:
   ground truth there), so any merge map can then be evaluated exactly without
   repainting, and every mask's ground-truth class histogram is known.
 - :func:`suggest_from_histograms` names clusters by majority vote (labels used for
-  naming only), :func:`suggest_zero_shot` by CLIP/SigLIP on typical crops.
+  naming only), :func:`split_mixed_suggestions` optionally splits mixed ones,
+  :func:`suggest_zero_shot` names clusters by CLIP/SigLIP on typical crops.
 - :func:`merge_map_yaml` writes the editable YAML.
 """
 
@@ -27,11 +28,10 @@ import yaml
 
 from roadparse.io import rle as rle_io
 from roadparse.io.labels import IGNORE_INDEX, ClassSet
-from roadparse.merge_split import Split, parse_split
+from roadparse.merge_split import DISCARD as DISCARD  # re-exported: callers name it from here
+from roadparse.merge_split import Split, SuggestedSplit, parse_split, suggest_split
 
 log = logging.getLogger(__name__)
-
-DISCARD = "discard"
 
 
 def class_table(
@@ -262,6 +262,52 @@ def suggest_from_histograms(
     return suggestions
 
 
+def split_mixed_suggestions(
+    suggestions: Sequence[dict[str, Any]],
+    mask_clusters: np.ndarray,
+    histograms: np.ndarray,
+    features: np.ndarray,
+    class_names: Sequence[str],
+    min_purity: float,
+    split_purity: float,
+    max_parts: int,
+) -> list[dict[str, Any]]:
+    """Returns the majority-vote suggestions with mixed clusters split where the split names clearly more pixels right.
+
+    A cluster with labelled pixels and purity below ``split_purity`` is tried split
+    (:func:`~roadparse.merge_split.suggest_split` on its members' rows of the (M, D)
+    clustering ``features`` and (M, C) ``histograms``). A split cluster's suggestion keeps
+    its unsplit ``class`` and gains ``split`` (the merge-map value, sizes included) and
+    ``split_parts`` (class, purity, labelled pixels and masks per part) and ``split_gain``.
+    """
+    clusters = np.asarray(mask_clusters, dtype=np.int64)
+    out = []
+    for item in suggestions:
+        item = dict(item)
+        rows = np.flatnonzero(clusters == int(item["cluster"]))
+        totals = histograms[rows].sum(axis=0)
+        purity = float(totals.max() / totals.sum()) if totals.sum() else 1.0
+        found = (
+            suggest_split(features[rows], histograms[rows], class_names, min_purity, max_parts)
+            if purity < split_purity
+            else None
+        )
+        if found is not None:
+            item |= _split_evidence(found)
+            log.info("suggestion: cluster %d (purity %.2f) split into %d", item["cluster"], purity, found.split.k)
+        out.append(item)
+    return out
+
+
+def _split_evidence(found: SuggestedSplit) -> dict[str, Any]:
+    sizes = found.split.sizes or ()
+    parts = [
+        {"class": name, "purity": purity, "pixels": pixels, "masks": size}
+        for name, purity, pixels, size in zip(found.split.parts, found.purities, found.pixels, sizes, strict=True)
+    ]
+    return {"split": found.split.to_yaml_value(), "split_parts": parts, "split_gain": found.gain}
+
+
 def suggest_zero_shot(
     crops_by_cluster: dict[int, list[np.ndarray]],
     class_names: Sequence[str],
@@ -335,12 +381,19 @@ def merge_map_yaml(
 
     ``source`` says how the suggestion was made, e.g. "majority vote of dev labels".
     """
-    entries = []
+    entries: list[tuple[int, str | Split, str]] = []
     for item in suggestions:
         evidence = f"majority {item['majority']}, purity {item['purity']:.2f}, {item['masks']} masks"
         if "pixels" in item:
             evidence += f", {item['pixels']} labelled px"
-        entries.append((int(item["cluster"]), str(item["class"]), evidence))
+        value: str | Split = str(item["class"])
+        if "split" in item:
+            value = parse_split(item["split"], f"suggestion for cluster {item['cluster']}")
+            evidence = f"split ({evidence}; +{item['split_gain']} px named right): " + "; ".join(
+                f"part {i} {p['class']} purity {p['purity']:.2f}, {p['pixels']} px, {p['masks']} masks"
+                for i, p in enumerate(item["split_parts"])
+            )
+        entries.append((int(item["cluster"]), value, evidence))
     header = [
         f"Suggested merge map ({source}).",
         "Ground-truth labels (if any) were used for NAMING clusters only, never for training.",

@@ -14,6 +14,7 @@ reproduces (other features, other clustering) is an error instead of silently ot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ import numpy.typing as npt
 
 MAX_PARTS = 8
 """Most parts one cluster may be split into (a page row of buttons per part)."""
+
+DISCARD = "discard"
+"""The merge-map name that leaves a cluster's (or part's) pixels unlabelled."""
 
 
 @dataclass(frozen=True)
@@ -112,3 +116,113 @@ def check_sizes(split: Split, parts: np.ndarray, where: str) -> None:
             f"{where}: the split no longer reproduces (parts of {sizes} masks, the map says "
             f"{split.sizes}); the features or clusters changed: split it again in `roadparse review`"
         )
+
+
+MIN_SPLIT_GAIN = 0.05
+"""A suggested split must name this share of the cluster's labelled pixels right beyond the unsplit cluster."""
+
+
+@dataclass(frozen=True)
+class SuggestedSplit:
+    """A split chosen by the ground truth under a mixed cluster's members, with the evidence."""
+
+    split: Split
+    purities: tuple[float, ...]
+    """Share of each part's labelled pixels in its majority class (0 for a part without any)."""
+    pixels: tuple[int, ...]
+    """Labelled pixels under each part's members."""
+    gain: int
+    """Labelled pixels named right by the parts that the unsplit cluster named wrong (or discarded)."""
+
+
+def majority_name(histogram: np.ndarray, class_names: Sequence[str], min_purity: float, fallback: str) -> tuple[str, float]:
+    """Returns (name, purity) of a (C,) ground-truth histogram: its majority class, 'discard' below ``min_purity``.
+
+    A histogram without labelled pixels gets ``fallback`` and purity 0.
+    """
+    pixels = int(histogram.sum())
+    if pixels == 0:
+        return fallback, 0.0
+    best = int(np.argmax(histogram))
+    purity = float(histogram[best] / pixels)
+    return (class_names[best] if purity >= min_purity else DISCARD), purity
+
+
+def named_right(totals: np.ndarray, names: Sequence[str], class_names: Sequence[str]) -> int:
+    """Returns the labelled pixels of (k, C) ``totals`` whose part's name is their ground-truth class."""
+    return sum(int(totals[j, class_names.index(name)]) for j, name in enumerate(names) if name != DISCARD)
+
+
+def suggest_split(
+    points: np.ndarray,
+    histograms: np.ndarray,
+    class_names: Sequence[str],
+    min_purity: float,
+    max_parts: int,
+    *,
+    seed: int = 0,
+    min_gain: float = MIN_SPLIT_GAIN,
+) -> SuggestedSplit | None:
+    """Returns the split of a mixed cluster that names its labelled pixels clearly better, or None.
+
+    The cluster's members ((n, D) ``points`` in the clustering space, (n, C) ``histograms``
+    of the ground truth under each) are split with :func:`split_points` into k = 2..
+    ``max_parts`` parts. Each part is named by the majority of its labelled pixels
+    ('discard' below ``min_purity``; a part without labelled pixels keeps the unsplit
+    cluster's name). The score of a naming is the labelled pixels it names right; the gain
+    of k parts is its score minus the unsplit cluster's. With margin = ``min_gain`` x the
+    cluster's labelled pixels, the smallest k whose gain is at least the margin and comes
+    within the margin of the best gain of any k is returned (so a larger k must name a
+    margin's worth more pixels right to be chosen); None when no k gains the margin.
+    """
+    histograms = np.asarray(histograms, dtype=np.int64)
+    totals = histograms.sum(axis=0)
+    labelled = int(totals.sum())
+    if labelled == 0:
+        return None
+    parent, _ = majority_name(totals, class_names, min_purity, DISCARD)
+    base = named_right(totals[None], [parent], class_names)
+    margin = min_gain * labelled
+    tried = []
+    for k in range(2, min(max_parts, MAX_PARTS, len(points)) + 1):
+        parts = split_points(points, k, seed)
+        part_totals = np.zeros((k, len(totals)), dtype=np.int64)
+        np.add.at(part_totals, parts, histograms)
+        named = [majority_name(row, class_names, min_purity, parent) for row in part_totals]
+        gain = named_right(part_totals, [name for name, _ in named], class_names) - base
+        tried.append((gain, parts, part_totals, named))
+    best = max((gain for gain, *_ in tried), default=0)
+    if best < margin:
+        return None
+    gain, parts, part_totals, named = next(t for t in tried if t[0] >= max(margin, best - margin))
+    return SuggestedSplit(
+        split=Split(
+            parts=tuple(name for name, _ in named),
+            seed=seed,
+            sizes=tuple(int(s) for s in np.bincount(parts, minlength=len(named))),
+        ),
+        purities=tuple(round(purity, 4) for _, purity in named),
+        pixels=tuple(int(p) for p in part_totals.sum(axis=1)),
+        gain=int(gain),
+    )
+    parent, _ = majority_name(totals, class_names, min_purity, DISCARD)
+    base = named_right(totals[None], [parent], class_names)
+    margin = min_gain * labelled
+    previous = 0
+    for k in range(2, min(max_parts, MAX_PARTS, len(points)) + 1):
+        parts = split_points(points, k, seed)
+        part_totals = np.zeros((k, len(totals)), dtype=np.int64)
+        np.add.at(part_totals, parts, np.asarray(histograms, dtype=np.int64))
+        named = [majority_name(row, class_names, min_purity, parent) for row in part_totals]
+        names = [name for name, _ in named]
+        gain = named_right(part_totals, names, class_names) - base
+        if gain >= margin and gain - previous >= margin:
+            sizes = tuple(int(s) for s in np.bincount(parts, minlength=k))
+            return SuggestedSplit(
+                split=Split(parts=tuple(names), seed=seed, sizes=sizes),
+                purities=tuple(round(purity, 4) for _, purity in named),
+                pixels=tuple(int(p) for p in part_totals.sum(axis=1)),
+                gain=int(gain),
+            )
+        previous = gain
+    return None

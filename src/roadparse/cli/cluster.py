@@ -117,8 +117,9 @@ def cluster_suggest_cmd(
     except ValueError as exc:
         fail(str(exc))
     for item in suggestions:
+        split = f"  split: {', '.join(p['class'] for p in item['split_parts'])}" if "split_parts" in item else ""
         click.echo(
-            f"cluster {item['cluster']:>3}: {item['class']:<16} purity {item['purity']:.2f}  ({item['masks']} masks)"
+            f"cluster {item['cluster']:>3}: {item['class']:<16} purity {item['purity']:.2f}  ({item['masks']} masks){split}"
         )
     click.echo(f"suggested merge map: {path}")
     click.echo(

@@ -24,6 +24,7 @@ from roadparse.artifacts import gallery_path, list_tiles, read_assignments, read
 from roadparse.io import rle as rle_io
 from roadparse.io.images import ImageReadError, read_image
 from roadparse.merge import DISCARD, format_merge_map
+from roadparse.merge_split import Split, parse_split
 from roadparse.workspace import Workspace, atomic_output, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -212,11 +213,15 @@ def write_gallery(
 
 
 def _merge_snippet(entries: list[dict[str, Any]]) -> str:
-    rows = []
+    rows: list[tuple[int, str | Split, str]] = []
     for entry in sorted(entries, key=lambda e: e["cluster"]):
         suggestion = entry.get("suggestion") or {}
         comment = f"{entry['size']} masks" + (f", purity {suggestion['purity']:.2f}" if "purity" in suggestion else "")
-        rows.append((int(entry["cluster"]), str(suggestion.get("class", DISCARD)), comment))
+        value: str | Split = str(suggestion.get("class", DISCARD))
+        if "split" in suggestion:  # a mixed cluster the suggestion split (cluster.suggest_split_purity)
+            value = parse_split(suggestion["split"], f"suggestion for cluster {entry['cluster']}")
+            comment += ", split: " + ", ".join(p["class"] for p in suggestion["split_parts"])
+        rows.append((int(entry["cluster"]), value, comment))
     return format_merge_map(rows).rstrip("\n")
 
 
@@ -243,6 +248,8 @@ def render_gallery(entries: list[dict[str, Any]], image_src: Any = None) -> str:
             if suggestion and "purity" in suggestion
             else ""
         )
+        if suggestion and "split_parts" in suggestion:
+            detail += "<br>split: " + html.escape(", ".join(p["class"] for p in suggestion["split_parts"]))
         meta = (
             f"<div class='rp-meta'><b>cluster {entry['cluster']}</b><br>{entry['size']} masks<br>"
             f"mean area {entry['mean_area']:.0f} px<br>suggested: <span{css}>{html.escape(str(name))}</span>{detail}</div>"

@@ -31,6 +31,7 @@ from roadparse.config import Settings
 from roadparse.io.labels import load_classes
 from roadparse.merge import (
     merge_map_yaml,
+    split_mixed_suggestions,
     suggest_from_histograms,
     suggest_zero_shot,
 )
@@ -130,7 +131,13 @@ def suggest_by_majority(
     tiles: list[Tile] | None = None,
     min_purity: float | None = None,
 ) -> tuple[Path, list[dict[str, Any]]]:
-    """Writes ``cluster/merge_map.suggested.yaml`` by majority vote; returns (path, suggestions)."""
+    """Writes ``cluster/merge_map.suggested.yaml`` by majority vote; returns (path, suggestions).
+
+    With ``cluster.suggest_split_purity`` mixed clusters are split where that names clearly
+    more labelled pixels right (:func:`~roadparse.merge.split_mixed_suggestions`): the split
+    runs on the rows the cluster stage clustered (an object across tiles is one row), as
+    ``pseudolabel`` recomputes it.
+    """
     classes = load_classes(settings.classes)
     assignments = read_assignments(workspace)
     keys = mask_rows(assignments)
@@ -142,6 +149,17 @@ def suggest_by_majority(
     n_clusters = int(workspace.require_manifest("cluster")["summary"]["n_clusters"])
     suggestions = suggest_from_histograms(clusters, histograms, n_clusters, classes.names, purity)
     source = f"majority vote of the ground truth in {labels_dir}, min purity {purity}"
+    section = settings.cluster
+    if section.suggest_split_purity is not None:
+        features = clustering_features(workspace, section.layer, section.colour_weight)
+        suggestions = split_mixed_suggestions(
+            suggestions, clusters, histograms, np.asarray(features), classes.names,
+            purity, section.suggest_split_purity, section.suggest_split_max_parts,
+        )
+        source += (
+            f"; clusters under purity {section.suggest_split_purity} split into up to "
+            f"{section.suggest_split_max_parts} parts where that names more pixels right"
+        )
     path = suggested_merge_map_path(workspace)
     atomic_write_text(path, merge_map_yaml(suggestions, classes.names, source))
     log.info("suggested merge map: %s", path)
