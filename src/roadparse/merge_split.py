@@ -205,24 +205,3 @@ def suggest_split(
         pixels=tuple(int(p) for p in part_totals.sum(axis=1)),
         gain=int(gain),
     )
-    parent, _ = majority_name(totals, class_names, min_purity, DISCARD)
-    base = named_right(totals[None], [parent], class_names)
-    margin = min_gain * labelled
-    previous = 0
-    for k in range(2, min(max_parts, MAX_PARTS, len(points)) + 1):
-        parts = split_points(points, k, seed)
-        part_totals = np.zeros((k, len(totals)), dtype=np.int64)
-        np.add.at(part_totals, parts, np.asarray(histograms, dtype=np.int64))
-        named = [majority_name(row, class_names, min_purity, parent) for row in part_totals]
-        names = [name for name, _ in named]
-        gain = named_right(part_totals, names, class_names) - base
-        if gain >= margin and gain - previous >= margin:
-            sizes = tuple(int(s) for s in np.bincount(parts, minlength=k))
-            return SuggestedSplit(
-                split=Split(parts=tuple(names), seed=seed, sizes=sizes),
-                purities=tuple(round(purity, 4) for _, purity in named),
-                pixels=tuple(int(p) for p in part_totals.sum(axis=1)),
-                gain=int(gain),
-            )
-        previous = gain
-    return None
