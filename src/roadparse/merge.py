@@ -271,6 +271,7 @@ def split_mixed_suggestions(
     min_purity: float,
     split_purity: float,
     max_parts: int,
+    fold_histograms: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Returns the majority-vote suggestions with mixed clusters split where the split names clearly more pixels right.
 
@@ -279,6 +280,8 @@ def split_mixed_suggestions(
     clustering ``features`` and (M, C) ``histograms``). A split cluster's suggestion keeps
     its unsplit ``class`` and gains ``split`` (the merge-map value, sizes included) and
     ``split_parts`` (class, purity, labelled pixels and masks per part) and ``split_gain``.
+    ``fold_histograms`` ((F, M, C), the histograms per labelled frame) cross-validate each
+    split's gain (:func:`~roadparse.merge_split.cross_validated_gain`).
     """
     clusters = np.asarray(mask_clusters, dtype=np.int64)
     out = []
@@ -288,7 +291,10 @@ def split_mixed_suggestions(
         totals = histograms[rows].sum(axis=0)
         purity = float(totals.max() / totals.sum()) if totals.sum() else 1.0
         found = (
-            suggest_split(features[rows], histograms[rows], class_names, min_purity, max_parts)
+            suggest_split(
+                features[rows], histograms[rows], class_names, min_purity, max_parts,
+                folds=None if fold_histograms is None else fold_histograms[:, rows],
+            )
             if purity < split_purity
             else None
         )

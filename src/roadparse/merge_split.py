@@ -153,6 +153,31 @@ def named_right(totals: np.ndarray, names: Sequence[str], class_names: Sequence[
     return sum(int(totals[j, class_names.index(name)]) for j, name in enumerate(names) if name != DISCARD)
 
 
+def cross_validated_gain(
+    parts: np.ndarray, k: int, folds: np.ndarray, class_names: Sequence[str], min_purity: float
+) -> int:
+    """Returns the labelled pixels a split names right beyond the unsplit cluster, each fold named by the others.
+
+    ``parts`` is (n,) the part of each member, ``folds`` (F, n, C) ground-truth histograms per
+    fold (labelled frame). A fold's pixels are scored with names voted by the other folds
+    only; a part (or the cluster) the other folds never saw keeps the unsplit name, so it
+    neither gains nor loses.
+    """
+    everything = folds.sum(axis=0)
+    gain = 0
+    for fold in folds:
+        others = everything - fold
+        cluster_others = others.sum(axis=0)
+        parent, _ = majority_name(cluster_others, class_names, min_purity, DISCARD)
+        part_others = np.zeros((k, others.shape[1]), dtype=np.int64)
+        np.add.at(part_others, parts, others)
+        names = [majority_name(row, class_names, min_purity, parent)[0] for row in part_others]
+        part_fold = np.zeros_like(part_others)
+        np.add.at(part_fold, parts, fold)
+        gain += named_right(part_fold, names, class_names) - named_right(fold.sum(axis=0)[None], [parent], class_names)
+    return gain
+
+
 def suggest_split(
     points: np.ndarray,
     histograms: np.ndarray,
@@ -162,6 +187,7 @@ def suggest_split(
     *,
     seed: int = 0,
     min_gain: float = MIN_SPLIT_GAIN,
+    folds: np.ndarray | None = None,
 ) -> SuggestedSplit | None:
     """Returns the split of a mixed cluster that names its labelled pixels clearly better, or None.
 
@@ -174,6 +200,11 @@ def suggest_split(
     cluster's labelled pixels, the smallest k whose gain is at least the margin and comes
     within the margin of the best gain of any k is returned (so a larger k must name a
     margin's worth more pixels right to be chosen); None when no k gains the margin.
+
+    With ``folds`` ((F, n, C): the same histograms per labelled frame, F >= 2) the gain is
+    cross-validated: each fold's pixels are scored with the part and cluster names voted by
+    the other folds, so a split whose naming only holds on the pixels that named it (parts
+    that are one frame's accident) gains nothing. The returned names use every fold.
     """
     histograms = np.asarray(histograms, dtype=np.int64)
     totals = histograms.sum(axis=0)
@@ -189,7 +220,10 @@ def suggest_split(
         part_totals = np.zeros((k, len(totals)), dtype=np.int64)
         np.add.at(part_totals, parts, histograms)
         named = [majority_name(row, class_names, min_purity, parent) for row in part_totals]
-        gain = named_right(part_totals, [name for name, _ in named], class_names) - base
+        if folds is not None and len(folds) >= 2:
+            gain = cross_validated_gain(parts, k, np.asarray(folds, dtype=np.int64), class_names, min_purity)
+        else:
+            gain = named_right(part_totals, [name for name, _ in named], class_names) - base
         tried.append((gain, parts, part_totals, named))
     best = max((gain for gain, *_ in tried), default=0)
     if best < margin:

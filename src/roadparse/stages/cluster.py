@@ -142,28 +142,53 @@ def suggest_by_majority(
     assignments = read_assignments(workspace)
     keys = mask_rows(assignments)
     clusters = assignments.column("cluster").to_numpy().astype(np.int64)
-    _, histograms = collect_coverage(
-        workspace, tiles if tiles is not None else list_tiles(workspace), labels_dir, classes, keys
-    )
+    section = settings.cluster
+    tiles = tiles if tiles is not None else list_tiles(workspace)
+    folds = None
+    if section.suggest_split_purity is None:
+        _, histograms = collect_coverage(workspace, tiles, labels_dir, classes, keys)
+    else:
+        folds = fold_histograms(workspace, tiles, labels_dir, classes, keys)
+        histograms = folds.sum(axis=0)
     purity = settings.cluster.min_purity if min_purity is None else min_purity
     n_clusters = int(workspace.require_manifest("cluster")["summary"]["n_clusters"])
     suggestions = suggest_from_histograms(clusters, histograms, n_clusters, classes.names, purity)
     source = f"majority vote of the ground truth in {labels_dir}, min purity {purity}"
-    section = settings.cluster
     if section.suggest_split_purity is not None:
         features = clustering_features(workspace, section.layer, section.colour_weight)
         suggestions = split_mixed_suggestions(
             suggestions, clusters, histograms, np.asarray(features), classes.names,
-            purity, section.suggest_split_purity, section.suggest_split_max_parts,
+            purity, section.suggest_split_purity, section.suggest_split_max_parts, folds,
         )
         source += (
             f"; clusters under purity {section.suggest_split_purity} split into up to "
-            f"{section.suggest_split_max_parts} parts where that names more pixels right"
+            f"{section.suggest_split_max_parts} parts where that names more pixels right "
+            f"(cross-validated over {len(folds) if folds is not None else 0} labelled frames or tiles)"
         )
     path = suggested_merge_map_path(workspace)
     atomic_write_text(path, merge_map_yaml(suggestions, classes.names, source))
     log.info("suggested merge map: %s", path)
     return path, suggestions
+
+
+def fold_histograms(
+    workspace: Workspace, tiles: list[Tile], labels_dir: str | Path, classes: Any, keys: dict[tuple[str, str], int]
+) -> np.ndarray:
+    """Returns (F, M, C) ground-truth histograms of every mask row per fold: per labelled frame,
+    or per labelled tile when fewer than two frames have labels (the folds that validate a split)."""
+    by_frame: dict[str, list[Tile]] = {}
+    for tile in tiles:
+        by_frame.setdefault(tile.frame, []).append(tile)
+    groups = []
+    for frame_tiles in by_frame.values():
+        _, histograms = collect_coverage(workspace, frame_tiles, labels_dir, classes, keys)
+        if histograms.any():
+            groups.append((frame_tiles, histograms))
+    if len(groups) >= 2:
+        return np.stack([histograms for _, histograms in groups])
+    folds = [collect_coverage(workspace, [tile], labels_dir, classes, keys)[1] for tile in tiles]
+    folds = [histograms for histograms in folds if histograms.any()]
+    return np.stack(folds) if folds else np.zeros((0, len(keys), len(classes)), dtype=np.int64)
 
 
 def suggest_by_zero_shot(
