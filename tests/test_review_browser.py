@@ -151,7 +151,8 @@ def test_review_page_shows_a_suggested_split_and_saves_it(tmp_path: Path, browse
         # Enter accepts the focused part's suggestion
         browser.find_element(By.ID, f"cluster-{mixed}-part-0").click()
         ActionChains(browser).send_keys("\n").perform()
-        _wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, f"#cluster-{mixed}-part-0 .cls.suggested"))
+        on = f"#cluster-{mixed}-part-0 .cls.on"  # (find_elements of nothing would wait the implicit 10 s)
+        _wait(browser, lambda d: "suggested" not in d.find_element(By.CSS_SELECTOR, on).get_attribute("class"))
         browser.find_element(By.ID, "save").click()
         _wait(browser, lambda d: "Saved" in d.find_element(By.ID, "message").text)
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
