@@ -128,6 +128,7 @@ def test_review_page_assign_split_save_then_pseudolabel(tmp_path: Path, browser)
 def test_review_page_shows_a_suggested_split_and_saves_it(tmp_path: Path, browser) -> None:  # noqa: ANN001
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+
     from test_auto_split import MIXED, SPLIT, _mixed_workspace
 
     workspace, labels_dir = _mixed_workspace(tmp_path)
