@@ -34,6 +34,7 @@ def test_two_separated_groups_of_two_classes_split_in_two_named_right() -> None:
     found = suggest_split(points, histograms, NAMES, min_purity=0.5, max_parts=4)
     assert found is not None
     assert found.split == Split(parts=("road", "white_marking"), seed=0, sizes=(10, 6))
+    assert found.split.unsplit == "road"  # recorded for the review page, not compared
     assert found.purities == (1.0, 1.0) and found.pixels == (1000, 600)
     assert found.gain == 600  # unsplit: road, so the 600 marking pixels were named wrong
 

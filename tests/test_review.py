@@ -225,3 +225,44 @@ def test_review_endpoints_on_resampled_tiles(clustered: tuple[Workspace, Path]) 
     result = http.post(f"/api/preview?token={TOKEN}", json=everything).get_json()
     assert result["shares"]["white_marking"] == pytest.approx(108 / (48 * 48), abs=1e-4)  # was 108 / (64 * 48)
     assert len(result["images"]) == 3
+
+
+def test_suggested_split_is_offered_saved_and_painted(tmp_path: Path) -> None:
+    from test_auto_split import MIXED, SPLIT, _mixed_workspace
+
+    workspace, labels_dir = _mixed_workspace(tmp_path)
+    settings = load_settings(overrides=[*MIXED, *SPLIT])
+    cluster.run(workspace, settings, labels_dir=labels_dir)
+    suggested_path = workspace.root / "cluster" / "merge_map.suggested.yaml"
+    mixed = next(c for c, v in read_merge_map(suggested_path, 2).items() if isinstance(v, Split))
+    http = create_app(ReviewSession(workspace, settings), TOKEN).test_client()
+    state = http.get(f"/api/state?token={TOKEN}").get_json()
+    entry = next(c for c in state["clusters"] if c["id"] == mixed)
+    assert entry["suggested_split"] == {
+        "split": 2, "seed": 0, "sizes": [9, 3], "parts": ["white_marking", "other"], "unsplit": "other",
+    }
+    assert entry["suggestion"] == "other" and entry["suggestion_warning"] is None
+    plain = next(c for c in state["clusters"] if c["id"] != mixed)
+    assert plain["suggestion"] == "road" and plain["suggested_split"] is None
+    # the parts the page fetches for it are the suggestion's
+    parts = http.post(f"/api/split?token={TOKEN}", json={"cluster": mixed, "k": 2, "seed": 0}).get_json()
+    assert parts["sizes"] == [9, 3]
+
+    # Save as the page sends an accepted suggestion: the split entry with its sizes
+    value = {k: entry["suggested_split"][k] for k in ("split", "seed", "sizes", "parts")}
+    body = {"clusters": {str(mixed): value, str(plain["id"]): "road"}}
+    assert http.post(f"/api/save?token={TOKEN}", json=body).status_code == 200
+    saved = read_merge_map(workspace.root / "merge_map.yaml", 2)
+    assert saved[mixed] == Split(parts=("white_marking", "other"), seed=0, sizes=(9, 3))
+    reopened = http.get(f"/api/state?token={TOKEN}").get_json()
+    assert reopened["saved"]["clusters"][str(mixed)] == value
+    summary = pseudolabel.run(workspace, settings)["summary"]
+    assert summary["pixels"]["white_marking"] == 3 * 3 * 36 and summary["unlabelled_pixels"] == 0
+
+    # a suggested split that no longer reproduces: the unsplit class, with a warning
+    suggested_path.write_text(suggested_path.read_text().replace("sizes: [9, 3]", "sizes: [8, 4]"))
+    stale = create_app(ReviewSession(workspace, settings), TOKEN).test_client()
+    entry = next(c for c in stale.get(f"/api/state?token={TOKEN}").get_json()["clusters"] if c["id"] == mixed)
+    assert entry["suggested_split"] is None and entry["suggestion"] == "other"
+    assert "no longer reproduces (parts of [9, 3] masks, the suggestion says [8, 4])" in entry["suggestion_warning"]
+    assert "suggesting the unsplit class other" in entry["suggestion_warning"]

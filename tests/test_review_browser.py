@@ -123,3 +123,42 @@ def test_review_page_assign_split_save_then_pseudolabel(tmp_path: Path, browser)
             read_label_png(workspace.root / "pseudolabel" / "labels" / f"frame{f}_t0.png"),
             read_label_png(labels_dir / f"frame{f}.png"),
         )
+
+
+def test_review_page_shows_a_suggested_split_and_saves_it(tmp_path: Path, browser) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from test_auto_split import MIXED, SPLIT, _mixed_workspace
+
+    workspace, labels_dir = _mixed_workspace(tmp_path)
+    settings = load_settings(overrides=[*MIXED, *SPLIT])
+    cluster.run(workspace, settings, labels_dir=labels_dir)
+    suggested = read_merge_map(workspace.root / "cluster" / "merge_map.suggested.yaml", 2)
+    mixed = next(c for c, v in suggested.items() if isinstance(v, Split))
+    server = ReviewServer(ReviewSession(workspace, settings), port=0)
+    server.start()
+    try:
+        browser.get(server.url)
+        row = f"#cluster-{mixed}"
+        # the split is the cluster's suggestion: its parts pre-filled, marked as suggested, members fetched
+        _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, f"{row} .part .thumbs img")) > 0)
+        choice = browser.find_element(By.CSS_SELECTOR, f"{row} .choice").text
+        assert "split into 2" in choice and "suggested" in choice
+        titles = [p.text for p in browser.find_elements(By.CSS_SELECTOR, f"{row} .ptitle")]
+        assert titles == ["part 1 · 9 masks · white marking", "part 2 · 3 masks · other"]
+        marked = [b.get_attribute("data-cls") for b in browser.find_elements(By.CSS_SELECTOR, f"{row} .part .cls.on.suggested")]
+        assert marked == ["white_marking", "other"]
+        # Enter accepts the focused part's suggestion
+        browser.find_element(By.ID, f"cluster-{mixed}-part-0").click()
+        ActionChains(browser).send_keys("\n").perform()
+        on = f"#cluster-{mixed}-part-0 .cls.on"  # (find_elements of nothing would wait the implicit 10 s)
+        _wait(browser, lambda d: "suggested" not in d.find_element(By.CSS_SELECTOR, on).get_attribute("class"))
+        browser.find_element(By.ID, "save").click()
+        _wait(browser, lambda d: "Saved" in d.find_element(By.ID, "message").text)
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        server.shutdown()
+    saved = read_merge_map(workspace.root / "merge_map.yaml", 2)
+    assert saved[mixed] == Split(parts=("white_marking", "other"), seed=0, sizes=(9, 3))

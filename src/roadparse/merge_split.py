@@ -15,7 +15,7 @@ reproduces (other features, other clustering) is an error instead of silently ot
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,11 @@ class Split:
     seed: int = 0
     sizes: tuple[int, ...] | None = None
     """Members per part when the split was chosen; checked when it is recomputed."""
+    unsplit: str | None = field(default=None, compare=False)
+    """The class of the cluster left whole (suggested splits record it); never painted, not compared.
+
+    ``roadparse review`` suggests it instead when the split no longer reproduces.
+    """
 
     @property
     def k(self) -> int:
@@ -49,11 +54,13 @@ class Split:
         if self.sizes is not None:
             value["sizes"] = list(self.sizes)
         value["parts"] = list(self.parts)
+        if self.unsplit is not None:
+            value["unsplit"] = self.unsplit
         return value
 
 
 def parse_split(value: Any, where: str) -> Split:
-    """Returns the Split of a merge-map value ``{split: k, parts: [...], seed, sizes}``.
+    """Returns the Split of a merge-map value ``{split: k, parts: [...], seed, sizes, unsplit}``.
 
     Raises:
         ValueError: naming ``where`` (file and cluster) and what is wrong.
@@ -69,11 +76,15 @@ def parse_split(value: Any, where: str) -> Split:
     sizes = value.get("sizes")
     if sizes is not None and (not isinstance(sizes, list) or len(sizes) != len(parts)):
         raise ValueError(f"{where}: 'sizes' must list one count per part")
+    unsplit = value.get("unsplit")
+    if unsplit is not None and not isinstance(unsplit, str):
+        raise ValueError(f"{where}: 'unsplit' must be a class name, got {unsplit!r}")
     try:
         return Split(
             parts=tuple(str(p) for p in parts),
             seed=int(value.get("seed", 0)),
             sizes=tuple(int(s) for s in sizes) if sizes is not None else None,
+            unsplit=unsplit,
         )
     except (TypeError, ValueError):
         raise ValueError(f"{where}: 'seed' and 'sizes' must be integers") from None
@@ -234,6 +245,7 @@ def suggest_split(
             parts=tuple(name for name, _ in named),
             seed=seed,
             sizes=tuple(int(s) for s in np.bincount(parts, minlength=len(named))),
+            unsplit=parent,
         ),
         purities=tuple(round(purity, 4) for _, purity in named),
         pixels=tuple(int(p) for p in part_totals.sum(axis=1)),

@@ -42,7 +42,7 @@ from roadparse.merge import (
     paint_masks,
     split_class_ids,
 )
-from roadparse.merge_split import Split, split_points
+from roadparse.merge_split import DISCARD, Split, split_points
 from roadparse.review import views
 from roadparse.review.choices import choices_payload
 from roadparse.workspace import Workspace
@@ -127,16 +127,50 @@ class ReviewSession:
         sample = np.sort(rng.choice(rest, size=min(count - n_typical, len(rest)), replace=False)) if len(rest) else rest
         return [int(r) for r in typical], [int(r) for r in sample]
 
-    def suggestions(self) -> dict[int, str]:
-        """Returns cluster -> suggested class from ``cluster/merge_map.suggested.yaml`` ({} when absent)."""
+    def suggestions(self) -> dict[int, str | Split]:
+        """Returns cluster -> suggested class or split from ``cluster/merge_map.suggested.yaml`` ({} when absent)."""
         path = suggested_merge_map_path(self.workspace)
         if not path.exists():
             return {}
         try:
-            return {c: v for c, v in read_merge_map(path, self.n_clusters).items() if isinstance(v, str)}
+            return read_merge_map(path, self.n_clusters)
         except ValueError as exc:
             log.warning("review: ignoring the suggestion: %s", exc)
             return {}
+
+    def suggestion_entry(self, cluster_id: int, value: str | Split | None) -> dict[str, Any]:
+        """Returns a cluster's suggestion as the page shows it: ``suggestion``, ``suggested_split``, ``suggestion_warning``.
+
+        A suggested split whose parts still come out with the recorded sizes (recomputed as
+        :meth:`split` and ``pseudolabel`` do) is ``suggested_split`` (its merge-map value) and
+        its unsplit class the ``suggestion``; one that no longer reproduces, or names unknown
+        classes, leaves the unsplit class alone suggested, with a warning saying why.
+        """
+        if not isinstance(value, Split):
+            return {"suggestion": value, "suggested_split": None, "suggestion_warning": None}
+        known = {*self.classes.names, DISCARD}
+        unsplit = value.unsplit if value.unsplit in known else None
+        problem = self._split_problem(cluster_id, value, known)
+        if problem is None:
+            return {"suggestion": unsplit, "suggested_split": value.to_yaml_value(), "suggestion_warning": None}
+        instead = f"suggesting the unsplit class {unsplit}" if unsplit else "no unsplit class recorded: no suggestion"
+        warning = f"the suggested split into {value.k} is not shown: {problem}; {instead}"
+        log.warning("review: cluster %d: %s", cluster_id, warning)
+        return {"suggestion": unsplit, "suggested_split": None, "suggestion_warning": warning}
+
+    def _split_problem(self, cluster_id: int, split: Split, known: set[str]) -> str | None:
+        """Returns why a suggested split cannot be offered (unknown part names, parts that differ), or None."""
+        unknown = sorted(set(split.parts) - known)
+        if unknown:
+            return f"unknown class names {unknown}"
+        try:
+            parts = self.split_parts(cluster_id, split.k, split.seed)
+        except ValueError as exc:
+            return str(exc)
+        sizes = [int(n) for n in np.bincount(parts, minlength=split.k)]
+        if split.sizes is not None and tuple(sizes) != split.sizes:
+            return f"it no longer reproduces (parts of {sizes} masks, the suggestion says {list(split.sizes)})"
+        return None
 
     def saved(self) -> tuple[dict[str, Any] | None, str | None]:
         """Returns (the saved merge map as page choices, or None; a warning when it cannot be used)."""
@@ -169,7 +203,7 @@ class ReviewSession:
                     "id": cluster_id,
                     "size": int(self.sizes[cluster_id]),
                     "mean_area": float(self.areas[rows].mean()) if len(rows) else 0.0,
-                    "suggestion": suggestions.get(cluster_id),
+                    **self.suggestion_entry(cluster_id, suggestions.get(cluster_id)),
                     "typical": typical,
                     "random": sample,
                 }
