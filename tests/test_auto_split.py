@@ -145,3 +145,22 @@ TODAYS_SUGGESTION = (
     "  1: road  # majority road, purity 0.95, 3 masks, 6912 labelled px\n"
 )
 """Written by the code before ``suggest_split_purity`` existed (commit cb267b1) for :func:`_mixed_workspace`."""
+
+
+def test_cross_validated_split_needs_the_other_frames_to_agree() -> None:
+    # two groups of masks (10 and 6), labelled in two frames
+    points, _ = _groups([10, 6], [0, 0], [1, 1])
+
+    def fold(class_a: int, class_b: int) -> np.ndarray:  # one frame: 100 px under each mask
+        return np.vstack([_groups([10, 6], [class_a, class_b], [100, 100])[1]])
+
+    # both frames agree: group 2 is white marking -> the split holds out of sample
+    agree = np.stack([fold(0, 1), fold(0, 1)])
+    found = suggest_split(points, agree.sum(axis=0), NAMES, 0.5, 4, folds=agree)
+    assert found is not None and found.split.parts == ("road", "white_marking")
+    assert found.gain == 2 * 600  # each frame's 600 marking px named right by the other frame's vote
+    # the frames contradict each other (group 2 white in one, yellow in the other): in-sample the
+    # split still names half of group 2 right, out of sample each frame's vote names the other wrong
+    contradict = np.stack([fold(0, 1), fold(0, 2)])
+    assert suggest_split(points, contradict.sum(axis=0), NAMES, 0.5, 4) is not None
+    assert suggest_split(points, contradict.sum(axis=0), NAMES, 0.5, 4, folds=contradict) is None
