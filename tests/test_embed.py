@@ -253,3 +253,46 @@ def test_cli_embeds_and_reports(tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, ["embed", str(workspace.root), "--encoder", str(tmp_path / "nope"), "--layer", "6"])
     assert bad.exit_code != 0 and "does not exist" in bad.output
     assert workspace.read_manifest("embed") is not None
+
+
+def test_frame_colour_gains_remove_white_balance_and_exposure() -> None:
+    from roadparse.artifacts import Tile
+    from roadparse.stages.embed import balanced, channel_medians, frame_gains
+
+    def _tile(frame: str) -> Tile:
+        return Tile(id=frame, path=Path("x.png"), frame=frame, offset=(0, 0), size=(64, 64), valid=(64, 64))
+
+    rng = np.random.default_rng(1)
+    scene = np.clip(rng.normal(100, 12, (64, 64, 3)), 1, 255)  # grey asphalt
+    scene[20:28] = 180  # a white line (not saturated once warmed)
+    neutral = np.rint(scene).astype(np.uint8)
+    warm = np.clip(np.rint(scene * [1.08, 1.0, 0.9] * 1.15), 0, 255).astype(np.uint8)  # warm and over-exposed
+    padded = np.zeros((64, 96, 3), np.uint8)
+    padded[:, :64] = warm  # zero padding must not count as dark road
+    medians = {"a": [channel_medians(neutral, step=1)], "b": [channel_medians(padded, step=1)]}
+    assert medians["b"][0][1] == 64 * 64
+    gains = frame_gains(medians)
+    grey = np.mean([np.median(neutral.reshape(-1, 3), axis=0).mean(), np.median(warm.reshape(-1, 3), axis=0).mean()])
+    for frame, image in (("a", neutral), ("b", warm)):
+        out = balanced(image, _tile(frame), gains)
+        np.testing.assert_allclose(np.median(out.reshape(-1, 3), axis=0), grey, atol=1.5)  # road to the run's grey
+    a = balanced(neutral, _tile("a"), gains).astype(int)
+    b = balanced(warm, _tile("b"), gains).astype(int)
+    assert np.abs(a[20:28] - b[20:28]).max() <= 3  # the same white line, the same colour after balancing
+    assert np.abs(neutral[20:28].astype(int) - warm[20:28].astype(int)).max() > 20  # it was not before
+    untouched = balanced(warm, _tile("c"), None)
+    assert untouched is warm
+
+
+def test_stage_records_the_colour_gains_it_applied(tmp_path: Path) -> None:
+    workspace = _build_workspace(tmp_path / "work", {"t0": [(2, 3, 30, 20)], "t1": [(0, 0, 40, 40)]})
+    base = ["embed.encoder=efficientnet-lite0", "embed.layers=[7]", "embed.crop_size=32", "embed.device=cpu"]
+    encoder = load_encoder("efficientnet-lite0", [7], "cpu")
+    plain = embed.run(workspace, load_settings(None, base), encoder=encoder)
+    assert plain["summary"]["colour_gains"] is None
+    before = read_features(workspace, 7)
+    balanced = embed.run(workspace, load_settings(None, [*base, "embed.colour_normalise=frame"]), encoder=encoder)
+    gains = balanced["summary"]["colour_gains"]
+    assert list(gains) == ["frame0.png"] and len(gains["frame0.png"]) == 3  # one frame: its own channel medians to their mean
+    assert balanced["fingerprint"] != plain["fingerprint"]  # another setting, another embedding
+    assert read_features(workspace, 7).shape == before.shape

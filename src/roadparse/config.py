@@ -153,6 +153,12 @@ class EmbedSettings(_Section):
     final_norm: bool = Field(False, description="ViT: apply the final layernorm to the CLS of every kept layer (false: raw hidden states, as the paper's 'hidden 12 state')")
     crop_size: int = Field(224, gt=0, description="crop resize side (paper: 224)")
     mask_background: bool = Field(False, description="grey out crop pixels outside the mask")
+    colour_normalise: Literal["none", "frame"] = Field(
+        "none",
+        description="frame: before crops and colour statistics, scale each frame's channels so that their medians "
+        "(mostly road surface) equal the run's mean median grey, removing per-frame white balance and exposure; "
+        "none: pixels as they are (paper)",
+    )
     batch_size: int = Field(32, gt=0, description="crops per forward pass")
     device: str = Field("auto", description="torch device")
 

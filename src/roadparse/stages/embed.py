@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from roadparse.artifacts import (
     Tile,
@@ -137,8 +138,9 @@ class FrameObjects:
     MAX_CANVAS_CROPS = 4
     """An object's canvas is subsampled to at most this many crop sides (a road spanning a frame)."""
 
-    def __init__(self, workspace: Workspace, tiles: list[Tile]):
+    def __init__(self, workspace: Workspace, tiles: list[Tile], gains: dict[str, tuple[float, float, float]] | None = None):
         self.workspace = workspace
+        self.gains = gains
         self.groups = read_objects(workspace)
         self.followers = {member for members in self.groups.values() for member in members[1:]}
         self.tiles = {tile.id: tile for tile in tiles}
@@ -152,7 +154,7 @@ class FrameObjects:
         if tile.id not in self._images:
             if len(self._images) > 16:
                 self._images.pop(next(iter(self._images)))
-            self._images[tile.id] = read_image(tile.path)
+            self._images[tile.id] = balanced(read_image(tile.path), tile, self.gains)
         return self._images[tile.id]
 
     def _mask(self, key: tuple[str, str]) -> dict[str, Any]:
@@ -201,6 +203,62 @@ class FrameObjects:
         return pixels, covered, box, int(covered.sum()) * step * step
 
 
+def channel_medians(image: np.ndarray, step: int = 4) -> tuple[np.ndarray, int]:
+    """Returns ((3,) per-channel median, pixel count) of an RGB tile's non-black pixels (zero padding excluded), every ``step``-th row and column."""
+    pixels = image[::step, ::step].reshape(-1, 3)
+    pixels = pixels[pixels.any(axis=1)]
+    if len(pixels) == 0:
+        return np.zeros(3), 0
+    return np.median(pixels, axis=0), len(pixels)
+
+
+def frame_gains(medians: dict[str, list[tuple[np.ndarray, int]]]) -> dict[str, tuple[float, float, float]]:
+    """Returns frame -> (3,) channel gains from its tiles' (median, pixel count) pairs.
+
+    A frame's median per channel is the pixel-weighted mean of its tiles' medians; the gains
+    map it to the run's grey (the mean over frames of each frame's mean channel median), so
+    a warm, cool, dark or bright frame is brought to the same road grey and the run's overall
+    brightness is kept.
+    """
+    per_frame = {}
+    for frame, pairs in medians.items():
+        weights = np.array([count for _, count in pairs], dtype=np.float64)
+        if weights.sum() == 0:
+            continue
+        per_frame[frame] = np.average(np.stack([median for median, _ in pairs]), axis=0, weights=weights)
+    if not per_frame:
+        return {}
+    grey = float(np.mean([median.mean() for median in per_frame.values()]))
+    gains = {}
+    for frame, median in per_frame.items():
+        gain = grey / np.maximum(median, 1.0)
+        gains[frame] = (float(gain[0]), float(gain[1]), float(gain[2]))
+    return gains
+
+
+def balanced(image: np.ndarray, tile: Tile, gains: dict[str, tuple[float, float, float]] | None) -> np.ndarray:
+    """Returns the tile image with its frame's channel gains applied (``embed.colour_normalise: frame``), else as is."""
+    if not gains or tile.frame not in gains:
+        return image
+    scaled = image.astype(np.float32) * np.asarray(gains[tile.frame], dtype=np.float32)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def colour_gains(tiles: list[Tile]) -> dict[str, tuple[float, float, float]]:
+    """Returns the per-frame channel gains of ``embed.colour_normalise: frame`` from every tile of the run.
+
+    Computed from all tiles, whatever is left to do, so a resumed run gets the same gains.
+    Unreadable tiles are skipped here (they fail in the embedding itself).
+    """
+    medians: dict[str, list[tuple[np.ndarray, int]]] = {}
+    for tile in tqdm(tiles, desc="colour balance", unit="tile", dynamic_ncols=True):
+        try:
+            medians.setdefault(tile.frame, []).append(channel_medians(read_image(tile.path)))
+        except (ValueError, OSError):
+            continue
+    return frame_gains(medians)
+
+
 def _aligned(lo: int, hi: int, origin: int, step: int) -> tuple[int, int] | None:
     """Returns [first, hi) where ``first`` is the first coordinate >= lo on the grid origin + k * step; None if empty."""
     first = lo + (-(lo - origin)) % step
@@ -208,7 +266,8 @@ def _aligned(lo: int, hi: int, origin: int, step: int) -> tuple[int, int] | None
 
 
 def tile_crops(
-    workspace: Workspace, tile: Tile, settings: EmbedSettings, objects: FrameObjects | None = None
+    workspace: Workspace, tile: Tile, settings: EmbedSettings, objects: FrameObjects | None = None,
+    gains: dict[str, tuple[float, float, float]] | None = None,
 ) -> TileCrops:
     """Returns the crops of every mask of ``tile`` (with ``objects``: one per object, from its whole extent).
 
@@ -222,7 +281,7 @@ def tile_crops(
     if not masks:
         empty = np.zeros((0, 4), dtype=np.int64)
         return TileCrops(tile, [], empty, np.zeros(0, np.int64), np.zeros((0, size, size, 3), np.uint8))
-    image = read_image(tile.path)
+    image = balanced(read_image(tile.path), tile, gains)
     height, width = image.shape[:2]
     crops = np.empty((len(masks), size, size, 3), dtype=np.uint8)
     boxes = np.empty((len(masks), 4), dtype=np.int64)
@@ -361,7 +420,8 @@ group pads its last batch (at most 1/8 more rows) and is journalled when it fini
 
 def embed_tiles(
     workspace: Workspace, settings: EmbedSettings, layers: list[int], stage_dir: Path, run_fingerprint: str,
-    encoder: Encoder, objects: FrameObjects | None, tiles: list[Tile],
+    encoder: Encoder, objects: FrameObjects | None, gains: dict[str, tuple[float, float, float]] | None,
+    tiles: list[Tile],
 ) -> list[dict[str, Any] | Exception]:
     """Embeds the masks of ``tiles`` and writes each tile's part; returns one record (or error) per tile.
 
@@ -373,7 +433,7 @@ def embed_tiles(
     finished: list[TileCrops] = []
     for tile in tiles:
         try:
-            entry = tile_crops(workspace, tile, settings, objects)
+            entry = tile_crops(workspace, tile, settings, objects, gains)
         except (ValueError, OSError, KeyError) as exc:
             results[tile.id] = exc
             continue
@@ -396,17 +456,19 @@ class EmbedTask:
     encoder: Encoder | None = None
     tiles: tuple[Tile, ...] = ()
     """every tile of the stage (objects across tiles are cut from their frame's tiles)"""
+    gains: dict[str, tuple[float, float, float]] | None = None
+    """frame -> channel gains (``embed.colour_normalise: frame``), None: pixels as they are"""
 
     def load(self) -> Any:
         """Returns the per-group function, with the encoder loaded (or the one given)."""
         cfg = self.settings
         encoder = self.encoder or load_encoder(cfg.encoder, self.layers, cfg.device, final_norm=cfg.final_norm)
-        objects = FrameObjects(self.workspace, list(self.tiles))
+        objects = FrameObjects(self.workspace, list(self.tiles), self.gains)
         if objects.groups:
             log.info("embed: %d objects across tiles, each embedded once (%d masks folded into them)",
                      len(objects.groups), len(objects.followers))
         return partial(embed_tiles, self.workspace, cfg, self.layers, self.stage_dir, self.run_fingerprint, encoder,
-                       objects if objects.groups else None)
+                       objects if objects.groups else None, self.gains)
 
 
 def _crop_counts(masks_manifest: StageManifest, tiles: list[Tile]) -> dict[str, int]:
@@ -510,13 +572,14 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
             stage.forget_item(tile.id)
     done_before = set(stage.items())
     counts = _crop_counts(masks_manifest, tiles)
+    gains = colour_gains(tiles) if cfg.colour_normalise == "frame" else None
     started = time.perf_counter()
     executor = make_executor(settings.run)
     try:
         process_batches(
             stage,
             {tile.id: tile for tile in tiles},
-            EmbedTask(workspace, cfg, layers, stage.dir, stage.fingerprint, encoder, tuple(tiles)),
+            EmbedTask(workspace, cfg, layers, stage.dir, stage.fingerprint, encoder, tuple(tiles), gains),
             batch_size=cfg.batch_size * GROUP_BATCHES,
             weights=counts,
             desc="embed",
@@ -538,6 +601,9 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
             "layers": layers,
             "crops_encoded_now": encoded,
             "crops_per_second": round(rate, 2) if rate else None,
+            "colour_gains": None if gains is None else {
+                frame: [round(g, 4) for g in gain] for frame, gain in sorted(gains.items())
+            },
         }
     )
     shutil.rmtree(stage.dir / _PARTS, ignore_errors=True)  # the assembled matrices hold the same rows
