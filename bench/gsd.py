@@ -157,6 +157,7 @@ def main() -> None:
     parser.add_argument("--rows", default="physical,pixels,merged")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="work here instead of a temporary folder (kept)")
+    parser.add_argument("--seed", type=int, default=0, help="the synthetic scenes' seed")
     parser.add_argument("--style", default="highway", choices=["highway", "urban"], help="the synthetic family")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra setting for every row (repeatable)")
@@ -166,15 +167,15 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-gsd-"))
     results: dict[str, dict[str, dict]] = {}
     for gsd in gsds:
-        data = root / f"data_{args.style}_{gsd:g}"
+        data = root / f"data_{args.style}_{gsd:g}" if args.seed == 0 else root / f"data_{args.style}_{gsd:g}_seed{args.seed}"
         if not (data / "split.json").exists():
             width, height = round(2400 * 0.25 / gsd), round(1600 * 0.25 / gsd)
-            generate_dataset(data, n_frames=args.frames, width=width, height=height, seed=0, gsd_cm=gsd, progress=False,
+            generate_dataset(data, n_frames=args.frames, width=width, height=height, seed=args.seed, gsd_cm=gsd, progress=False,
                              style=args.style)
         split = json.loads((data / "split.json").read_text())
         for row in rows:
             try:
-                result = run_case(data, root / f"{args.style}_{row}_{gsd:g}", split, [*ROWS[row], *args.overrides], gsd)
+                result = run_case(data, root / f"{args.style}_{row}_{gsd:g}" + (f"_seed{args.seed}" if args.seed else ""), split, [*ROWS[row], *args.overrides], gsd)
             except ValueError as exc:  # e.g. too few masks left to make k clusters
                 results.setdefault(row, {})[f"{gsd:g}"] = {"failed": str(exc).splitlines()[0]}
                 print(f"{row:9s} {gsd:5g} cm/px: failed: {exc}", flush=True)
