@@ -12,8 +12,9 @@ the pseudo-labels scored on the dev split (mIoU %, areas summed). Rows:
 - ``target``: physical defaults with ``roi.target_gsd_cm: 0.25`` (frames resampled to the paper's GSD);
 - ``shift``: physical defaults with the old ``roi.edge_rule: shift`` (the demo before the grow rule).
 
-Also printed per row: the same pseudo-labels scored on the other frames ("held-out": frames
-whose labels named no cluster), the masks' ceiling on the dev split (each mask painted with
+The clusters are named by majority vote on two training frames (``--naming train``, as the
+demo) or on the dev frames (``--naming dev``, the demo before this round). Also printed per
+row: the same pseudo-labels scored on the remaining frames ("held-out": neither dev nor naming), the masks' ceiling on the dev split (each mask painted with
 its majority class: what any merge map could reach with these masks), masks, the share of ground-truth objects (connected components of one
 class, at least the area filter) split over two or more masks of their class (after
 merging, an object's masks count once), and the largest share of a frame's pixels tiled
@@ -41,7 +42,7 @@ from roadparse.artifacts import (
     read_tile_masks,
 )
 from roadparse.config import Settings
-from roadparse.demo import demo_settings
+from roadparse.demo import demo_settings, naming_frames_of
 from roadparse.dev_split import dev_tiles, mask_ceiling, score_label_dir
 from roadparse.io import rle
 from roadparse.io.labels import IGNORE_INDEX, load_classes, read_label_png
@@ -114,9 +115,10 @@ def split_share(workspace: Workspace, settings: Settings, labels_dir: Path, min_
     return split / total if total else 0.0
 
 
-def run_case(data: Path, out: Path, split: dict, overrides: list[str], gsd: float) -> dict:
+def run_case(data: Path, out: Path, split: dict, overrides: list[str], gsd: float, naming: str = "train") -> dict:
     """Returns the scores of one (data set, settings) case."""
-    settings = demo_settings(out, data, split["dev"], [f"roi.gsd_cm={gsd}", *overrides])
+    naming_frames = naming_frames_of(split) if naming == "train" else None
+    settings = demo_settings(out, data, split["dev"], [f"roi.gsd_cm={gsd}", *overrides], naming_frames=naming_frames)
     workspace = Workspace(settings.run.workdir)
     workspace.write_settings("")
     result = PipelineResult(workspace.root)
@@ -132,7 +134,9 @@ def run_case(data: Path, out: Path, split: dict, overrides: list[str], gsd: floa
     min_area = next(iter(masks_summary["min_mask_area_px"].values()))
     ceiling = mask_ceiling(workspace, dev_tiles(workspace, settings.run), data / "labels", names)["scores"]
     dev_ids = {tile.id for tile in dev_tiles(workspace, settings.run)}
-    held_out = [tile for tile in list_tiles(workspace) if tile.id not in dev_ids]  # labels never used for naming
+    named = set(naming_frames or split["dev"])
+    held_out = [tile for tile in list_tiles(workspace)  # frames neither scored as dev nor naming
+                if tile.id not in dev_ids and Path(tile.frame).stem not in named]
     held_out_scores = score_label_dir(pseudo_label_dir(workspace), held_out, data / "labels", names)["scores"]
     return {
         "miou": scores["miou"],
@@ -161,6 +165,8 @@ def main() -> None:
     parser.add_argument("--style", default="highway", choices=["highway", "urban"], help="the synthetic family")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra setting for every row (repeatable)")
+    parser.add_argument("--naming", choices=["train", "dev"], default="train",
+                        help="whose labels name the clusters: two training frames (as the demo; default) or the dev frames")
     args = parser.parse_args()
     gsds = [float(v) for v in args.gsds.split(",")]
     rows = args.rows.split(",")
@@ -175,7 +181,7 @@ def main() -> None:
         split = json.loads((data / "split.json").read_text())
         for row in rows:
             try:
-                result = run_case(data, root / f"{args.style}_{row}_{gsd:g}" + (f"_seed{args.seed}" if args.seed else ""), split, [*ROWS[row], *args.overrides], gsd)
+                result = run_case(data, root / f"{args.style}_{row}_{gsd:g}" + (f"_seed{args.seed}" if args.seed else ""), split, [*ROWS[row], *args.overrides], gsd, args.naming)
             except ValueError as exc:  # e.g. too few masks left to make k clusters
                 results.setdefault(row, {})[f"{gsd:g}"] = {"failed": str(exc).splitlines()[0]}
                 print(f"{row:9s} {gsd:5g} cm/px: failed: {exc}", flush=True)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from roadparse.config import dump_settings
-from roadparse.demo import demo_settings
+from roadparse.demo import demo_settings, naming_frames_of
 from roadparse.io.images import list_images
 from roadparse.io.labels import load_classes
 from roadparse.pipeline import PipelineResult, finish_pipeline, run_until_merge, suggested_merge_map
@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value (experiments)")
+    parser.add_argument("--naming", choices=["train", "dev"], default="train",
+                        help="whose labels name the clusters: two training frames (as the demo; default) or the dev frames")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -49,7 +51,8 @@ def main() -> None:
         generate_dataset(data, n_frames=args.frames, width=args.width, height=args.height, seed=args.seed,
                          style=args.style)
     split = json.loads((data / "split.json").read_text())
-    settings = demo_settings(args.out, data, split["dev"], args.overrides)
+    settings = demo_settings(args.out, data, split["dev"], args.overrides,
+                             naming_frames=naming_frames_of(split) if args.naming == "train" else None)
     workspace = Workspace(settings.run.workdir)
     workspace.write_settings(dump_settings(settings))
     result = PipelineResult(workspace.root)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from roadparse.artifacts import list_tiles, pseudo_label_dir
 from roadparse.config import dump_settings
-from roadparse.demo import demo_settings
+from roadparse.demo import demo_settings, naming_frames_of
 from roadparse.dev_split import dev_tiles, mask_ceiling, score_label_dir
 from roadparse.io.images import list_images
 from roadparse.io.labels import load_classes
@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1600)
     parser.add_argument("--gsd-cm", type=float, default=None, help="default: the style's")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--naming", choices=["train", "dev"], default="train",
+                        help="whose labels name the clusters: two training frames (as the demo; default) or the dev frames")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -53,7 +55,8 @@ def main() -> None:
         generate_dataset(data, n_frames=args.frames, width=args.width, height=args.height, seed=args.seed,
                          gsd_cm=args.gsd_cm, style=args.style)
     split = json.loads((data / "split.json").read_text())
-    settings = demo_settings(args.out, data, split["dev"])
+    naming_frames = naming_frames_of(split) if args.naming == "train" else None
+    settings = demo_settings(args.out, data, split["dev"], naming_frames=naming_frames)
     workspace = Workspace(settings.run.workdir)
     workspace.write_settings(dump_settings(settings))
     result = PipelineResult(workspace.root)
@@ -70,7 +73,9 @@ def main() -> None:
     metrics = score_label_dir(pseudo_label_dir(workspace), tiles, settings.run.dev_labels, names)
     ceiling = mask_ceiling(workspace, tiles, settings.run.dev_labels, names)
     dev_ids = {tile.id for tile in tiles}
-    held_out = [tile for tile in list_tiles(workspace) if tile.id not in dev_ids]  # their labels named no cluster
+    named = set(naming_frames or split["dev"])
+    held_out = [tile for tile in list_tiles(workspace)  # frames neither scored as dev nor naming
+                if tile.id not in dev_ids and Path(tile.frame).stem not in named]
     held_out_metrics = score_label_dir(pseudo_label_dir(workspace), held_out, settings.run.dev_labels, names)
     print(json.dumps(metrics["scores"], indent=1))
     print(f"| labels | {' | '.join(names)} | mIoU | PA |")

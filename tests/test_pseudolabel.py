@@ -289,3 +289,16 @@ def test_zero_shot_suggestion_on_typical_crops(
     by_cluster = {s["cluster"]: s["class"] for s in suggestions}
     assert [by_cluster[c] for c in first_tile] == ["road", "other", "white_marking"]
     assert "zero-shot fake-clip" in path.read_text()
+
+
+def test_naming_frames_name_the_clusters_instead_of_the_dev_frames(tmp_path: Path) -> None:
+    workspace, labels_dir = build_workspace(tmp_path)
+    base = [*SETTINGS, f"run.dev_labels={labels_dir}", 'run.dev_frames=["frame0"]']
+    cluster.run(workspace, load_settings(overrides=[*base, 'run.naming_frames=["frame1", "frame2"]']))
+    suggested = (workspace.root / "cluster" / "merge_map.suggested.yaml").read_text()
+    road_px = ROAD_WIDTH * HEIGHT  # the road mask (its markings included) in one frame
+    assert f"{2 * road_px} labelled px" in suggested  # the road cluster, voted on by frames 1 and 2
+    cluster.run(workspace, load_settings(overrides=base))  # null: the dev frame names them
+    assert f"{road_px} labelled px" in (workspace.root / "cluster" / "merge_map.suggested.yaml").read_text()
+    with pytest.raises(ValueError, match="naming_frames"):
+        cluster.run(workspace, load_settings(overrides=[*base, 'run.naming_frames=["frame9"]']))

@@ -340,6 +340,12 @@ class RunSettings(_Section):
     workdir: str = Field("roadparse-run", description="work directory of the run (one folder per stage)")
     dev_labels: str | None = Field(None, description="optional folder of ground-truth frame label PNGs (same stems as the frames): used to suggest the merge map by majority vote and to evaluate; never for training")
     dev_frames: list[str] | None = Field(None, description="frame stems of the labelled dev split (null: every frame with a label in dev_labels)")
+    naming_frames: list[str] | None = Field(
+        None,
+        description="frame stems whose labels (in dev_labels) name the clusters in the majority-vote merge-map suggestion, "
+        "standing in for the person who names them; give frames outside dev_frames so that the dev scores are measured "
+        "on frames that named nothing (null: the dev frames name the clusters, and their scores flatter the pseudo-labels)",
+    )
     executor: Literal["local", "ray"] = Field(
         "local", description="where roi, masks, embed and predict run their items: local (this process) or ray (Ray actors; extra 'distributed')"
     )

@@ -2,8 +2,8 @@
 
 Synthetic frames (exact ground truth) → offline ROI → tiles → Felzenszwalb masks →
 EfficientNet-Lite0 embeddings → spectral over-clustering → merge map suggested by majority
-vote on the dev labels (accepted automatically here, the one step a person does in real
-use) → pseudo-labels → teacher + student (SegFormer-B0) → evaluation → report.html.
+vote on the labels of two training frames (accepted automatically here, the one step a person
+does in real use; the dev frames that are scored named nothing) → pseudo-labels → teacher + student (SegFormer-B0) → evaluation → report.html.
 """
 
 from __future__ import annotations
@@ -46,8 +46,12 @@ class DemoSize:
     iterations: int | None = None  # None: the demo profile's value
 
 
-def demo_settings(out: Path, data: Path, dev_frames: list[str], overrides: list[str] | None = None) -> Settings:
-    """Returns the demo profile (``roadparse/data/demo.yaml``) pointed at ``data`` and ``out``."""
+def demo_settings(
+    out: Path, data: Path, dev_frames: list[str], overrides: list[str] | None = None,
+    naming_frames: list[str] | None = None,
+) -> Settings:
+    """Returns the demo profile (``roadparse/data/demo.yaml``) pointed at ``data`` and ``out``
+    (``naming_frames``: the frames whose labels name the clusters, see ``run.naming_frames``)."""
     profile = resources.files("roadparse.data").joinpath("demo.yaml")
     with resources.as_file(profile) as path:
         base = [
@@ -56,7 +60,15 @@ def demo_settings(out: Path, data: Path, dev_frames: list[str], overrides: list[
             f"run.dev_labels={data / 'labels'}",
             f"run.dev_frames={json.dumps(dev_frames)}",
         ]
+        if naming_frames is not None:
+            base.append(f"run.naming_frames={json.dumps(naming_frames)}")
         return load_settings(path, base + list(overrides or []))
+
+
+def naming_frames_of(split: dict[str, list[str]]) -> list[str]:
+    """Returns the frames whose labels name the demo's clusters: the first training frames, as
+    many as there are dev frames, so that the dev scores are taken on frames that named nothing."""
+    return sorted(split["train"])[: len(split["dev"])]
 
 
 def run_demo(
@@ -80,7 +92,7 @@ def run_demo(
     if size.iterations is not None:
         extra.append(f"selftrain.iterations={size.iterations}")
         extra.append(f"selftrain.checkpoint_every={max(1, size.iterations // 3)}")
-    settings = demo_settings(out, data, split["dev"], extra)
+    settings = demo_settings(out, data, split["dev"], extra, naming_frames=naming_frames_of(split))
     workspace = Workspace(settings.run.workdir)
     workspace.write_settings(dump_settings(settings))
 
@@ -144,8 +156,10 @@ def write_demo_report(
         "Offline demo: synthetic drone-road frames rendered at 0.25 cm/px with exact ground truth; "
         "backends that need no downloaded weights (offline ROI finder, Felzenszwalb masks, EfficientNet-Lite0 "
         f"ImageNet features, {settings.selftrain.architecture} on {settings.selftrain.backbone}).",
-        "The merge map was suggested by majority vote of ground-truth classes under each cluster's masks on the "
-        "dev split and accepted as is. Labels were used for naming clusters only, never for training.",
+        "The merge map was suggested by majority vote of ground-truth classes under each cluster's masks on "
+        + (f"{len(settings.run.naming_frames)} naming frames ({', '.join(settings.run.naming_frames)}), not the dev "
+           "frames the scores are measured on," if settings.run.naming_frames else "the dev split")
+        + " and accepted as is. Labels were used for naming clusters only, never for training.",
         f"Full cluster gallery: {gallery}",
     ]
     train_summary = (result.manifests.get("selftrain") or workspace.read_manifest("selftrain") or {}).get("summary", {})

@@ -33,6 +33,21 @@ def dev_tiles(workspace: Workspace, run: RunSettings) -> list[Tile]:
     return tiles
 
 
+def naming_tiles(workspace: Workspace, run: RunSettings) -> list[Tile]:
+    """Returns the tiles whose labels name the clusters in the majority-vote suggestion.
+
+    ``run.naming_frames`` when set (tiles of those frames with a label in ``run.dev_labels``),
+    else the dev tiles (:func:`dev_tiles`).
+    """
+    if run.dev_labels is None:
+        return []
+    if run.naming_frames is None:
+        return dev_tiles(workspace, run)
+    wanted = set(run.naming_frames)
+    return [tile for tile in list_tiles(workspace)
+            if Path(tile.frame).stem in wanted and (Path(run.dev_labels) / f"{Path(tile.frame).stem}.png").exists()]
+
+
 def score_label_dir(
     labels_dir: Path, tiles: list[Tile], gt_labels_dir: str | Path, class_names: tuple[str, ...]
 ) -> dict[str, Any]:

@@ -103,9 +103,14 @@ def run(
         )
     tiles = None
     if labels_dir is None and settings.run.dev_labels is not None:
-        from roadparse.dev_split import dev_tiles
+        from roadparse.dev_split import naming_tiles
 
-        labels_dir, tiles = settings.run.dev_labels, dev_tiles(workspace, settings.run)
+        labels_dir, tiles = settings.run.dev_labels, naming_tiles(workspace, settings.run)
+        if not tiles and settings.run.naming_frames is not None:
+            raise ValueError(
+                f"run.naming_frames {settings.run.naming_frames}: no tile of these frames has a label in "
+                f"{settings.run.dev_labels}; name frames that have one, or leave naming_frames null"
+            )
     suggestions = None
     if labels_dir is not None:
         _, suggestions = suggest_by_majority(workspace, settings, labels_dir, tiles=tiles)
