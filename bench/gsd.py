@@ -181,7 +181,7 @@ def main() -> None:
         split = json.loads((data / "split.json").read_text())
         for row in rows:
             try:
-                result = run_case(data, root / f"{args.style}_{row}_{gsd:g}" + (f"_seed{args.seed}" if args.seed else ""), split, [*ROWS[row], *args.overrides], gsd, args.naming)
+                result = run_case(data, root / (f"{args.style}_{row}_{gsd:g}" + (f"_seed{args.seed}" if args.seed else "")), split, [*ROWS[row], *args.overrides], gsd, args.naming)
             except ValueError as exc:  # e.g. too few masks left to make k clusters
                 results.setdefault(row, {})[f"{gsd:g}"] = {"failed": str(exc).splitlines()[0]}
                 print(f"{row:9s} {gsd:5g} cm/px: failed: {exc}", flush=True)
