@@ -84,7 +84,7 @@ def test_default_writes_todays_suggestion_and_settings_never_recluster(tmp_path:
     cluster.run(workspace, load_settings(overrides=MIXED), labels_dir=labels_dir)
     path = workspace.root / "cluster" / "merge_map.suggested.yaml"
     text = path.read_text().replace(str(labels_dir), "LABELS")
-    assert text == TODAYS_SUGGESTION  # written by the code before this setting existed
+    assert text == TODAYS_SUGGESTION  # written by the code before this setting existed (+ the naming frames)
     fingerprint = workspace.read_manifest("cluster")["fingerprint"]
     cluster.run(workspace, load_settings(overrides=[*MIXED, *SPLIT]), labels_dir=labels_dir)
     assert workspace.read_manifest("cluster")["fingerprint"] == fingerprint  # not re-clustered
@@ -135,7 +135,8 @@ def _mixed_workspace(root: Path) -> tuple[Workspace, Path]:
 
 
 TODAYS_SUGGESTION = (
-    "# Suggested merge map (majority vote of the ground truth in LABELS, min purity 0.5).\n"
+    "# Suggested merge map (majority vote of the ground truth in LABELS on the labels of 3 frames "
+    "(frame0, frame1, frame2), min purity 0.5).\n"
     "# Ground-truth labels (if any) were used for NAMING clusters only, never for training.\n"
     "# Copy to WORKDIR/merge_map.yaml, edit, then run `roadparse pseudolabel WORKDIR`.\n"
     "# Classes: road, white_marking, yellow_marking, guardrail, crack_sealing, traffic_cone, other; "

@@ -160,6 +160,14 @@ def test_pseudolabels_match_ground_truth_and_resume(clustered: tuple[Workspace, 
     assert pseudolabel.run(workspace, settings)["fingerprint"] == manifest["fingerprint"]
     assert (out / "frame0_t0.png").stat().st_mtime_ns == stamp
 
+    # comments and key order in the merge map paint nothing: still complete
+    path = workspace.root / "merge_map.yaml"
+    lines = path.read_text().splitlines()
+    entries = [line for line in lines if line.startswith("  ")]
+    path.write_text("# reviewed by hand\nclusters:\n" + "\n".join(reversed([e.split("#")[0] + "# ok" for e in entries])) + "\n")
+    assert pseudolabel.run(workspace, settings)["fingerprint"] == manifest["fingerprint"]
+    assert (out / "frame0_t0.png").stat().st_mtime_ns == stamp
+
     # interrupted after two tiles: only the third is painted again
     (workspace.root / "pseudolabel" / "manifest.json").unlink()
     (workspace.root / "pseudolabel" / ".items" / "frame2_t0.json").unlink()

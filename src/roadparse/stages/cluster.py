@@ -158,7 +158,7 @@ def suggest_by_majority(
     purity = settings.cluster.min_purity if min_purity is None else min_purity
     n_clusters = int(workspace.require_manifest("cluster")["summary"]["n_clusters"])
     suggestions = suggest_from_histograms(clusters, histograms, n_clusters, classes.names, purity)
-    source = f"majority vote of the ground truth in {labels_dir}, min purity {purity}"
+    source = f"majority vote of the ground truth in {labels_dir}{_frames_note(tiles)}, min purity {purity}"
     if section.suggest_split_purity is not None:
         features = clustering_features(workspace, section.layer, section.colour_weight)
         suggestions = split_mixed_suggestions(
@@ -174,6 +174,15 @@ def suggest_by_majority(
     atomic_write_text(path, merge_map_yaml(suggestions, classes.names, source))
     log.info("suggested merge map: %s", path)
     return path, suggestions
+
+
+def _frames_note(tiles: list[Tile]) -> str:
+    """Returns ' on the labels of N frames (a, b, ...)': which frames named the clusters, for the YAML header."""
+    frames = sorted({Path(tile.frame).stem for tile in tiles})
+    if not frames:
+        return ""
+    shown = ", ".join(frames[:5]) + (f", ... ({len(frames) - 5} more)" if len(frames) > 5 else "")
+    return f" on the labels of {len(frames)} frame{'s' if len(frames) != 1 else ''} ({shown})"
 
 
 def fold_histograms(

@@ -46,6 +46,23 @@ def labels_dir(workspace: Workspace) -> Path:
     return pseudo_label_dir(workspace)
 
 
+def merge_map_digest(merge_map: Mapping[int, str | Split]) -> str:
+    """Returns a short hash of what a merge map paints (cluster -> class, or split parts and sizes).
+
+    Comments, key order and a split's ``unsplit`` (a suggestion for the review page, never
+    painted) do not count: editing them does not repaint, nor retrain what depends on it.
+    """
+    canonical: dict[str, Any] = {}
+    for cluster_id, value in sorted(merge_map.items()):
+        if isinstance(value, Split):
+            entry = value.to_yaml_value()
+            entry.pop("unsplit", None)
+            canonical[str(cluster_id)] = entry
+        else:
+            canonical[str(cluster_id)] = value
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def merge_map_file(
     workspace: Workspace, settings: Settings, merge_map_path: str | Path | None = None
 ) -> Path:
@@ -170,7 +187,7 @@ def run(
         raise ValueError(f"{path}: {exc}") from None
     inputs = {
         "cluster": cluster_manifest["fingerprint"],
-        "merge_map": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+        "merge_map": merge_map_digest(merge_map),
         "classes": list(classes.names),
     }
     stage_run = workspace.begin("pseudolabel", settings.pseudolabel, inputs=inputs)
