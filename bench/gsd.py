@@ -43,7 +43,7 @@ from roadparse.artifacts import (
 )
 from roadparse.config import Settings
 from roadparse.demo import demo_settings, naming_frames_of
-from roadparse.dev_split import dev_tiles, mask_ceiling, score_label_dir
+from roadparse.dev_split import dev_tiles, held_out_tiles, mask_ceiling, score_label_dir
 from roadparse.io import rle
 from roadparse.io.labels import IGNORE_INDEX, load_classes, read_label_png
 from roadparse.merge import class_table
@@ -129,14 +129,12 @@ def run_case(data: Path, out: Path, split: dict, overrides: list[str], gsd: floa
     pseudolabel.run(workspace, settings)
     seconds = time.perf_counter() - start
     names = load_classes(settings.classes).names
-    scores = score_label_dir(pseudo_label_dir(workspace), dev_tiles(workspace, settings.run), data / "labels", names)["scores"]
+    dev = dev_tiles(workspace, settings.run)
+    scores = score_label_dir(pseudo_label_dir(workspace), dev, data / "labels", names)["scores"]
     masks_summary = result.manifests["masks"]["summary"]
     min_area = next(iter(masks_summary["min_mask_area_px"].values()))
-    ceiling = mask_ceiling(workspace, dev_tiles(workspace, settings.run), data / "labels", names)["scores"]
-    dev_ids = {tile.id for tile in dev_tiles(workspace, settings.run)}
-    named = set(naming_frames or split["dev"])
-    held_out = [tile for tile in list_tiles(workspace)  # frames neither scored as dev nor naming
-                if tile.id not in dev_ids and Path(tile.frame).stem not in named]
+    ceiling = mask_ceiling(workspace, dev, data / "labels", names)["scores"]
+    held_out = held_out_tiles(workspace, settings.run)  # frames neither scored as dev nor naming
     held_out_scores = score_label_dir(pseudo_label_dir(workspace), held_out, data / "labels", names)["scores"]
     return {
         "miou": scores["miou"],

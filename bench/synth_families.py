@@ -18,10 +18,10 @@ import shutil
 import time
 from pathlib import Path
 
-from roadparse.artifacts import list_tiles, pseudo_label_dir
+from roadparse.artifacts import pseudo_label_dir
 from roadparse.config import dump_settings
 from roadparse.demo import demo_settings, naming_frames_of
-from roadparse.dev_split import dev_tiles, mask_ceiling, score_label_dir
+from roadparse.dev_split import dev_tiles, held_out_tiles, mask_ceiling, score_label_dir
 from roadparse.io.images import list_images
 from roadparse.io.labels import load_classes
 from roadparse.pipeline import PipelineResult, run_until_merge, suggested_merge_map
@@ -72,10 +72,7 @@ def main() -> None:
     tiles = dev_tiles(workspace, settings.run)
     metrics = score_label_dir(pseudo_label_dir(workspace), tiles, settings.run.dev_labels, names)
     ceiling = mask_ceiling(workspace, tiles, settings.run.dev_labels, names)
-    dev_ids = {tile.id for tile in tiles}
-    named = set(naming_frames or split["dev"])
-    held_out = [tile for tile in list_tiles(workspace)  # frames neither scored as dev nor naming
-                if tile.id not in dev_ids and Path(tile.frame).stem not in named]
+    held_out = held_out_tiles(workspace, settings.run)  # frames neither scored as dev nor naming
     held_out_metrics = score_label_dir(pseudo_label_dir(workspace), held_out, settings.run.dev_labels, names)
     print(json.dumps(metrics["scores"], indent=1))
     print(f"| labels | {' | '.join(names)} | mIoU | PA |")

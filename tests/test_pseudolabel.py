@@ -310,3 +310,16 @@ def test_naming_frames_name_the_clusters_instead_of_the_dev_frames(tmp_path: Pat
     assert f"{road_px} labelled px" in (workspace.root / "cluster" / "merge_map.suggested.yaml").read_text()
     with pytest.raises(ValueError, match="naming_frames"):
         cluster.run(workspace, load_settings(overrides=[*base, 'run.naming_frames=["frame9"]']))
+
+
+def test_held_out_tiles_are_neither_dev_nor_naming(tmp_path: Path) -> None:
+    from roadparse.dev_split import dev_tiles, held_out_tiles, naming_tiles
+
+    workspace, labels_dir = build_workspace(tmp_path)
+    run = load_settings(overrides=[f"run.dev_labels={labels_dir}", 'run.dev_frames=["frame0"]',
+                                   'run.naming_frames=["frame1"]']).run
+    assert [t.id for t in dev_tiles(workspace, run)] == ["frame0_t0"]
+    assert [t.id for t in naming_tiles(workspace, run)] == ["frame1_t0"]
+    assert [t.id for t in held_out_tiles(workspace, run)] == ["frame2_t0"]
+    (labels_dir / "frame2.png").unlink()  # a frame without labels is not held out: it cannot be scored
+    assert held_out_tiles(workspace, run) == []

@@ -20,17 +20,21 @@ from roadparse.metrics import evaluate_pairs
 from roadparse.workspace import Workspace
 
 
+def _labelled_tiles(workspace: Workspace, labels_dir: str, frames: set[str] | None) -> list[Tile]:
+    """Returns the tiles whose frame has a label PNG in ``labels_dir`` (and, when ``frames`` is given, is one of them)."""
+    tiles = []
+    for tile in list_tiles(workspace):
+        stem = Path(tile.frame).stem
+        if (frames is None or stem in frames) and (Path(labels_dir) / f"{stem}.png").exists():
+            tiles.append(tile)
+    return tiles
+
+
 def dev_tiles(workspace: Workspace, run: RunSettings) -> list[Tile]:
     """Returns the tiles whose frame has ground truth in ``run.dev_labels`` (and is a dev frame)."""
     if run.dev_labels is None:
         return []
-    wanted = set(run.dev_frames) if run.dev_frames is not None else None
-    tiles = []
-    for tile in list_tiles(workspace):
-        stem = Path(tile.frame).stem
-        if (wanted is None or stem in wanted) and (Path(run.dev_labels) / f"{stem}.png").exists():
-            tiles.append(tile)
-    return tiles
+    return _labelled_tiles(workspace, run.dev_labels, set(run.dev_frames) if run.dev_frames is not None else None)
 
 
 def naming_tiles(workspace: Workspace, run: RunSettings) -> list[Tile]:
@@ -43,9 +47,15 @@ def naming_tiles(workspace: Workspace, run: RunSettings) -> list[Tile]:
         return []
     if run.naming_frames is None:
         return dev_tiles(workspace, run)
-    wanted = set(run.naming_frames)
-    return [tile for tile in list_tiles(workspace)
-            if Path(tile.frame).stem in wanted and (Path(run.dev_labels) / f"{Path(tile.frame).stem}.png").exists()]
+    return _labelled_tiles(workspace, run.dev_labels, set(run.naming_frames))
+
+
+def held_out_tiles(workspace: Workspace, run: RunSettings) -> list[Tile]:
+    """Returns the labelled tiles that neither name the clusters nor are dev tiles (scores no choice was made on)."""
+    if run.dev_labels is None:
+        return []
+    used = {tile.id for tile in (*dev_tiles(workspace, run), *naming_tiles(workspace, run))}
+    return [tile for tile in _labelled_tiles(workspace, run.dev_labels, None) if tile.id not in used]
 
 
 def score_label_dir(
