@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from roadparse.clustering import append_colour, cluster
+from roadparse.clustering import append_statistics, cluster
 from roadparse.stages.embed import mask_colour
 
 
@@ -30,9 +30,9 @@ def test_colour_separates_what_the_features_cannot():
     colour = np.zeros((120, 6), np.float32)
     colour[truth == 1, 2] = 1.0  # "yellow" b channel
     blind = cluster(features, "kmeans", 2, seed=0).labels
-    seeing = cluster(append_colour(features, colour, 1.0), "kmeans", 2, seed=0).labels
+    seeing = cluster(append_statistics(features, colour, 1.0), "kmeans", 2, seed=0).labels
     agree = lambda labels: max(np.mean(labels == truth), np.mean(labels != truth))  # noqa: E731
     assert agree(seeing) == 1.0 and agree(blind) < 0.8
-    assert append_colour(features, colour, 0.0) is features
+    assert append_statistics(features, colour, 0.0) is features
     with pytest.raises(ValueError, match="colour rows"):
-        append_colour(features, colour[:5], 1.0)
+        append_statistics(features, colour[:5], 1.0)

@@ -11,14 +11,20 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from roadparse.artifacts import read_features, read_index
+from roadparse.artifacts import (
+    clustering_features,
+    read_features,
+    read_index,
+    read_shape,
+    shape_path,
+)
 from roadparse.config import load_settings
 from roadparse.io import rle
 from roadparse.io.images import write_image
 from roadparse.models.efficientnet_lite import LAYER_CHANNELS, load_efficientnet_lite0
 from roadparse.models.encoders import IMAGENET_MEAN, IMAGENET_STD, list_encoders, load_encoder
 from roadparse.stages import embed
-from roadparse.stages.embed import crop_mask, padded_box
+from roadparse.stages.embed import crop_mask, mask_shape, padded_box
 from roadparse.workspace import Workspace
 
 transformers = pytest.importorskip("transformers")
@@ -158,7 +164,9 @@ def _mask(box: tuple[int, int, int, int], size: int = 48) -> dict:
     return {"rle": rle.encode(pixels), "bbox": list(box), "area": int(pixels.sum())}
 
 
-def _build_workspace(root: Path, masks_per_tile: dict[str, list[tuple[int, int, int, int]]], broken: set[str] = frozenset()) -> Workspace:
+def _build_workspace(
+    root: Path, masks_per_tile: dict[str, list[tuple[int, int, int, int]]], broken: set[str] = frozenset(), gsd_cm: float | None = None
+) -> Workspace:
     workspace = Workspace(root)
     rng = np.random.default_rng(0)
     tiles = []
@@ -169,7 +177,7 @@ def _build_workspace(root: Path, masks_per_tile: dict[str, list[tuple[int, int, 
             path.write_bytes(b"not a png")
         else:
             write_image(path, rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
-        tiles.append({"id": tile_id, "path": f"tiles/{tile_id}.png", "offset": [0, 0], "size": [48, 48]})
+        tiles.append({"id": tile_id, "path": f"tiles/{tile_id}.png", "offset": [0, 0], "size": [48, 48], "gsd_cm": gsd_cm})
     workspace.begin("roi", {"mode": "none"}).finish()
     roi = workspace.read_manifest("roi")
     roi["items"] = {"frame0": {"frame": "frame0.png", "tiles": tiles}}
@@ -296,3 +304,22 @@ def test_stage_records_the_colour_gains_it_applied(tmp_path: Path) -> None:
     assert list(gains) == ["frame0.png"] and len(gains["frame0.png"]) == 3  # one frame: its own channel medians to their mean
     assert balanced["fingerprint"] != plain["fingerprint"]  # another setting, another embedding
     assert read_features(workspace, 7).shape == before.shape
+
+
+def test_stage_records_each_mask_shape_at_the_tiles_gsd(tmp_path: Path) -> None:
+    boxes = [(2, 3, 30, 20), (0, 0, 48, 4)]
+    workspace = _build_workspace(tmp_path / "work", {"t0": boxes}, gsd_cm=2.0)
+    settings = load_settings(None, ["embed.encoder=efficientnet-lite0", "embed.layers=[7]", "embed.crop_size=32", "embed.device=cpu"])
+    embed.run(workspace, settings, encoder=load_encoder("efficientnet-lite0", [7], "cpu"))
+    shapes = read_shape(workspace)
+    assert shapes.shape == (2, 3)
+    for row, (x0, y0, x1, y1) in zip(shapes, boxes, strict=True):
+        mask = np.zeros((48, 48), bool)
+        mask[y0:y1, x0:x1] = True
+        np.testing.assert_allclose(row, mask_shape(mask, 2.0), rtol=1e-6)
+    assert 10 ** shapes[1][0] == pytest.approx(48 * 4 * 4.0)  # cm² at 2 cm/px
+    section = load_settings(None, ["cluster.layer=7", "cluster.shape_weight=0.5"]).cluster
+    assert clustering_features(workspace, 7, section).shape == (2, 320 + 3)
+    shape_path(workspace).unlink()  # an embedding from before shapes were recorded
+    with pytest.raises(ValueError, match="no mask shapes"):
+        clustering_features(workspace, 7, section)

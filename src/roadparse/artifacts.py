@@ -16,7 +16,8 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
-from roadparse.clustering import append_colour
+from roadparse.clustering import append_statistics
+from roadparse.config import ClusterSettings
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, read_label_png
 from roadparse.merge import TileCoverage, parse_merge_map, tile_coverage
 from roadparse.merge_split import Split
@@ -193,6 +194,19 @@ def read_colour(workspace: Workspace) -> np.ndarray:
     return np.load(path)
 
 
+def shape_path(workspace: Workspace) -> Path:
+    """Returns the path of the (N, 3) float32 mask shapes (log10 cm², log10 width cm, elongation), feature-row order."""
+    return workspace.root / "embed" / "shape.npy"
+
+
+def read_shape(workspace: Workspace) -> np.ndarray:
+    """Returns the (N, 3) float32 physical shape of every embedded mask."""
+    path = shape_path(workspace)
+    if not path.exists():
+        raise ValueError(f"{path}: no mask shapes (the embedding predates them); delete {path.parent} and re-run `roadparse embed`")
+    return np.load(path)
+
+
 def read_index(workspace: Workspace) -> Any:
     """Returns the embedding index as a pyarrow Table (mask_id, tile_id, x0, y0, x1, y1, area)."""
     import pyarrow.parquet as pq
@@ -341,12 +355,17 @@ def mask_rows(table: Any) -> dict[tuple[str, str], int]:
     return {mask_key(t, m): row for row, (t, m) in enumerate(pairs)}
 
 
-def clustering_features(workspace: Workspace, layer: int, colour_weight: float) -> np.ndarray:
-    """Returns the (N, D) features of ``layer`` that get clustered (colour statistics appended when asked)."""
+def clustering_features(workspace: Workspace, layer: int, section: ClusterSettings) -> np.ndarray:
+    """Returns the (N, D) features of ``layer`` that get clustered, with the colour statistics and
+    physical shapes appended as ``section.colour_weight`` / ``section.shape_weight`` ask."""
     features = read_features(workspace, layer)
-    if colour_weight == 0:
+    if section.colour_weight == 0 and section.shape_weight == 0:
         return features
-    return append_colour(features, read_colour(workspace), colour_weight)
+    return append_statistics(
+        features,
+        read_colour(workspace) if section.colour_weight else None, section.colour_weight,
+        read_shape(workspace) if section.shape_weight else None, section.shape_weight,
+    )
 
 
 def ground_truth_lookup(labels_dir: str | Path) -> Callable[[Tile], np.ndarray | None]:

@@ -51,19 +51,38 @@ class ClusterResult:
     """Method, sample size, timings, warnings."""
 
 
-def append_colour(features: np.ndarray, colour: np.ndarray, weight: float) -> np.ndarray:
-    """Returns (N, D + 6) float32: L2-normalised ``features`` with ``weight`` × ``colour`` appended.
+def append_statistics(
+    features: np.ndarray,
+    colour: np.ndarray | None,
+    colour_weight: float,
+    shape: np.ndarray | None = None,
+    shape_weight: float = 0.0,
+) -> np.ndarray:
+    """Returns (N, D [+ 6] [+ 3]) float32: L2-normalised ``features`` with the weighted mask statistics appended.
 
-    ``colour`` is (N, 6) per-mask colour statistics (embed stage); ``weight`` 0 returns the
-    features unchanged.
+    ``colour`` is (N, 6) per-mask colour statistics (embed stage), appended × ``colour_weight``.
+    ``shape`` is (N, 3) per-mask physical shape (log area, log width, elongation), standardised
+    over the N masks (each column to mean 0, standard deviation 1) and appended ×
+    ``shape_weight`` / √3, so the block weighs as one unit whatever its scale. A weight of 0
+    leaves its block out; both 0 return the features unchanged.
     """
-    if weight == 0:
+    blocks: list[np.ndarray] = []
+    for name, values, weight in (("colour", colour, colour_weight), ("shape", shape, shape_weight)):
+        if weight == 0:
+            continue
+        if values is None or values.shape[0] != features.shape[0]:
+            rows = 0 if values is None else values.shape[0]
+            raise ValueError(f"{rows} {name} rows for {features.shape[0]} feature rows; re-run `roadparse embed`")
+        values = values.astype(np.float32)
+        if name == "shape":
+            spread = values.std(axis=0)
+            values = (values - values.mean(axis=0)) / np.where(spread > 0, spread, 1.0) / np.sqrt(values.shape[1])
+        blocks.append(weight * values)
+    if not blocks:
         return features
-    if colour.shape[0] != features.shape[0]:
-        raise ValueError(f"{colour.shape[0]} colour rows for {features.shape[0]} feature rows; re-run `roadparse embed`")
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     unit = np.asarray(features, dtype=np.float32) / np.maximum(norms, 1e-12)
-    return np.hstack([unit, weight * colour.astype(np.float32)]).astype(np.float32)
+    return np.hstack([unit, *blocks]).astype(np.float32)
 
 
 def check_features(features: np.ndarray, n_clusters: int) -> np.ndarray:

@@ -166,8 +166,8 @@ class EmbedSettings(_Section):
 class ClusterSettings(_Section):
     """Stage 4: over-clustering of mask embeddings (paper §3.2.3, §4.4)."""
 
-    execution_only: ClassVar[frozenset[str]] = frozenset({"suggest_split_purity", "suggest_split_max_parts"})
-    """The split settings shape only the suggested merge map, rewritten after every run: left out of the
+    execution_only: ClassVar[frozenset[str]] = frozenset({"suggest_split_purity", "suggest_split_max_parts", "suggest_unseen"})
+    """The split and unseen settings shape only the suggested merge map, rewritten after every run: left out of the
     fingerprint so that setting them never re-clusters (nor repaints or retrains downstream)."""
 
     method: Literal["spectral", "kmeans", "kmedoids", "agglomerative"] = Field("spectral", description="clustering method (paper: spectral)")
@@ -175,6 +175,11 @@ class ClusterSettings(_Section):
     layer: int = Field(12, description="which embedded layer to cluster (must be among embed.layers)")
     normalize: bool = Field(True, description="L2-normalise features before clustering")
     colour_weight: float = Field(0.0, ge=0, description="append the masks' CIELab colour statistics (mean, std) with this weight to the L2-normalised features; 0: off (paper). Helps ImageNet encoders, which embed white and yellow paint alike")
+    shape_weight: float = Field(
+        0.0, ge=0,
+        description="append the masks' physical shape (log area in cm², log width in cm, elongation; standardised) with this "
+        "weight; 0: off (paper). Sizes in cm do not change with the GSD, crops' pixels do",
+    )
     pca_dim: int | None = Field(None, description="reduce to this many dimensions with PCA first (null: no PCA)")
     n_neighbors: int = Field(15, ge=2, description="spectral: neighbours in the kNN affinity graph")
     sample_size: int = Field(20000, ge=100, description="spectral/agglomerative/kmedoids: fit on at most this many points, extend to the rest")
@@ -187,6 +192,11 @@ class ClusterSettings(_Section):
         "split when that names at least 5 % of its labelled pixels more right; null: never split (paper)",
     )
     suggest_split_max_parts: int = Field(4, ge=2, le=8, description="merge-map suggestion: most parts a mixed cluster is split into (at most merge_split.MAX_PARTS, 8)")
+    suggest_unseen: Literal["discard", "nearest"] = Field(
+        "discard",
+        description="merge-map suggestion by majority vote, for a cluster with no labelled pixel: 'discard' it, or name it after "
+        "its 'nearest' named cluster (cosine of the clusters' mean feature rows; noted in the suggested map)",
+    )
     seed: int = Field(0, description="random seed")
 
 

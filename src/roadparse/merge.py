@@ -380,6 +380,45 @@ def format_merge_map(
     return text
 
 
+def name_unseen_clusters(
+    suggestions: Sequence[dict[str, Any]], mask_clusters: np.ndarray, features: np.ndarray
+) -> list[dict[str, Any]]:
+    """Returns the suggestions with each cluster that has no labelled pixel named after its nearest named cluster.
+
+    With labels on a few frames, some clusters have no pixel there (a lighting or a material
+    those frames lack) and the majority vote can only discard them. Here they take the class
+    of the cluster, among those named by the vote (not 'discard', not split), whose mean
+    L2-normalised feature row has the highest cosine with theirs; the entry gains ``nearest``
+    (that cluster) and ``similarity``. Without any such cluster nothing changes.
+
+    Args:
+        mask_clusters: (N,) cluster id of each feature row.
+        features: (N, D) rows in the clustering space (as clustered).
+    """
+    rows = np.asarray(features, dtype=np.float64)
+    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    labels = np.asarray(mask_clusters, dtype=np.int64)
+    donors = [item for item in suggestions if item.get("pixels") and item["class"] != DISCARD and "split" not in item]
+    out = [dict(item) for item in suggestions]
+    if not donors:
+        return out
+
+    def centre(cluster_id: int) -> np.ndarray:
+        members = rows[labels == cluster_id]
+        mean = members.mean(axis=0) if len(members) else np.zeros(rows.shape[1])
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+    donor_centres = np.stack([centre(int(item["cluster"])) for item in donors])
+    for item in out:
+        if item.get("pixels", 0) or "split" in item:
+            continue
+        similarities = donor_centres @ centre(int(item["cluster"]))
+        best = int(np.argmax(similarities))
+        item.update({"class": donors[best]["class"], "nearest": int(donors[best]["cluster"]),
+                     "similarity": round(float(similarities[best]), 4)})
+    return out
+
+
 def merge_map_yaml(
     suggestions: Sequence[dict[str, Any]], class_names: Sequence[str], source: str
 ) -> str:
@@ -393,6 +432,9 @@ def merge_map_yaml(
         if "pixels" in item:
             evidence += f", {item['pixels']} labelled px"
         value: str | Split = str(item["class"])
+        if "nearest" in item:
+            evidence = (f"no labelled pixel: named after its nearest named cluster {item['nearest']} "
+                        f"(cosine {item['similarity']:.3f}), {item['masks']} masks")
         if "split" in item:
             value = parse_split(item["split"], f"suggestion for cluster {item['cluster']}")
             evidence = f"split ({evidence}; +{item['split_gain']} px named right): " + "; ".join(

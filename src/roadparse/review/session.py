@@ -303,7 +303,7 @@ class ReviewSession:
         if key not in self._splits:
             if self._features is None:
                 section = self.settings.cluster
-                self._features = np.asarray(clustering_features(self.workspace, section.layer, section.colour_weight))
+                self._features = np.asarray(clustering_features(self.workspace, section.layer, section))
             rows = np.flatnonzero(self.clusters == cluster_id)
             self._splits[key] = split_points(self._features[rows], k, seed)
         return self._splits[key]

@@ -31,6 +31,7 @@ from roadparse.config import Settings
 from roadparse.io.labels import load_classes
 from roadparse.merge import (
     merge_map_yaml,
+    name_unseen_clusters,
     split_mixed_suggestions,
     suggest_from_histograms,
     suggest_zero_shot,
@@ -69,7 +70,7 @@ def run(
     stage_run = workspace.begin("cluster", section, inputs={"embed": embed_manifest["fingerprint"]})
     manifest = stage_run.manifest  # None unless finished with these settings and embeddings
     if manifest is None:
-        features = clustering_features(workspace, section.layer, section.colour_weight)
+        features = clustering_features(workspace, section.layer, section)
         index = read_index(workspace)
         if index.num_rows != features.shape[0]:
             raise ValueError(
@@ -160,7 +161,7 @@ def suggest_by_majority(
     suggestions = suggest_from_histograms(clusters, histograms, n_clusters, classes.names, purity)
     source = f"majority vote of the ground truth in {labels_dir}{_frames_note(tiles)}, min purity {purity}"
     if section.suggest_split_purity is not None:
-        features = clustering_features(workspace, section.layer, section.colour_weight)
+        features = clustering_features(workspace, section.layer, section)
         suggestions = split_mixed_suggestions(
             suggestions, clusters, histograms, np.asarray(features), classes.names,
             purity, section.suggest_split_purity, section.suggest_split_max_parts, folds,
@@ -170,6 +171,10 @@ def suggest_by_majority(
             f"{section.suggest_split_max_parts} parts where that names more pixels right "
             f"(cross-validated over {len(folds) if folds is not None else 0} labelled frames or tiles)"
         )
+    if section.suggest_unseen == "nearest" and any(not item.get("pixels") for item in suggestions):
+        features = clustering_features(workspace, section.layer, section)
+        suggestions = name_unseen_clusters(suggestions, clusters, np.asarray(features))
+        source += "; clusters without a labelled pixel named after their nearest named cluster"
     path = suggested_merge_map_path(workspace)
     atomic_write_text(path, merge_map_yaml(suggestions, classes.names, source))
     log.info("suggested merge map: %s", path)

@@ -37,8 +37,9 @@ from roadparse.artifacts import (
     mask_key,
     read_objects,
     read_tile_masks,
+    shape_path,
 )
-from roadparse.config import EmbedSettings, Settings
+from roadparse.config import REFERENCE_GSD_CM, EmbedSettings, Settings
 from roadparse.executor import make_executor, process_batches
 from roadparse.io import rle
 from roadparse.io.images import read_image
@@ -107,6 +108,8 @@ class TileCrops:
     """(n, S, S, 3) uint8; released once encoded."""
     colours: np.ndarray = field(default_factory=lambda: np.zeros((0, COLOUR_DIMS), np.float32))
     """(n, 6) float32 colour statistics of each mask's pixels (see :func:`mask_colour`)."""
+    shapes: np.ndarray = field(default_factory=lambda: np.zeros((0, SHAPE_DIMS), np.float32))
+    """(n, 3) float32 physical shape of each mask (see :func:`mask_shape`)."""
     features: dict[int, list[np.ndarray]] = field(default_factory=dict)
     encoded: int = 0
 
@@ -130,6 +133,34 @@ def mask_colour(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if pixels.size == 0:
         return np.zeros(COLOUR_DIMS, np.float32)
     return (np.concatenate([pixels.mean(axis=0), pixels.std(axis=0)]) / 128.0).astype(np.float32)
+
+
+SHAPE_DIMS = 3
+
+
+def mask_shape(mask: np.ndarray, gsd_cm: float) -> np.ndarray:
+    """Returns (3,) float32: log10 area in cm², log10 width in cm and elongation of a mask, in physical units.
+
+    The width is 4 × (mean distance of the mask's pixels to its border − ½ px), exact for a
+    long strip (a 12 cm lane line gives 12 at any GSD); the elongation is ½ ln(λ1 / λ2) of the
+    covariance of the pixel coordinates (0 for a disc or a square, 1.8 for a 1 × 6 rectangle).
+    Unlike the pixel sizes of a crop, these do not change with the ground sampling distance:
+    the same dash is the same row at 0.25 and at 2 cm/px (``cluster.shape_weight``).
+    """
+    ys, xs = np.nonzero(np.asarray(mask, dtype=bool))
+    count = len(ys)
+    if count == 0:
+        return np.zeros(SHAPE_DIMS, np.float32)
+    inside = np.zeros((ys.max() - ys.min() + 3, xs.max() - xs.min() + 3), np.uint8)  # the box, one pixel of border around
+    inside[ys - ys.min() + 1, xs - xs.min() + 1] = 1
+    distances = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    width_px = max(4.0 * (float(distances[inside > 0].mean()) - 0.5), 1.0)
+    if count > 2:
+        spread = np.sort(np.linalg.eigvalsh(np.cov(np.vstack([xs, ys]).astype(np.float64))))
+        elongation = 0.5 * np.log((spread[1] + 1 / 12) / (spread[0] + 1 / 12))  # + a pixel's own variance
+    else:
+        elongation = 0.0
+    return np.array([np.log10(count * gsd_cm**2), np.log10(width_px * gsd_cm), elongation], np.float32)
 
 
 class FrameObjects:
@@ -287,6 +318,8 @@ def tile_crops(
     boxes = np.empty((len(masks), 4), dtype=np.int64)
     areas = np.empty(len(masks), dtype=np.int64)
     colours = np.empty((len(masks), COLOUR_DIMS), dtype=np.float32)
+    shapes = np.empty((len(masks), SHAPE_DIMS), dtype=np.float32)
+    gsd = tile.gsd_cm or REFERENCE_GSD_CM
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
     for i, record in enumerate(masks):
         key = mask_key(tile.id, record.get("id", i))
@@ -295,6 +328,8 @@ def tile_crops(
             crop_box = padded_box((0, 0, canvas.shape[1], canvas.shape[0]), MIN_CROP_SIDE, canvas.shape[1], canvas.shape[0])
             crops[i] = crop_mask(canvas, crop_box, size, covered if settings.mask_background else None)
             colours[i] = mask_colour(cv2.cvtColor(canvas, cv2.COLOR_RGB2LAB), covered)
+            step = (areas[i] / max(int(covered.sum()), 1)) ** 0.5  # the canvas's subsampling
+            shapes[i] = mask_shape(covered, gsd * step)
             continue
         mask = rle.decode(record["rle"])
         if mask.shape != (height, width):
@@ -305,7 +340,8 @@ def tile_crops(
         crop_box = padded_box(box, MIN_CROP_SIDE, width, height)
         crops[i] = crop_mask(image, crop_box, size, mask if settings.mask_background else None)
         colours[i] = mask_colour(lab, mask)
-    return TileCrops(tile, [record.get("id", i) for i, record in enumerate(masks)], boxes, areas, crops, colours)
+        shapes[i] = mask_shape(mask, gsd)
+    return TileCrops(tile, [record.get("id", i) for i, record in enumerate(masks)], boxes, areas, crops, colours, shapes)
 
 
 def _safe_name(tile_id: str) -> str:
@@ -324,6 +360,7 @@ def _write_part(stage_dir: Path, run_fingerprint: str, entry: TileCrops, layers:
         "boxes": entry.boxes,
         "areas": entry.areas,
         "colours": entry.colours,
+        "shapes": entry.shapes,
     }
     dims = {}
     for layer in layers:
@@ -341,8 +378,8 @@ def _part_valid(run: StageRun, tile_id: str) -> bool:
     path = part_path(run.dir, tile_id)
     if not (run.item_done(tile_id) and path.exists()):
         return False
-    with np.load(path) as part:
-        return str(part["fingerprint"]) == run.fingerprint
+    with np.load(path) as part:  # a part written before shapes were recorded is redone
+        return str(part["fingerprint"]) == run.fingerprint and "shapes" in part.files
 
 
 class _Batcher:
@@ -495,7 +532,7 @@ def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [_read_part(run, tile.id, ("mask_ids", "boxes", "areas", "colours")) for tile in tiles]
+    rows = [_read_part(run, tile.id, ("mask_ids", "boxes", "areas", "colours", "shapes")) for tile in tiles]
     counts = [len(part["areas"]) for part in rows]
     total = sum(counts)
     if total == 0:
@@ -537,6 +574,9 @@ def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, 
     colours = np.concatenate([part["colours"].reshape(-1, COLOUR_DIMS) for part in rows]).astype(np.float32)
     with atomic_output(colour_path(run.workspace)) as tmp, open(tmp, "wb") as handle:
         np.save(handle, colours)
+    shapes = np.concatenate([part["shapes"].reshape(-1, SHAPE_DIMS) for part in rows]).astype(np.float32)
+    with atomic_output(shape_path(run.workspace)) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, shapes)
     return {"masks": total, "dims": {str(layer): int(dim) for layer, dim in dims.items()}}
 
 

@@ -111,7 +111,7 @@ def mask_class_ids(
     row_classes = table[clusters]
     splits = {c: v for c, v in merge_map.items() if isinstance(v, Split)}
     if splits:
-        features = clustering_features(workspace, settings.cluster.layer, settings.cluster.colour_weight)
+        features = clustering_features(workspace, settings.cluster.layer, settings.cluster)
         for cluster_id, split in sorted(splits.items()):
             rows = np.flatnonzero(clusters == cluster_id)
             parts = split_points(np.asarray(features[rows]), split.k, split.seed)

@@ -167,7 +167,7 @@ def run(
             workspace, list_tiles(workspace), labels_dir, classes, keys
         )
     for layer in sorted({layer for layer, _ in todo}):
-        features = np.asarray(clustering_features(workspace, layer, settings.cluster.colour_weight))
+        features = np.asarray(clustering_features(workspace, layer, settings.cluster))
         for method in (m for lay, m in todo if lay == layer):
             log.info("sweep: layer %d, %s", layer, method)
             record = _configuration(

@@ -1,0 +1,43 @@
+"""Clusters without labelled pixels in the majority-vote suggestion (``cluster.suggest_unseen``)."""
+
+import numpy as np
+import yaml
+
+from roadparse.merge import DISCARD, merge_map_yaml, name_unseen_clusters
+
+NAMES = ["road", "white_marking", "other"]
+
+
+def _suggestion(cluster: int, name: str, pixels: int, masks: int = 4) -> dict:
+    majority = None if not pixels else (name if name != DISCARD else "road")
+    return {"cluster": cluster, "class": name, "majority": majority, "purity": 0.9 if pixels else 0.0, "pixels": pixels, "masks": masks}
+
+
+def _rows() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    centres = np.eye(4, 8) * 5  # four directions: clusters 0..3
+    centres[3] = centres[1] + np.eye(1, 8, 4)[0]  # cluster 3 lies near cluster 1 (white marking)
+    labels = np.repeat(np.arange(4), 10)
+    return centres[labels] + rng.normal(scale=0.1, size=(40, 8)), labels
+
+
+def test_an_unseen_cluster_takes_its_nearest_named_clusters_class() -> None:
+    features, labels = _rows()
+    suggestions = [_suggestion(0, "road", 500), _suggestion(1, "white_marking", 80), _suggestion(2, DISCARD, 300),
+                   _suggestion(3, DISCARD, 0)]
+    named = name_unseen_clusters(suggestions, labels, features)
+    assert named[3]["class"] == "white_marking" and named[3]["nearest"] == 1 and 0.9 < named[3]["similarity"] <= 1
+    assert [item["class"] for item in named[:3]] == ["road", "white_marking", DISCARD]  # seen clusters keep their vote
+    assert suggestions[3]["class"] == DISCARD  # the input is not modified
+    text = merge_map_yaml(named, NAMES, "test")
+    assert yaml.safe_load(text)["clusters"][3] == "white_marking"
+    assert "no labelled pixel: named after its nearest named cluster 1" in text
+
+
+def test_a_mixed_cluster_is_never_a_donor_and_without_donors_nothing_changes() -> None:
+    features, labels = _rows()
+    suggestions = [_suggestion(0, "road", 500), _suggestion(1, DISCARD, 80), _suggestion(2, "other", 300),
+                   _suggestion(3, DISCARD, 0)]
+    assert name_unseen_clusters(suggestions, labels, features)[3]["nearest"] != 1  # cluster 1 was discarded as mixed
+    only_unseen = [_suggestion(c, DISCARD, 0) for c in range(4)]
+    assert name_unseen_clusters(only_unseen, labels, features) == only_unseen
