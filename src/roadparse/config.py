@@ -119,6 +119,18 @@ class MasksSettings(_Section):
     offline_min_size: int | None = Field(
         None, ge=1, description="offline 'felzenszwalb': the same in pixels; overrides offline_min_size_cm2"
     )
+    offline_lines: bool = Field(
+        False,
+        description="offline generator: also propose thin dark lines (crack sealing, joints) as masks of their own, found by a "
+        "morphological black-hat, on top of the segments they cross (kept by length, not by the area filter)",
+    )
+    offline_line_width_cm: float = Field(6.0, gt=0, description="offline_lines: widest line in cm (the black-hat disc is wider)")
+    offline_line_width: float | None = Field(None, gt=0, description="offline_lines: the same in pixels; overrides offline_line_width_cm")
+    offline_line_min_length_cm: float = Field(20.0, gt=0, description="offline_lines: shortest line in cm")
+    offline_line_min_length: float | None = Field(None, gt=0, description="offline_lines: the same in pixels; overrides offline_line_min_length_cm")
+    offline_line_threshold: float = Field(
+        4.0, gt=0, description="offline_lines: black-hat response above the tile's median by this many robust standard deviations"
+    )
     merge_across_tiles: bool = Field(
         False,
         description="after per-tile generation, group each frame's masks into objects: duplicates from overlapping tiles "
