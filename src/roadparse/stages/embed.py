@@ -155,11 +155,13 @@ def mask_shape(mask: np.ndarray, gsd_cm: float) -> np.ndarray:
     inside[ys - ys.min() + 1, xs - xs.min() + 1] = 1
     distances = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     width_px = max(4.0 * (float(distances[inside > 0].mean()) - 0.5), 1.0)
-    if count > 2:
-        spread = np.sort(np.linalg.eigvalsh(np.cov(np.vstack([xs, ys]).astype(np.float64))))
-        elongation = 0.5 * np.log((spread[1] + 1 / 12) / (spread[0] + 1 / 12))  # + a pixel's own variance
-    else:
-        elongation = 0.0
+    # the 2 x 2 covariance's eigenvalues in closed form, from plain sums: BLAS (np.cov) sums in an order
+    # that depends on its thread count, and a mask's row must not depend on the worker that made it
+    dx, dy, dof = xs - xs.mean(), ys - ys.mean(), max(count - 1, 1)  # the sample covariance, as np.cov
+    sxx, syy, sxy = float((dx * dx).sum()) / dof, float((dy * dy).sum()) / dof, float((dx * dy).sum()) / dof
+    half_gap = float(np.hypot((sxx - syy) / 2, sxy))
+    major, minor = (sxx + syy) / 2 + half_gap, max((sxx + syy) / 2 - half_gap, 0.0)
+    elongation = 0.5 * np.log((major + 1 / 12) / (minor + 1 / 12))  # + a pixel's own variance
     return np.array([np.log10(count * gsd_cm**2), np.log10(width_px * gsd_cm), elongation], np.float32)
 
 
