@@ -62,7 +62,7 @@ def thin_dark_lines(image: np.ndarray, width: float, min_length: float, threshol
     response = response.astype(np.float32)
     centre = float(np.median(response))
     spread = max(1.4826 * float(np.median(np.abs(response - centre))), 0.5)  # flat images: half a grey level
-    components, count = ndimage.label(response > centre + threshold * spread, structure=np.ones((3, 3)))
+    components, _ = ndimage.label(response > centre + threshold * spread, structure=np.ones((3, 3)))
     lines = np.zeros(components.shape, np.int32)
     kept = 0
     for index, window in enumerate(ndimage.find_objects(components), start=1):
@@ -143,7 +143,7 @@ class OfflineMaskGenerator:
         self.line_threshold = line_threshold
 
     def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
-        """Returns the mask records of an (H, W, 3) uint8 image (largest first)."""
+        """Returns the mask records of an (H, W, 3) uint8 image: the segments largest first, then the lines (with ``line_width``)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
         if self.method == "felzenszwalb":
