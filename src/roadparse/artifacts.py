@@ -188,10 +188,7 @@ def colour_path(workspace: Workspace) -> Path:
 
 def read_colour(workspace: Workspace) -> np.ndarray:
     """Returns the (N, 6) float32 colour statistics of every embedded mask."""
-    path = colour_path(workspace)
-    if not path.exists():
-        raise ValueError(f"{path}: no mask colour statistics; re-run `roadparse embed`")
-    return np.load(path)
+    return _mask_statistics(colour_path(workspace), "no mask colour statistics; re-run `roadparse embed`")
 
 
 def shape_path(workspace: Workspace) -> Path:
@@ -202,8 +199,13 @@ def shape_path(workspace: Workspace) -> Path:
 def read_shape(workspace: Workspace) -> np.ndarray:
     """Returns the (N, 3) float32 physical shape of every embedded mask."""
     path = shape_path(workspace)
+    return _mask_statistics(path, f"no mask shapes (the embedding predates them); delete {path.parent} and re-run `roadparse embed`")
+
+
+def _mask_statistics(path: Path, missing: str) -> np.ndarray:
+    """Returns the array saved at ``path``; raises ValueError('<path>: <missing>') when there is none."""
     if not path.exists():
-        raise ValueError(f"{path}: no mask shapes (the embedding predates them); delete {path.parent} and re-run `roadparse embed`")
+        raise ValueError(f"{path}: {missing}")
     return np.load(path)
 
 
