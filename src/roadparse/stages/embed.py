@@ -154,11 +154,18 @@ def mask_shape(mask: np.ndarray, gsd_cm: float) -> np.ndarray:
     inside = np.zeros((ys.max() - ys.min() + 3, xs.max() - xs.min() + 3), np.uint8)  # the box, one pixel of border around
     inside[ys - ys.min() + 1, xs - xs.min() + 1] = 1
     distances = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    width_px = max(4.0 * (float(distances[inside > 0].mean()) - 0.5), 1.0)
-    # the 2 x 2 covariance's eigenvalues in closed form, from plain sums: BLAS (np.cov) sums in an order
-    # that depends on its thread count, and a mask's row must not depend on the worker that made it
-    dx, dy, dof = xs - xs.mean(), ys - ys.mean(), max(count - 1, 1)  # the sample covariance, as np.cov
-    sxx, syy, sxy = float((dx * dx).sum()) / dof, float((dy * dy).sum()) / dof, float((dx * dy).sum()) / dof
+    # summed in float64: every distance is a float32 multiple of 2^-23, so the sum is exact in any order while it
+    # stays under 2^30 (masks up to ~1,800 px square); a float32 mean's last bit depends on the array's
+    # alignment, i.e. on the process that made it
+    width_px = max(4.0 * (float(distances[inside > 0].sum(dtype=np.float64)) / count - 0.5), 1.0)
+    # the 2 x 2 sample covariance (as np.cov) from exact integer sums, its eigenvalues in closed form: float sums
+    # (BLAS, pairwise) round in an order that depends on threads and alignment, and a mask's row must not depend
+    # on the worker that made it
+    n, sx, sy = count, int(xs.sum()), int(ys.sum())
+    pairs = n * max(n - 1, 1)
+    sxx = (n * int((xs * xs).sum()) - sx * sx) / pairs
+    syy = (n * int((ys * ys).sum()) - sy * sy) / pairs
+    sxy = (n * int((xs * ys).sum()) - sx * sy) / pairs
     half_gap = float(np.hypot((sxx - syy) / 2, sxy))
     major, minor = (sxx + syy) / 2 + half_gap, max((sxx + syy) / 2 - half_gap, 0.0)
     elongation = 0.5 * np.log((major + 1 / 12) / (minor + 1 / 12))  # + a pixel's own variance
