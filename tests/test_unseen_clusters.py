@@ -1,9 +1,16 @@
 """Clusters without labelled pixels in the majority-vote suggestion (``cluster.suggest_unseen``)."""
 
+from pathlib import Path
+
 import numpy as np
 import yaml
 
+from roadparse.config import load_settings
+from roadparse.io.labels import IGNORE_INDEX, load_classes, read_label_png, write_label_png
 from roadparse.merge import DISCARD, merge_map_yaml, name_unseen_clusters
+from roadparse.review.session import ReviewSession
+from roadparse.stages import cluster
+from test_pseudolabel import MARKINGS, SETTINGS, build_workspace
 
 NAMES = ["road", "white_marking", "other"]
 
@@ -41,3 +48,26 @@ def test_a_mixed_cluster_is_never_a_donor_and_without_donors_nothing_changes() -
     assert name_unseen_clusters(suggestions, labels, features)[3]["nearest"] != 1  # cluster 1 was discarded as mixed
     only_unseen = [_suggestion(c, DISCARD, 0) for c in range(4)]
     assert name_unseen_clusters(only_unseen, labels, features) == only_unseen
+
+
+def test_stage_names_a_cluster_the_naming_frames_do_not_label_and_the_review_page_says_so(tmp_path: Path) -> None:
+    workspace, labels_dir = build_workspace(tmp_path)
+    for frame in ("frame1", "frame2"):  # the naming frames' labels leave the markings unlabelled
+        label = read_label_png(labels_dir / f"{frame}.png").copy()
+        for x, y in MARKINGS:
+            label[y : y + 6, x : x + 6] = IGNORE_INDEX
+        write_label_png(labels_dir / f"{frame}.png", label, load_classes())
+    base = [*SETTINGS, f"run.dev_labels={labels_dir}", 'run.dev_frames=["frame0"]', 'run.naming_frames=["frame1", "frame2"]']
+    suggested = workspace.root / "cluster" / "merge_map.suggested.yaml"
+    cluster.run(workspace, load_settings(overrides=base))
+    discarded = [c for c, v in yaml.safe_load(suggested.read_text())["clusters"].items() if v == DISCARD]
+    assert len(discarded) == 1  # the markings' cluster: no labelled pixel
+    settings = load_settings(overrides=[*base, "cluster.suggest_unseen=nearest"])
+    cluster.run(workspace, settings)
+    named = yaml.safe_load(suggested.read_text())["clusters"]
+    assert named[discarded[0]] in {"road", "other"}
+    assert "named after its nearest named cluster" in suggested.read_text()
+    state = ReviewSession(workspace, settings).state()
+    notes = {c["id"]: c["suggestion_note"] for c in state["clusters"]}
+    assert notes[discarded[0]].startswith("no labelled pixel: suggested after its nearest named cluster")
+    assert [c for c, note in notes.items() if note] == [discarded[0]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -48,6 +49,13 @@ from roadparse.review.choices import choices_payload
 from roadparse.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+_GUESSED = re.compile(
+    r"^\s*(?P<cluster>\d+):[^#\n]*#\s*no labelled pixel: named after its nearest named cluster (?P<nearest>\d+) "
+    r"\(cosine (?P<cosine>[-\d.]+)\)",
+    re.MULTILINE,
+)
+"""A suggested-map line of a cluster named by ``cluster.suggest_unseen: nearest`` (see ``merge.merge_map_yaml``)."""
 
 THUMB = 168
 """Member thumbnails, display pixels (drawn at 120 CSS px: sharp on high-density screens)."""
@@ -138,6 +146,23 @@ class ReviewSession:
             log.warning("review: ignoring the suggestion: %s", exc)
             return {}
 
+    def suggestion_notes(self) -> dict[int, str]:
+        """Returns cluster -> why its suggestion is a guess, from the comments of the suggested map.
+
+        A cluster with no labelled pixel named after its nearest named cluster
+        (``cluster.suggest_unseen: nearest``) says so on its line; the page shows it, so a person
+        knows which suggestions no label voted for.
+        """
+        path = suggested_merge_map_path(self.workspace)
+        if not path.exists():
+            return {}
+        notes = {}
+        for match in _GUESSED.finditer(path.read_text()):
+            notes[int(match["cluster"])] = (
+                f"no labelled pixel: suggested after its nearest named cluster {match['nearest']} (cosine {match['cosine']})"
+            )
+        return notes
+
     def suggestion_entry(self, cluster_id: int, value: str | Split | None) -> dict[str, Any]:
         """Returns a cluster's suggestion as the page shows it: ``suggestion``, ``suggested_split``, ``suggestion_warning``.
 
@@ -192,6 +217,7 @@ class ReviewSession:
     def state(self) -> dict[str, Any]:
         """Returns everything the page needs to draw itself (JSON)."""
         suggestions = self.suggestions()
+        notes = self.suggestion_notes()
         saved, warning = self.saved()
         order = sorted(range(self.n_clusters), key=lambda c: (-int(self.sizes[c]), c))
         clusters = []
@@ -204,6 +230,7 @@ class ReviewSession:
                     "size": int(self.sizes[cluster_id]),
                     "mean_area": float(self.areas[rows].mean()) if len(rows) else 0.0,
                     **self.suggestion_entry(cluster_id, suggestions.get(cluster_id)),
+                    "suggestion_note": notes.get(cluster_id),
                     "typical": typical,
                     "random": sample,
                 }

@@ -204,6 +204,7 @@ function renderCluster(clusterId) {
     meta.append(el("div", "stat suggestion", `suggestion: ${suggested}`));
   }
   if (c.suggestion_warning) meta.append(el("div", "stat warn", c.suggestion_warning));
+  if (c.suggestion_note) meta.append(el("div", "stat guess", c.suggestion_note));
 
   const body = el("div", "body");
   const isSplit = choice && choice.kind === "split";
