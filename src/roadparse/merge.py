@@ -380,6 +380,10 @@ def format_merge_map(
     return text
 
 
+UNSEEN_NOTE = "no labelled pixel: named after its nearest named cluster"
+"""How the suggested map's comment begins for a cluster named by :func:`name_unseen_clusters` (the review page finds it)."""
+
+
 def name_unseen_clusters(
     suggestions: Sequence[dict[str, Any]], mask_clusters: np.ndarray, features: np.ndarray
 ) -> list[dict[str, Any]]:
@@ -433,8 +437,7 @@ def merge_map_yaml(
             evidence += f", {item['pixels']} labelled px"
         value: str | Split = str(item["class"])
         if "nearest" in item:
-            evidence = (f"no labelled pixel: named after its nearest named cluster {item['nearest']} "
-                        f"(cosine {item['similarity']:.3f}), {item['masks']} masks")
+            evidence = f"{UNSEEN_NOTE} {item['nearest']} (cosine {item['similarity']:.3f}), {item['masks']} masks"
         if "split" in item:
             value = parse_split(item["split"], f"suggestion for cluster {item['cluster']}")
             evidence = f"split ({evidence}; +{item['split_gain']} px named right): " + "; ".join(

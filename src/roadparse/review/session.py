@@ -37,6 +37,7 @@ from roadparse.io import rle as rle_io
 from roadparse.io.images import read_image
 from roadparse.io.labels import IGNORE_INDEX, load_classes
 from roadparse.merge import (
+    UNSEEN_NOTE,
     TileCoverage,
     class_table,
     coverage_confusion,
@@ -51,8 +52,7 @@ from roadparse.workspace import Workspace
 log = logging.getLogger(__name__)
 
 _GUESSED = re.compile(
-    r"^\s*(?P<cluster>\d+):[^#\n]*#\s*no labelled pixel: named after its nearest named cluster (?P<nearest>\d+) "
-    r"\(cosine (?P<cosine>[-\d.]+)\)",
+    r"^\s*(?P<cluster>\d+):[^#\n]*#\s*" + re.escape(UNSEEN_NOTE) + r" (?P<nearest>\d+) \(cosine (?P<cosine>[-\d.]+)\)",
     re.MULTILINE,
 )
 """A suggested-map line of a cluster named by ``cluster.suggest_unseen: nearest`` (see ``merge.merge_map_yaml``)."""
