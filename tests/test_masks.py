@@ -246,7 +246,7 @@ def test_line_sizes_follow_the_gsd_and_pixels_win() -> None:
     at_one = masks_at_gsd(MasksSettings(offline_lines=True), 1.0)
     assert (at_one.offline_line_width, at_one.offline_line_min_length) == (6.0, 20.0)
     assert masks_at_gsd(MasksSettings(offline_lines=True), 0.25).offline_line_width == 24.0
-    assert masks_at_gsd(MasksSettings(offline_line_width=9), 0.25).offline_line_width == 9
+    assert masks_at_gsd(MasksSettings(offline_lines=True, offline_line_width=9), 0.25).offline_line_width == 9
     generator = load_mask_generator(MasksSettings(generator="felzenszwalb"), gsd_cm=1.0)
     assert isinstance(generator, OfflineMaskGenerator) and generator.line_width is None  # off by default
 

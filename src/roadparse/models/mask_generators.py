@@ -72,9 +72,11 @@ def masks_at_gsd(settings: MasksSettings, gsd_cm: float) -> MasksSettings:
     """Returns ``settings`` with every pixel size filled in for tiles at ``gsd_cm`` cm/px.
 
     A pixel setting given by the user (``min_mask_area``, ``offline_scale``, ``offline_sigma``,
-    ``offline_min_size``, ``offline_line_width``, ``offline_line_min_length``) wins over its physical twin; otherwise the physical value is
-    converted (areas by GSD², lengths by GSD). At the paper's 0.25 cm/px the physical
-    defaults give the paper's pixel values (3000 px, scale 200, sigma 0.5).
+    ``offline_min_size``, ``offline_line_width``, ``offline_line_min_length``) wins over its
+    physical twin; otherwise the physical value is converted (areas by GSD², lengths by GSD);
+    ``offline_line_width`` stays None while ``offline_lines`` is off (no line proposals). At the
+    paper's 0.25 cm/px the physical defaults give the paper's pixel values (3000 px, scale 200,
+    sigma 0.5).
     """
     area = settings.min_mask_area
     if area is None:
@@ -84,7 +86,7 @@ def masks_at_gsd(settings: MasksSettings, gsd_cm: float) -> MasksSettings:
         min_size = max(1, round(area_px(settings.offline_min_size_cm2, gsd_cm)))
     scale = settings.offline_scale if settings.offline_scale is not None else area_px(settings.offline_scale_cm2, gsd_cm)
     sigma = settings.offline_sigma if settings.offline_sigma is not None else length_px(settings.offline_sigma_cm, gsd_cm)
-    line_width = settings.offline_line_width or length_px(settings.offline_line_width_cm, gsd_cm)
+    line_width = (settings.offline_line_width or length_px(settings.offline_line_width_cm, gsd_cm)) if settings.offline_lines else None
     line_length = settings.offline_line_min_length or length_px(settings.offline_line_min_length_cm, gsd_cm)
     return settings.model_copy(
         update={"min_mask_area": area, "offline_scale": scale, "offline_sigma": sigma, "offline_min_size": min_size,
@@ -117,7 +119,7 @@ def load_mask_generator(
             n_segments=settings.offline_segments,
             merge_threshold=settings.offline_merge,
             min_mask_area=settings.min_mask_area,  # type: ignore[arg-type]
-            line_width=settings.offline_line_width if settings.offline_lines else None,
+            line_width=settings.offline_line_width,  # None unless offline_lines
             line_min_length=settings.offline_line_min_length,  # type: ignore[arg-type]
             line_threshold=settings.offline_line_threshold,
         )

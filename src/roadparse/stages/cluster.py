@@ -160,10 +160,14 @@ def suggest_by_majority(
     n_clusters = int(workspace.require_manifest("cluster")["summary"]["n_clusters"])
     suggestions = suggest_from_histograms(clusters, histograms, n_clusters, classes.names, purity)
     source = f"majority vote of the ground truth in {labels_dir}{_frames_note(tiles)}, min purity {purity}"
-    if section.suggest_split_purity is not None:
-        features = clustering_features(workspace, section.layer, section)
+    unseen = section.suggest_unseen == "nearest" and any(not item.get("pixels") for item in suggestions)
+    features = (
+        np.asarray(clustering_features(workspace, section.layer, section))
+        if section.suggest_split_purity is not None or unseen else None
+    )
+    if features is not None and section.suggest_split_purity is not None:
         suggestions = split_mixed_suggestions(
-            suggestions, clusters, histograms, np.asarray(features), classes.names,
+            suggestions, clusters, histograms, features, classes.names,
             purity, section.suggest_split_purity, section.suggest_split_max_parts, folds,
         )
         source += (
@@ -171,9 +175,8 @@ def suggest_by_majority(
             f"{section.suggest_split_max_parts} parts where that names more pixels right "
             f"(cross-validated over {len(folds) if folds is not None else 0} labelled frames or tiles)"
         )
-    if section.suggest_unseen == "nearest" and any(not item.get("pixels") for item in suggestions):
-        features = clustering_features(workspace, section.layer, section)
-        suggestions = name_unseen_clusters(suggestions, clusters, np.asarray(features))
+    if features is not None and unseen:
+        suggestions = name_unseen_clusters(suggestions, clusters, features)
         source += "; clusters without a labelled pixel named after their nearest named cluster"
     path = suggested_merge_map_path(workspace)
     atomic_write_text(path, merge_map_yaml(suggestions, classes.names, source))

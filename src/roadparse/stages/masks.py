@@ -27,7 +27,6 @@ from roadparse.executor import BatchFn, make_executor, process_batches
 from roadparse.io import rle as rle_io
 from roadparse.io.images import read_image
 from roadparse.models.mask_generators import MaskGenerator, load_mask_generator, masks_at_gsd
-from roadparse.models.offline_masks import OfflineMaskGenerator
 from roadparse.tile_merge import TilePlace, group_objects, match_masks
 from roadparse.workspace import StageManifest, Workspace, atomic_write_json
 
@@ -63,7 +62,7 @@ class GeneratorsByGsd:
 
     _PIXEL_ATTRIBUTES = (("min_mask_area", "min_mask_area"), ("scale", "offline_scale"),
                          ("sigma", "offline_sigma"), ("min_size", "offline_min_size"),
-                         ("line_min_length", "offline_line_min_length"))
+                         ("line_width", "offline_line_width"), ("line_min_length", "offline_line_min_length"))
 
     def __init__(self, settings: MasksSettings, given: MaskGenerator | None = None):
         self.settings = settings
@@ -88,8 +87,6 @@ class GeneratorsByGsd:
                 for attribute, name in self._PIXEL_ATTRIBUTES:
                     if hasattr(clone, attribute):
                         setattr(clone, attribute, getattr(resolved, name))
-                if isinstance(clone, OfflineMaskGenerator) and clone.line_width is not None:  # None: line proposals off
-                    clone.line_width = resolved.offline_line_width
                 self._by_gsd[key] = clone
             log.info("masks: tiles at %g cm/px: masks under %d px dropped", key, self.pixels(key).min_mask_area)
         return self._by_gsd[key]
