@@ -13,18 +13,22 @@ from click.testing import CliRunner
 
 from roadparse.artifacts import (
     clustering_features,
+    list_tiles,
+    read_colour,
     read_features,
     read_index,
     read_shape,
+    read_surround,
     shape_path,
+    surround_path,
 )
 from roadparse.config import load_settings
 from roadparse.io import rle
-from roadparse.io.images import write_image
+from roadparse.io.images import read_image, write_image
 from roadparse.models.efficientnet_lite import LAYER_CHANNELS, load_efficientnet_lite0
 from roadparse.models.encoders import IMAGENET_MEAN, IMAGENET_STD, list_encoders, load_encoder
 from roadparse.stages import embed
-from roadparse.stages.embed import crop_mask, mask_shape, padded_box
+from roadparse.stages.embed import crop_mask, mask_shape, padded_box, surround_colour
 from roadparse.workspace import Workspace
 
 transformers = pytest.importorskip("transformers")
@@ -322,4 +326,27 @@ def test_stage_records_each_mask_shape_at_the_tiles_gsd(tmp_path: Path) -> None:
     assert clustering_features(workspace, 7, section).shape == (2, 320 + 3)
     shape_path(workspace).unlink()  # an embedding from before shapes were recorded
     with pytest.raises(ValueError, match="no mask shapes"):
+        clustering_features(workspace, 7, section)
+
+
+def test_stage_records_each_mask_surround_at_the_tiles_gsd(tmp_path: Path) -> None:
+    boxes = [(2, 3, 30, 20), (0, 0, 48, 4)]
+    workspace = _build_workspace(tmp_path / "work", {"t0": boxes}, gsd_cm=2.0)
+    settings = load_settings(None, ["embed.encoder=efficientnet-lite0", "embed.layers=[7]", "embed.crop_size=32",
+                                    "embed.device=cpu", "embed.surround_cm=10"])
+    embed.run(workspace, settings, encoder=load_encoder("efficientnet-lite0", [7], "cpu"))
+    surrounds = read_surround(workspace)
+    assert surrounds.shape == (2, 6)
+    image = read_image(list_tiles(workspace)[0].path)
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+    for row, (x0, y0, x1, y1) in zip(surrounds, boxes, strict=True):
+        mask = np.zeros((48, 48), bool)
+        mask[y0:y1, x0:x1] = True
+        np.testing.assert_array_equal(row, surround_colour(lab, mask, image.any(axis=2), 5.0))  # 10 cm at 2 cm/px
+    section = load_settings(None, ["cluster.layer=7", "cluster.contrast_weight=1"]).cluster
+    features = clustering_features(workspace, 7, section)
+    assert features.shape == (2, 320 + 6)
+    np.testing.assert_allclose(features[:, 320:], read_colour(workspace) - surrounds, atol=1e-6)
+    surround_path(workspace).unlink()  # an embedding from before surrounds were recorded
+    with pytest.raises(ValueError, match="no mask surrounds"):
         clustering_features(workspace, 7, section)

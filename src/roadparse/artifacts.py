@@ -202,6 +202,17 @@ def read_shape(workspace: Workspace) -> np.ndarray:
     return _mask_statistics(path, f"no mask shapes (the embedding predates them); delete {path.parent} and re-run `roadparse embed`")
 
 
+def surround_path(workspace: Workspace) -> Path:
+    """Returns the path of the (N, 6) float32 colour statistics of a ring around each mask, feature-row order."""
+    return workspace.root / "embed" / "surround.npy"
+
+
+def read_surround(workspace: Workspace) -> np.ndarray:
+    """Returns the (N, 6) float32 colour statistics of each embedded mask's surround."""
+    path = surround_path(workspace)
+    return _mask_statistics(path, f"no mask surrounds (the embedding predates them); delete {path.parent} and re-run `roadparse embed`")
+
+
 def _mask_statistics(path: Path, missing: str) -> np.ndarray:
     """Returns the array saved at ``path``; raises ValueError('<path>: <missing>') when there is none."""
     if not path.exists():
@@ -358,15 +369,18 @@ def mask_rows(table: Any) -> dict[tuple[str, str], int]:
 
 
 def clustering_features(workspace: Workspace, layer: int, section: ClusterSettings) -> np.ndarray:
-    """Returns the (N, D) features of ``layer`` that get clustered, with the colour statistics and
-    physical shapes appended as ``section.colour_weight`` / ``section.shape_weight`` ask."""
+    """Returns the (N, D) features of ``layer`` that get clustered, with the colour statistics, physical
+    shapes and colour contrasts with the surround appended as ``section.colour_weight`` /
+    ``section.shape_weight`` / ``section.contrast_weight`` ask."""
     features = read_features(workspace, layer)
-    if section.colour_weight == 0 and section.shape_weight == 0:
+    if section.colour_weight == 0 and section.shape_weight == 0 and section.contrast_weight == 0:
         return features
+    colour = read_colour(workspace) if section.colour_weight or section.contrast_weight else None
     return append_statistics(
         features,
-        read_colour(workspace) if section.colour_weight else None, section.colour_weight,
+        colour, section.colour_weight,
         read_shape(workspace) if section.shape_weight else None, section.shape_weight,
+        None if colour is None or not section.contrast_weight else colour - read_surround(workspace), section.contrast_weight,
     )
 
 

@@ -57,17 +57,21 @@ def append_statistics(
     colour_weight: float,
     shape: np.ndarray | None = None,
     shape_weight: float = 0.0,
+    contrast: np.ndarray | None = None,
+    contrast_weight: float = 0.0,
 ) -> np.ndarray:
-    """Returns (N, D [+ 6] [+ 3]) float32: L2-normalised ``features`` with the weighted mask statistics appended.
+    """Returns (N, D [+ 6] [+ 3] [+ 6]) float32: L2-normalised ``features`` with the weighted mask statistics appended.
 
     ``colour`` is (N, 6) per-mask colour statistics (embed stage), appended × ``colour_weight``.
     ``shape`` is (N, 3) per-mask physical shape (log area, log width, elongation), standardised
     over the N masks (each column to mean 0, standard deviation 1) and appended ×
-    ``shape_weight`` / √3, so the block weighs as one unit whatever its scale. A weight of 0
-    leaves its block out; both 0 return the features unchanged.
+    ``shape_weight`` / √3, so the block weighs as one unit whatever its scale. ``contrast`` is
+    (N, 6) mask colour minus surround colour (same scale as ``colour``), appended ×
+    ``contrast_weight``. A weight of 0 leaves its block out; all 0 return the features unchanged.
     """
     blocks: list[np.ndarray] = []
-    for name, values, weight in (("colour", colour, colour_weight), ("shape", shape, shape_weight)):
+    for name, values, weight in (("colour", colour, colour_weight), ("shape", shape, shape_weight),
+                                 ("contrast", contrast, contrast_weight)):
         if weight == 0:
             continue
         if values is None or values.shape[0] != features.shape[0]:

@@ -171,6 +171,11 @@ class EmbedSettings(_Section):
         "(mostly road surface) equal the run's mean median grey, removing per-frame white balance and exposure; "
         "none: pixels as they are (paper)",
     )
+    surround_cm: float = Field(
+        25.0, gt=0,
+        description="width in cm of the ring around each mask whose CIELab colour statistics are recorded as its surround "
+        "(`cluster.contrast_weight`)",
+    )
     batch_size: int = Field(32, gt=0, description="crops per forward pass")
     device: str = Field("auto", description="torch device")
 
@@ -191,6 +196,12 @@ class ClusterSettings(_Section):
         0.0, ge=0,
         description="append the masks' physical shape (log area in cm², log width in cm, elongation; standardised) with this "
         "weight; 0: off (paper). Sizes in cm do not change with the GSD, crops' pixels do",
+    )
+    contrast_weight: float = Field(
+        0.0, ge=0,
+        description="append each mask's colour contrast with its surround (CIELab mean and std of the mask minus those of a "
+        "ring `embed.surround_cm` wide around it) with this weight; 0: off (paper). Tells apart things of one colour on "
+        "different ground (white paint on asphalt, a bright rail beside a kerb)",
     )
     pca_dim: int | None = Field(None, description="reduce to this many dimensions with PCA first (null: no PCA)")
     n_neighbors: int = Field(15, ge=2, description="spectral: neighbours in the kNN affinity graph")

@@ -38,6 +38,7 @@ from roadparse.artifacts import (
     read_objects,
     read_tile_masks,
     shape_path,
+    surround_path,
 )
 from roadparse.config import REFERENCE_GSD_CM, EmbedSettings, Settings
 from roadparse.executor import make_executor, process_batches
@@ -110,6 +111,8 @@ class TileCrops:
     """(n, 6) float32 colour statistics of each mask's pixels (see :func:`mask_colour`)."""
     shapes: np.ndarray = field(default_factory=lambda: np.zeros((0, SHAPE_DIMS), np.float32))
     """(n, 3) float32 physical shape of each mask (see :func:`mask_shape`)."""
+    surrounds: np.ndarray = field(default_factory=lambda: np.zeros((0, COLOUR_DIMS), np.float32))
+    """(n, 6) float32 colour statistics of a ring around each mask (see :func:`surround_colour`)."""
     features: dict[int, list[np.ndarray]] = field(default_factory=dict)
     encoded: int = 0
 
@@ -133,6 +136,32 @@ def mask_colour(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if pixels.size == 0:
         return np.zeros(COLOUR_DIMS, np.float32)
     return (np.concatenate([pixels.mean(axis=0), pixels.std(axis=0)]) / 128.0).astype(np.float32)
+
+
+def surround_colour(lab: np.ndarray, mask: np.ndarray, valid: np.ndarray, width_px: float) -> np.ndarray:
+    """Returns (6,) float32: CIELab mean and standard deviation (/ 128, as :func:`mask_colour`) of the
+    ``valid`` pixels outside ``mask`` and within ``width_px`` of it; the mask's own statistics when
+    there are none (a mask filling its tile: no contrast).
+
+    The sums are exact integer sums of the uint8 channels, so a row does not depend on the process
+    that made it. ``cluster.contrast_weight`` clusters on mask minus surround: white paint on dark
+    asphalt and a bright rail beside a bright kerb differ there even where their own colours agree.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return np.zeros(COLOUR_DIMS, np.float32)
+    reach = int(np.ceil(width_px)) + 1
+    y0, y1 = max(ys.min() - reach, 0), min(ys.max() + reach + 1, mask.shape[0])
+    x0, x1 = max(xs.min() - reach, 0), min(xs.max() + reach + 1, mask.shape[1])
+    window = mask[y0:y1, x0:x1]
+    distances = cv2.distanceTransform((~window).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    ring = (distances <= np.float32(width_px)) & ~window & valid[y0:y1, x0:x1]
+    pixels = (lab[y0:y1, x0:x1][ring] if ring.any() else lab[mask]).astype(np.int64)
+    count = len(pixels)
+    mean = pixels.sum(axis=0) / count
+    spread = np.sqrt(np.maximum((pixels * pixels).sum(axis=0) / count - mean * mean, 0.0))
+    return (np.concatenate([mean, spread]) / 128.0).astype(np.float32)
 
 
 SHAPE_DIMS = 3
@@ -328,17 +357,21 @@ def tile_crops(
     areas = np.empty(len(masks), dtype=np.int64)
     colours = np.empty((len(masks), COLOUR_DIMS), dtype=np.float32)
     shapes = np.empty((len(masks), SHAPE_DIMS), dtype=np.float32)
+    surrounds = np.empty((len(masks), COLOUR_DIMS), dtype=np.float32)
     gsd = tile.gsd_cm or REFERENCE_GSD_CM
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+    valid = np.asarray(image.any(axis=2))  # zero padding beyond the frame is not surround
     for i, record in enumerate(masks):
         key = mask_key(tile.id, record.get("id", i))
         if objects is not None and key in objects.groups:
             canvas, covered, boxes[i], areas[i] = objects.canvas(key)
             crop_box = padded_box((0, 0, canvas.shape[1], canvas.shape[0]), MIN_CROP_SIDE, canvas.shape[1], canvas.shape[0])
             crops[i] = crop_mask(canvas, crop_box, size, covered if settings.mask_background else None)
-            colours[i] = mask_colour(cv2.cvtColor(canvas, cv2.COLOR_RGB2LAB), covered)
+            canvas_lab = cv2.cvtColor(canvas, cv2.COLOR_RGB2LAB)
+            colours[i] = mask_colour(canvas_lab, covered)
             step = (areas[i] / max(int(covered.sum()), 1)) ** 0.5  # the canvas's subsampling
             shapes[i] = mask_shape(covered, gsd * step)
+            surrounds[i] = surround_colour(canvas_lab, covered, np.asarray(canvas.any(axis=2)), settings.surround_cm / (gsd * step))
             continue
         mask = rle.decode(record["rle"])
         if mask.shape != (height, width):
@@ -350,7 +383,8 @@ def tile_crops(
         crops[i] = crop_mask(image, crop_box, size, mask if settings.mask_background else None)
         colours[i] = mask_colour(lab, mask)
         shapes[i] = mask_shape(mask, gsd)
-    return TileCrops(tile, [record.get("id", i) for i, record in enumerate(masks)], boxes, areas, crops, colours, shapes)
+        surrounds[i] = surround_colour(lab, mask, valid, settings.surround_cm / gsd)
+    return TileCrops(tile, [record.get("id", i) for i, record in enumerate(masks)], boxes, areas, crops, colours, shapes, surrounds)
 
 
 def _safe_name(tile_id: str) -> str:
@@ -370,6 +404,7 @@ def _write_part(stage_dir: Path, run_fingerprint: str, entry: TileCrops, layers:
         "areas": entry.areas,
         "colours": entry.colours,
         "shapes": entry.shapes,
+        "surrounds": entry.surrounds,
     }
     dims = {}
     for layer in layers:
@@ -387,8 +422,8 @@ def _part_valid(run: StageRun, tile_id: str) -> bool:
     path = part_path(run.dir, tile_id)
     if not (run.item_done(tile_id) and path.exists()):
         return False
-    with np.load(path) as part:  # a part written before shapes were recorded is redone
-        return str(part["fingerprint"]) == run.fingerprint and "shapes" in part.files
+    with np.load(path) as part:  # a part written before shapes and surrounds were recorded is redone
+        return str(part["fingerprint"]) == run.fingerprint and "surrounds" in part.files
 
 
 class _Batcher:
@@ -541,7 +576,7 @@ def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [_read_part(run, tile.id, ("mask_ids", "boxes", "areas", "colours", "shapes")) for tile in tiles]
+    rows = [_read_part(run, tile.id, ("mask_ids", "boxes", "areas", "colours", "shapes", "surrounds")) for tile in tiles]
     counts = [len(part["areas"]) for part in rows]
     total = sum(counts)
     if total == 0:
@@ -586,6 +621,9 @@ def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, 
     shapes = np.concatenate([part["shapes"].reshape(-1, SHAPE_DIMS) for part in rows]).astype(np.float32)
     with atomic_output(shape_path(run.workspace)) as tmp, open(tmp, "wb") as handle:
         np.save(handle, shapes)
+    surrounds = np.concatenate([part["surrounds"].reshape(-1, COLOUR_DIMS) for part in rows]).astype(np.float32)
+    with atomic_output(surround_path(run.workspace)) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, surrounds)
     return {"masks": total, "dims": {str(layer): int(dim) for layer, dim in dims.items()}}
 
 
