@@ -17,8 +17,10 @@ import shutil
 import time
 from pathlib import Path
 
+from roadparse.artifacts import list_tiles
 from roadparse.config import dump_settings
 from roadparse.demo import demo_settings, naming_frames_of
+from roadparse.dev_split import cluster_ceiling, dev_tiles
 from roadparse.io.images import list_images
 from roadparse.io.labels import load_classes
 from roadparse.pipeline import PipelineResult, finish_pipeline, run_until_merge, suggested_merge_map
@@ -67,12 +69,15 @@ def main() -> None:
     print("|---" * (len(names) + 3) + "|")
     for title, metrics in result.metrics.items():
         print(_row(title, metrics["scores"], names))
+    classes = load_classes(settings.classes)
+    best_map = cluster_ceiling(workspace, dev_tiles(workspace, settings.run), list_tiles(workspace), data / "labels", classes)
+    print(_row("*clusters named by every frame's labels*", best_map["scores"], names))
     summary = result.manifests["selftrain"]["summary"]
     print(f"best_round {summary['best_round']}; stopped by: {summary['stopped_by']}")
     print(summary["verdict"])
     print(f"stage seconds: {result.seconds}; total {time.perf_counter() - started:.0f} s")
     (args.out / "selftrain_metrics.json").write_text(
-        json.dumps({"metrics": {k: v["scores"] for k, v in result.metrics.items()}, "train": summary,
+        json.dumps({"metrics": {k: v["scores"] for k, v in result.metrics.items()}, "cluster_ceiling": best_map["scores"], "train": summary,
                     "seconds": result.seconds}, indent=1, default=str)
     )
 

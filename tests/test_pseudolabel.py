@@ -323,3 +323,27 @@ def test_held_out_tiles_are_neither_dev_nor_naming(tmp_path: Path) -> None:
     assert [t.id for t in held_out_tiles(workspace, run)] == ["frame2_t0"]
     (labels_dir / "frame2.png").unlink()  # a frame without labels is not held out: it cannot be scored
     assert held_out_tiles(workspace, run) == []
+
+
+def test_cluster_ceiling_names_each_cluster_by_its_majority(clustered: tuple[Workspace, Path]) -> None:
+    from roadparse.artifacts import assignments_path, list_tiles
+    from roadparse.dev_split import cluster_ceiling
+
+    workspace, labels_dir = clustered
+    tiles, classes = list_tiles(workspace), load_classes()
+    best = cluster_ceiling(workspace, tiles, tiles, labels_dir, classes)
+    assert best["scores"]["miou"] == pytest.approx(100.0)  # three pure clusters: the vote names each right
+    assert sorted(v for v in best["merge_map"].values() if v) == ["other", "road", "white_marking"]
+
+    table = pq.read_table(assignments_path(workspace))
+    clusters = np.array(table.column("cluster").to_pylist()).reshape(3, 5)
+    road, marking = int(clusters[0, 0]), int(clusters[0, 2])
+    merged = np.where(clusters.ravel() == marking, road, clusters.ravel())  # the markings fall into the road cluster
+    pq.write_table(table.set_column(table.column_names.index("cluster"), "cluster", pa.array(merged, pa.int64())),
+                   assignments_path(workspace))
+    mixed = cluster_ceiling(workspace, tiles, tiles, labels_dir, classes)
+    assert mixed["merge_map"][road] == "road" and mixed["merge_map"][marking] is None  # now empty
+    assert mixed["scores"]["iou"]["white_marking"] == 0 and mixed["scores"]["iou"]["other"] == pytest.approx(100.0)
+
+    with pytest.raises(ValueError, match="no ground truth for any tile"):  # nothing to name the clusters with
+        cluster_ceiling(workspace, tiles, [], labels_dir, classes)

@@ -11,11 +11,22 @@ from typing import Any
 
 import numpy as np
 
-from roadparse.artifacts import Tile, list_tiles, read_tile_masks, tile_ground_truth
+from roadparse.artifacts import (
+    Tile,
+    collect_coverage,
+    list_tiles,
+    mask_key,
+    mask_rows,
+    read_assignments,
+    read_objects,
+    read_tile_masks,
+    tile_ground_truth,
+    with_objects,
+)
 from roadparse.config import RunSettings
 from roadparse.io import rle
-from roadparse.io.labels import read_label_png
-from roadparse.merge import painting_order
+from roadparse.io.labels import IGNORE_INDEX, ClassSet, read_label_png
+from roadparse.merge import paint_masks, painting_order
 from roadparse.metrics import evaluate_pairs
 from roadparse.workspace import Workspace
 
@@ -98,3 +109,36 @@ def mask_ceiling(workspace: Workspace, tiles: list[Tile], gt_labels_dir: str | P
                 best[pixels] = int(counts.argmax())
         pairs.append((tile.id, best, truth))
     return evaluate_pairs(pairs, class_names)
+
+
+def cluster_ceiling(
+    workspace: Workspace, tiles: list[Tile], naming: list[Tile], gt_labels_dir: str | Path, classes: ClassSet,
+) -> dict[str, Any]:
+    """Returns metrics on ``tiles`` of the best merge map for the run's clusters, and that map.
+
+    Each cluster is named by the majority ground-truth class under its masks in ``naming``
+    (pass every labelled tile for the best a vote could do); a cluster with no labelled pixel
+    there stays unnamed, its masks unlabelled. Between :func:`mask_ceiling` and this lies what
+    the clustering loses (clusters that mix classes); between this and the pseudo-labels, what
+    the naming loses (too few or unlucky naming frames).
+
+    Raises:
+        ValueError: no tile of ``naming`` has ground truth.
+    """
+    table = read_assignments(workspace)
+    keys = mask_rows(table)
+    clusters = table.column("cluster").to_numpy().astype(np.int64)
+    _, histograms = collect_coverage(workspace, naming, gt_labels_dir, classes, keys)
+    votes = np.zeros((int(clusters.max()) + 1 if len(clusters) else 0, len(classes)), np.int64)
+    np.add.at(votes, clusters, histograms)
+    names = np.where(votes.sum(axis=1) > 0, votes.argmax(axis=1), IGNORE_INDEX)
+    mask_class = with_objects({key: int(names[clusters[row]]) for key, row in keys.items()}, read_objects(workspace))
+    pairs = []
+    for tile in tiles:
+        truth = tile_ground_truth(tile, gt_labels_dir)
+        masks = read_tile_masks(workspace, tile.id)
+        ids = [mask_class.get(mask_key(tile.id, mask["id"]), IGNORE_INDEX) for mask in masks]
+        pairs.append((tile.id, paint_masks(truth.shape[0], truth.shape[1], masks, ids), truth))
+    result = evaluate_pairs(pairs, classes.names)
+    result["merge_map"] = {int(c): (classes.names[n] if n != IGNORE_INDEX else None) for c, n in enumerate(names)}
+    return result
