@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from roadparse.artifacts import list_tiles, mask_key, read_index, read_objects, with_objects
+from roadparse.artifacts import (
+    list_tiles,
+    mask_key,
+    read_index,
+    read_objects,
+    read_surround,
+    with_objects,
+)
 from roadparse.config import load_settings
 from roadparse.io.images import write_image
 from roadparse.stages import embed, masks, roi
+from roadparse.stages.embed import mask_colour
 from roadparse.workspace import Workspace
 
 
@@ -62,6 +71,9 @@ def test_bar_cut_by_a_border_is_one_object_embedded_once(tmp_path):
     x0, x1 = index.column("x0")[red_row].as_py(), index.column("x1")[red_row].as_py()
     assert (x0, x1) == (50, 350)  # the object's whole box (representative's tile starts at x = 0)
     assert index.column("area")[red_row].as_py() == 40 * 300
+    # its surround is the grey road around it, though the bar fills its own box: the canvas is widened by the ring
+    grey = cv2.cvtColor(np.full((4, 4, 3), 90, np.uint8), cv2.COLOR_RGB2LAB)
+    np.testing.assert_allclose(read_surround(merged)[red_row], mask_colour(grey, np.ones((4, 4), bool)), atol=1e-6)
 
 
 def test_object_members_share_their_representatives_value():

@@ -233,12 +233,16 @@ class FrameObjects:
             self._masks[key[0]] = {str(m["id"]): m for m in read_tile_masks(self.workspace, key[0])}
         return self._masks[key[0]][key[1]]
 
-    def canvas(self, representative: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int], int]:
+    def canvas(
+        self, representative: tuple[str, str], margin_px: float = 0.0,
+    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int], int]:
         """Returns ((h, w, 3) pixels, (h, w) bool mask, box relative to the representative's tile, area px) of an object.
 
         The canvas is the object's bounding box in the frame (working pixels), filled from
         every tile of the frame under it, subsampled by an integer step when it is larger
-        than ``MAX_CANVAS_CROPS`` crop sides.
+        than ``MAX_CANVAS_CROPS`` crop sides. ``margin_px`` widens the pixels by that many
+        working pixels on every side (the subsampling and the returned box stay the object's):
+        what lies around the object, for its surround.
         """
         members = self.groups[representative]
         boxes = []
@@ -246,9 +250,11 @@ class FrameObjects:
             px, py = self.tiles[tile_id].position
             x0, y0, x1, y1 = self._mask((tile_id, mask_id))["bbox"]
             boxes.append((px + x0, py + y0, px + x1, py + y1))
-        ux0, uy0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-        ux1, uy1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
-        step = max(1, -(-max(ux1 - ux0, uy1 - uy0) // (self.MAX_CANVAS_CROPS * 224)))
+        ox0, oy0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        ox1, oy1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        step = max(1, -(-max(ox1 - ox0, oy1 - oy0) // (self.MAX_CANVAS_CROPS * 224)))
+        margin = int(np.ceil(margin_px / step)) * step  # whole subsampled pixels
+        ux0, uy0, ux1, uy1 = ox0 - margin, oy0 - margin, ox1 + margin, oy1 + margin
         height, width = -(-(uy1 - uy0) // step), -(-(ux1 - ux0) // step)
         pixels = np.zeros((height, width, 3), np.uint8)
         covered = np.zeros((height, width), bool)
@@ -268,7 +274,7 @@ class FrameObjects:
                     if tile_id == tile.id:
                         covered[target] |= rle.decode(self._mask((tile_id, mask_id))["rle"])[source]
         rx, ry = self.tiles[representative[0]].position
-        box = (ux0 - rx, uy0 - ry, ux1 - rx, uy1 - ry)
+        box = (ox0 - rx, oy0 - ry, ox1 - rx, oy1 - ry)
         return pixels, covered, box, int(covered.sum()) * step * step
 
 
@@ -371,7 +377,10 @@ def tile_crops(
             colours[i] = mask_colour(canvas_lab, covered)
             step = (areas[i] / max(int(covered.sum()), 1)) ** 0.5  # the canvas's subsampling
             shapes[i] = mask_shape(covered, gsd * step)
-            surrounds[i] = surround_colour(canvas_lab, covered, np.asarray(canvas.any(axis=2)), settings.surround_cm / (gsd * step))
+            # the surround lies outside the object's box: the canvas again, widened by the ring
+            wide, wide_covered, _, _ = objects.canvas(key, margin_px=settings.surround_cm / gsd)
+            surrounds[i] = surround_colour(cv2.cvtColor(wide, cv2.COLOR_RGB2LAB), wide_covered, np.asarray(wide.any(axis=2)),
+                                           settings.surround_cm / (gsd * step))
             continue
         mask = rle.decode(record["rle"])
         if mask.shape != (height, width):
