@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from roadparse.artifacts import (
     clustering_features,
+    features_path,
     list_tiles,
     read_colour,
     read_features,
@@ -21,6 +22,7 @@ from roadparse.artifacts import (
     read_surround,
     shape_path,
     surround_path,
+    surround_record_path,
 )
 from roadparse.config import load_settings
 from roadparse.io import rle
@@ -350,3 +352,54 @@ def test_stage_records_each_mask_surround_at_the_tiles_gsd(tmp_path: Path) -> No
     surround_path(workspace).unlink()  # an embedding from before surrounds were recorded
     with pytest.raises(ValueError, match="no mask surrounds"):
         clustering_features(workspace, 7, section)
+
+
+def test_a_new_surround_width_or_an_old_embedding_recomputes_surrounds_without_encoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boxes = {"t0": [(2, 3, 30, 20), (0, 0, 48, 4)], "t1": [(10, 10, 40, 40)]}
+    base = ["embed.encoder=efficientnet-lite0", "embed.layers=[7]", "embed.crop_size=32", "embed.device=cpu"]
+    encoder = load_encoder("efficientnet-lite0", [7], "cpu")
+    workspace = _build_workspace(tmp_path / "work", boxes, gsd_cm=2.0)
+    first = embed.run(workspace, load_settings(None, [*base, "embed.surround_cm=10"]), encoder=encoder)
+    fresh = _build_workspace(tmp_path / "fresh", boxes, gsd_cm=2.0)  # made from scratch at 20 cm
+    embed.run(fresh, load_settings(None, [*base, "embed.surround_cm=20"]), encoder=encoder)
+    features = features_path(workspace, 7)
+    stamp = features.stat().st_mtime_ns
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("the encoder must not run for the surrounds alone")
+
+    monkeypatch.setattr(embed, "load_encoder", no_encoder)
+    cluster_inputs = []
+    real_begin = Workspace.begin
+    monkeypatch.setattr(Workspace, "begin", lambda self, stage, settings, inputs=None: (
+        cluster_inputs.append(inputs) if stage == "cluster" else None) or real_begin(self, stage, settings, inputs))
+
+    # another ring width: the embedding stays complete, only the surrounds change
+    wider = load_settings(None, [*base, "embed.surround_cm=20"])
+    again = embed.run(workspace, wider)
+    assert again["fingerprint"] == first["fingerprint"] and features.stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(read_surround(workspace), read_surround(fresh))
+    assert json.loads(surround_record_path(workspace).read_text()) == {"surround_cm": 20.0, "embedding": first["fingerprint"]}
+    assert not embed.refresh_surrounds(workspace, wider.embed, again)  # up to date: nothing to do
+
+    # an embedding from before surrounds were recorded: they are added, the features kept
+    surround_path(workspace).unlink()
+    surround_record_path(workspace).unlink()
+    embed.run(workspace, wider)
+    np.testing.assert_array_equal(read_surround(workspace), read_surround(fresh))
+    assert features.stat().st_mtime_ns == stamp
+
+    # the clustering follows the ring width when it uses the contrast, and only then
+    from roadparse.stages import cluster
+
+    contrast = ["cluster.layer=7", "cluster.n_clusters=2", "cluster.method=kmeans", "cluster.contrast_weight=1"]
+    cluster.run(workspace, load_settings(None, [*base, "embed.surround_cm=20", *contrast]))
+    cluster.run(workspace, load_settings(None, [*base, "embed.surround_cm=20", *contrast[:3]]))  # no contrast: no ring
+    with pytest.raises(ValueError, match="needs the surrounds of a 30 cm ring .* has those of a 20 cm ring; run `roadparse embed`"):
+        cluster.run(workspace, load_settings(None, [*base, "embed.surround_cm=30", *contrast]))  # embed not re-run yet
+    thirty = load_settings(None, [*base, "embed.surround_cm=30", *contrast])
+    embed.run(workspace, thirty)
+    cluster.run(workspace, thirty)
+    assert [i.get("surround_cm") for i in cluster_inputs] == [20.0, None, 30.0]

@@ -207,10 +207,15 @@ def surround_path(workspace: Workspace) -> Path:
     return workspace.root / "embed" / "surround.npy"
 
 
+def surround_record_path(workspace: Workspace) -> Path:
+    """Returns the path of ``embed/surround.json``: the ``surround_cm`` and embedding fingerprint ``surround.npy`` was made for."""
+    return workspace.root / "embed" / "surround.json"
+
+
 def read_surround(workspace: Workspace) -> np.ndarray:
     """Returns the (N, 6) float32 colour statistics of each embedded mask's surround."""
     path = surround_path(workspace)
-    return _mask_statistics(path, f"no mask surrounds (the embedding predates them); delete {path.parent} and re-run `roadparse embed`")
+    return _mask_statistics(path, "no mask surrounds (the embedding predates them); re-run `roadparse embed`: it adds them without re-encoding")
 
 
 def _mask_statistics(path: Path, missing: str) -> np.ndarray:

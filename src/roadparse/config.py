@@ -155,6 +155,13 @@ class EmbedSettings(_Section):
     """Stage 3: mask crop embeddings (paper §3.2.2, §4.3)."""
 
     execution_only: ClassVar[frozenset[str]] = frozenset({"batch_size", "device"})
+    statistics_only: ClassVar[frozenset[str]] = frozenset({"surround_cm"})
+    """Settings of the per-mask statistics alone (no encoder involved): left out of the embed fingerprint, so
+    changing them (or upgrading from a version without them) recomputes `embed/surround.npy` without re-encoding."""
+
+    def identity(self) -> dict[str, Any]:
+        """Returns the settings that decide the features (JSON-ready): execution-only and statistics-only ones left out."""
+        return self.model_dump(mode="json", exclude=set(self.execution_only | self.statistics_only))
 
     encoder: str = Field("facebook/dinov2-base", description="DINOv2/DINOv3/ResNet id or local path, or 'efficientnet-lite0' (offline, real ImageNet weights)")
     layers: list[int] = Field(

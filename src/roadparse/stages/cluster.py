@@ -9,6 +9,7 @@ used to NAME clusters only.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from roadparse.artifacts import (
     read_assignments,
     read_index,
     suggested_merge_map_path,
+    surround_record_path,
 )
 from roadparse.clustering import cluster
 from roadparse.config import Settings
@@ -57,6 +59,23 @@ def write_assignments(path: Path, index: Any, labels: np.ndarray, distances: np.
         pq.write_table(table, tmp)
 
 
+def surround_width(workspace: Workspace, asked_cm: float) -> float:
+    """Returns the ring width (cm) of the embedding's ``surround.npy``.
+
+    Raises:
+        ValueError: there are none, or they were made for another ``embed.surround_cm`` (run `roadparse embed`).
+    """
+    record_path = surround_record_path(workspace)
+    made = json.loads(record_path.read_text()).get("surround_cm") if record_path.exists() else None
+    if made != asked_cm:
+        have = "none" if made is None else f"those of a {made:g} cm ring"
+        raise ValueError(
+            f"{record_path.parent}: cluster.contrast_weight needs the surrounds of a {asked_cm:g} cm ring "
+            f"(embed.surround_cm), the embedding has {have}; run `roadparse embed` (it recomputes them without re-encoding)"
+        )
+    return float(made)
+
+
 def run(
     workspace: Workspace, settings: Settings, labels_dir: str | Path | None = None
 ) -> StageManifest:
@@ -67,7 +86,10 @@ def run(
     """
     section = settings.cluster
     embed_manifest = workspace.require_manifest("embed")
-    stage_run = workspace.begin("cluster", section, inputs={"embed": embed_manifest["fingerprint"]})
+    inputs: dict[str, object] = {"embed": embed_manifest["fingerprint"]}
+    if section.contrast_weight:  # the surrounds are kept outside the embed fingerprint (recomputed on their own)
+        inputs["surround_cm"] = surround_width(workspace, settings.embed.surround_cm)
+    stage_run = workspace.begin("cluster", section, inputs=inputs)
     manifest = stage_run.manifest  # None unless finished with these settings and embeddings
     if manifest is None:
         features = clustering_features(workspace, section.layer, section)

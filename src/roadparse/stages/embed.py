@@ -14,6 +14,7 @@ into ``features_layer<L>.npy`` per layer and ``index.parquet`` (see docs/artifac
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -35,17 +36,19 @@ from roadparse.artifacts import (
     index_path,
     list_tiles,
     mask_key,
+    read_index,
     read_objects,
     read_tile_masks,
     shape_path,
     surround_path,
+    surround_record_path,
 )
 from roadparse.config import REFERENCE_GSD_CM, EmbedSettings, Settings
 from roadparse.executor import make_executor, process_batches
 from roadparse.io import rle
 from roadparse.io.images import read_image
 from roadparse.models.encoders import Encoder, load_encoder
-from roadparse.workspace import StageManifest, StageRun, Workspace, atomic_output
+from roadparse.workspace import StageManifest, StageRun, Workspace, atomic_output, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -636,6 +639,47 @@ def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, 
     return {"masks": total, "dims": {str(layer): int(dim) for layer, dim in dims.items()}}
 
 
+def _record_surrounds(workspace: Workspace, cfg: EmbedSettings, fingerprint: str) -> None:
+    atomic_write_text(surround_record_path(workspace), json.dumps({"surround_cm": cfg.surround_cm, "embedding": fingerprint}))
+
+
+def refresh_surrounds(workspace: Workspace, cfg: EmbedSettings, manifest: StageManifest) -> bool:
+    """Recomputes ``embed/surround.npy`` of a finished embedding when it was made for another
+    ``embed.surround_cm`` or before surrounds were recorded; returns whether it did.
+
+    Only the masks and tile pixels are read, no encoder runs: the rows follow the index, tile by
+    tile, and a tile whose masks no longer match its rows is an error (re-run `roadparse embed`).
+    """
+    record_path, path = surround_record_path(workspace), surround_path(workspace)
+    if path.exists() and record_path.exists():
+        record = json.loads(record_path.read_text())
+        if record.get("surround_cm") == cfg.surround_cm and record.get("embedding") == manifest["fingerprint"]:
+            return False
+    index = read_index(workspace)
+    tile_ids = index.column("tile_id").to_pylist()
+    mask_ids = [str(m) for m in index.column("mask_id").to_pylist()]
+    masks_items = workspace.require_manifest("masks")["items"]
+    tiles = [tile for tile in list_tiles(workspace) if tile.id in masks_items]  # as the run had them: gains, objects
+    by_id = {tile.id: tile for tile in tiles}
+    order = list(dict.fromkeys(tile_ids))
+    gains = colour_gains(tiles) if cfg.colour_normalise == "frame" else None
+    objects = FrameObjects(workspace, tiles, gains)
+    surrounds = np.zeros((len(tile_ids), COLOUR_DIMS), np.float32)
+    row = 0
+    for tile_id in tqdm(order, desc="embed: surrounds", unit="tile", dynamic_ncols=True):
+        entry = tile_crops(workspace, by_id[tile_id], cfg, objects if objects.groups else None, gains)
+        rows = mask_ids[row : row + entry.count]
+        if [str(m) for m in entry.mask_ids] != rows or tile_ids[row : row + entry.count] != [tile_id] * entry.count:
+            raise ValueError(f"{workspace.root / 'embed'}: the masks of tile {tile_id} no longer match the embedding; re-run `roadparse embed`")
+        surrounds[row : row + entry.count] = entry.surrounds
+        row += entry.count
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, surrounds)
+    _record_surrounds(workspace, cfg, manifest["fingerprint"])
+    log.info("embed: surrounds of %d masks recomputed for embed.surround_cm %g (features kept)", len(surrounds), cfg.surround_cm)
+    return True
+
+
 def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = None) -> StageManifest:
     """Embeds every mask of the finished ``masks`` stage; returns the stage manifest.
 
@@ -661,6 +705,7 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
     stage = workspace.begin("embed", cfg, inputs=inputs)
     if stage.manifest is not None:  # finished with these settings and inputs
         log.info("embed: already complete for these settings and masks")
+        refresh_surrounds(workspace, cfg, stage.manifest)
         return stage.manifest
     tiles = [tile for tile in list_tiles(workspace) if tile.id in masks_manifest["items"]]
     for tile in tiles:  # a part missing or written under other settings is redone
@@ -688,6 +733,7 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
     seconds = time.perf_counter() - started
     done = [tile for tile in tiles if _part_valid(stage, tile.id)]
     counts = _assemble(stage, done, layers)
+    _record_surrounds(workspace, cfg, stage.fingerprint)
     rate = encoded / seconds if seconds > 0 and encoded else None
     manifest = stage.finish(
         {
