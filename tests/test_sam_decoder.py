@@ -82,7 +82,12 @@ def test_iou_threshold_skips_only_rejected_points(tiny):
     embedding, image_pe, points = _inputs(tiny, n_points=12, seed=5)
     with torch.inference_mode():
         logits_ref, iou_ref = decode_points_reference(tiny, embedding, image_pe, points)
-        thresh = float(iou_ref.max(1).values.median())
+        # halfway between the two middle points' best IoUs: no point sits on the threshold, where the
+        # decoders' float differences (<= 1e-4) would decide whether it is kept
+        best = iou_ref.max(1).values.sort().values
+        middle = len(best) // 2
+        assert best[middle] - best[middle - 1] > 1e-3, "test points too close to split"
+        thresh = float(best[middle - 1] + best[middle]) / 2
         logits, iou = decode_points(tiny, embedding, image_pe, points, iou_thresh=thresh)
     kept = (iou_ref > thresh).any(1)
     assert 0 < kept.sum() < len(kept)
