@@ -218,3 +218,45 @@ def test_embed_features_do_not_depend_on_batch_size_or_split(ray_cluster, local_
                 cluster(expected, "kmeans", 4, seed=0).labels, cluster(features, "kmeans", 4, seed=0).labels
             )
             assert ari == 1.0, (batch_size, layer)
+
+
+def test_predict_on_ray_equals_in_process_and_resumes(ray_cluster, tmp_path: Path) -> None:
+    """predict on 2 Ray actors: the same label and confidence bytes, records and summary as in this process
+    (one torch thread, like the 1-CPU actors); a corrupt input fails alone; a rerun redoes nothing."""
+    from tests.test_train import tiny_segformer_dir
+
+    from roadparse.io.labels import load_classes
+    from roadparse.models.segmenters import build_segmenter, save_segmenter
+    from roadparse.stages.predict import predict_files
+
+    classes = load_classes(None)
+    model = build_segmenter("segformer", str(tiny_segformer_dir(tmp_path, len(classes))), len(classes), pretrained=False)
+    model_dir = save_segmenter(model, tmp_path / "model", {"class_names": list(classes.names),
+                                                           "class_colors": [list(c) for c in classes.colors]})
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index, (height, width) in enumerate([(70, 100), (64, 64), (90, 50)]):
+        write_image(inputs / f"f{index}.png", road_image(height, width, seed=index))
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image")
+    options = ["predict.window=32", "predict.device=cpu", "predict.gsd_cm=1.0"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = predict_files(model_dir, [inputs], tmp_path / "local", load_settings(None, options))
+    finally:
+        torch.set_num_threads(threads)
+    remote = predict_files(model_dir, [inputs], tmp_path / "ray", load_settings(None, [*options, *RAY]))
+
+    def without_timing(summary: dict) -> list[dict]:
+        return [{k: v for k, v in image.items() if k != "seconds"} for image in summary["images"]]
+
+    assert [Path(image["input"]).name for image in remote["images"]] == ["f0.png", "f1.png", "f2.png"]  # input order
+    assert without_timing(remote) == without_timing(local)
+    assert list(remote["failed"]) == list(local["failed"]) == [str(inputs / "broken.png")]
+    for name in ("f0_label.png", "f1_label.png", "f2_label.png", "f0_confidence.png", "f2_confidence.png", "areas.csv"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    assert not (tmp_path / "ray" / "broken_label.png").exists()
+    stamp = (tmp_path / "ray" / "f1_label.png").stat().st_mtime_ns
+    again = predict_files(model_dir, [inputs], tmp_path / "ray", load_settings(None, [*options, *RAY]))
+    assert (tmp_path / "ray" / "f1_label.png").stat().st_mtime_ns == stamp
+    assert without_timing(again) == without_timing(remote) and list(again["failed"]) == list(remote["failed"])

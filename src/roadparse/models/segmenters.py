@@ -269,26 +269,42 @@ def load_segmenter(path: str | Path, device: Any = "cpu") -> tuple[Any, dict[str
     Raises:
         ModelLoadError: the path is neither a saved segmenter folder nor a training checkpoint.
     """
+    record, state = _read_saved(path, weights=True)
+    model = _rebuild(record["spec"])
+    model.load_state_dict(state)
+    return model.to(device).eval(), record
+
+
+def read_segmenter_record(path: str | Path) -> dict[str, Any]:
+    """Returns the record of a model folder (its JSON only) or a training checkpoint, without building the model.
+
+    Raises:
+        ModelLoadError: as :func:`load_segmenter`.
+    """
+    return _read_saved(path, weights=False)[0]
+
+
+def _read_saved(path: str | Path, weights: bool) -> tuple[dict[str, Any], Any]:
+    """Returns (record, state dict or None when ``weights`` is false and the path is a folder)."""
     path = Path(path).expanduser()
     if path.is_dir():
         record_path = path / MODEL_RECORD
         if not record_path.is_file():
             raise ModelLoadError(f"{path}: not a roadparse model folder (no {MODEL_RECORD})")
+        if not (path / MODEL_WEIGHTS).is_file():
+            raise ModelLoadError(f"{path}: the model folder has no {MODEL_WEIGHTS}")
         record = json.loads(record_path.read_text())
-        state = torch.load(path / MODEL_WEIGHTS, map_location="cpu", weights_only=True)
-    elif path.is_file():
+        state = torch.load(path / MODEL_WEIGHTS, map_location="cpu", weights_only=True) if weights else None
+        return record, state
+    if path.is_file():
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         except (RuntimeError, OSError, EOFError) as exc:
             raise ModelLoadError(f"{path}: not a readable checkpoint: {exc}") from None
         if not isinstance(checkpoint, dict) or "model" not in checkpoint or "record" not in checkpoint:
             raise ModelLoadError(f"{path}: not a roadparse training checkpoint")
-        record, state = checkpoint["record"], checkpoint["model"]
-    else:
-        raise ModelLoadError(f"model {str(path)!r} does not exist (give a model folder or a .pt checkpoint)")
-    model = _rebuild(record["spec"])
-    model.load_state_dict(state)
-    return model.to(device).eval(), record
+        return checkpoint["record"], checkpoint["model"]
+    raise ModelLoadError(f"model {str(path)!r} does not exist (give a model folder or a .pt checkpoint)")
 
 
 def working_gsd_of(record: dict[str, Any]) -> float | None:

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from roadparse.config import PredictSettings, Settings
+from roadparse.executor import ITEM_ERRORS, BatchFn, make_executor
 from roadparse.io.geo import GEO_SUFFIXES, GeoReadError, read_geo_info
 from roadparse.io.gsd import FrameGsd, frame_gsd
 from roadparse.io.images import (
@@ -33,7 +34,12 @@ from roadparse.io.images import (
 )
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
 from roadparse.models import resolve_device
-from roadparse.models.segmenters import MODEL_WEIGHTS, load_segmenter, working_gsd_of
+from roadparse.models.segmenters import (
+    MODEL_WEIGHTS,
+    load_segmenter,
+    read_segmenter_record,
+    working_gsd_of,
+)
 from roadparse.models.sliding_window import labels_at_size, predict_image
 from roadparse.workspace import (
     atomic_output,
@@ -327,6 +333,40 @@ def predict_one(
     }
 
 
+@dataclass(frozen=True)
+class PredictTask:
+    """predict's per-input work, shipped to each worker (this process, or a Ray actor): ``load()`` loads the
+    model once on the worker's device; the function it returns predicts a batch of input paths.
+
+    Each input's outputs are written by the worker, atomically; its record goes back to the driver,
+    which journals it in ``out_dir/.records``. A bad input gives its exception in place of a record.
+    """
+
+    model_path: str
+    out_dir: str
+    settings: PredictSettings
+    classes_path: str | None
+
+    def load(self) -> BatchFn:
+        """Loads the model; returns the function that predicts a batch of paths."""
+        device = resolve_device(self.settings.device)
+        model, record = load_segmenter(self.model_path, device)
+        classes = class_set_for(record, self.classes_path)
+        model_gsd_cm = working_gsd_of(record)
+        out_dir = Path(self.out_dir)
+
+        def run(batch: list[str]) -> list[Any]:
+            results: list[Any] = []
+            for path in batch:
+                try:
+                    results.append(predict_one(model, Path(path), out_dir, classes, self.settings, device, model_gsd_cm))
+                except ITEM_ERRORS as exc:
+                    results.append(exc)
+            return results
+
+        return run
+
+
 def predict_files(
     model_path: str | Path, inputs: list[Path], out_dir: str | Path, settings: Settings
 ) -> dict[str, Any]:
@@ -336,10 +376,11 @@ def predict_files(
     in ``out_dir/.records``) are skipped, so an interrupted run resumes; an unreadable
     input is reported in ``failed`` and the others go on.
     ``areas.csv`` holds one row per (input, class): pixels, share, m².
+    With ``run.executor: ray`` the inputs are predicted on Ray actors, each loading the model
+    once; the outputs, records and summary are the same as in this process.
     """
     out_dir = Path(out_dir)
-    device = resolve_device(settings.predict.device)
-    model, record = load_segmenter(model_path, device)
+    record = read_segmenter_record(model_path)  # a bad model path fails here, before any worker starts
     classes = class_set_for(record, settings.classes)
     skipped: dict[str, str] = {}
     files = collect_inputs(inputs, skipped)
@@ -351,32 +392,46 @@ def predict_files(
     remove_stale_temporaries(out_dir)  # left by a killed run
     results: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
-    with tqdm(files, desc="predict", unit="image", dynamic_ncols=True) as bar:
-        for path in bar:
-            record_path = records_dir / f"{path.stem}.json"
-            if record_path.is_file():
-                previous = json.loads(record_path.read_text())
-                if previous.get("run_key") == run_key:  # same model and settings: already done
-                    results[path.stem] = previous
-                    continue
-            try:
-                results[path.stem] = predict_one(model, path, out_dir, classes, settings.predict, device, model_gsd_cm)
-            except (ValueError, OSError, RuntimeError) as exc:
-                log.warning("predict: %s failed: %s", path, exc)
-                failed[str(path)] = str(exc)
+    todo: list[Path] = []
+    for path in files:
+        record_path = records_dir / f"{path.stem}.json"
+        if record_path.is_file():
+            previous = json.loads(record_path.read_text())
+            if previous.get("run_key") == run_key:  # same model and settings: already done
+                results[path.stem] = previous
                 continue
-            results[path.stem]["run_key"] = run_key
-            atomic_write_json(record_path, results[path.stem])
+        todo.append(path)
+    if len(todo) < len(files):
+        log.info("predict: resuming, %d of %d images already done", len(files) - len(todo), len(files))
+    if todo:
+        task = PredictTask(str(model_path), str(out_dir), settings.predict, settings.classes)
+        executor = make_executor(settings.run)
+        try:
+            with tqdm(total=len(todo), desc="predict", unit="image", dynamic_ncols=True) as bar:
+                for batch, outcome in executor.map(task, [[str(path)] for path in todo]):
+                    path = Path(batch[0])
+                    result = outcome if isinstance(outcome, Exception) else outcome[0]
+                    bar.update(1)
+                    if isinstance(result, Exception):
+                        log.warning("predict: %s failed: %s", path, result)
+                        failed[str(path)] = str(result) or type(result).__name__
+                        continue
+                    result["run_key"] = run_key
+                    atomic_write_json(records_dir / f"{path.stem}.json", result)
+                    results[path.stem] = result
+        finally:
+            executor.close()
+    ordered = [results[path.stem] for path in files if path.stem in results]  # input order, however the work was split
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["input", "class", "pixels", "share", "area_m2"])
-    for result in results.values():
+    for result in ordered:
         for name, area in result["areas"].items():
             writer.writerow([result["input"], name, area["pixels"], area["share"], "" if area["m2"] is None else area["m2"]])
     atomic_write_text(out_dir / "areas.csv", table.getvalue())
     summary = {
         "model": str(model_path), "model_gsd_cm": model_gsd_cm, "classes": list(classes.names), "settings": settings.predict.model_dump(mode="json"),
-        "git_sha": git_sha(), "images": list(results.values()), "failed": failed,
+        "git_sha": git_sha(), "images": ordered, "failed": {str(path): failed[str(path)] for path in files if str(path) in failed},
         "skipped": skipped,
     }
     atomic_write_json(out_dir / "summary.json", summary)
