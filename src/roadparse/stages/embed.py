@@ -238,12 +238,12 @@ class FrameObjects:
 
     def canvas(
         self, representative: tuple[str, str], margin_px: float = 0.0,
-    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int], int]:
-        """Returns ((h, w, 3) pixels, (h, w) bool mask, box relative to the representative's tile, area px) of an object.
+    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int], int, int]:
+        """Returns ((h, w, 3) pixels, (h, w) bool mask, box relative to the representative's tile, area px, step) of an object.
 
         The canvas is the object's bounding box in the frame (working pixels), filled from
         every tile of the frame under it, subsampled by an integer step when it is larger
-        than ``MAX_CANVAS_CROPS`` crop sides. ``margin_px`` widens the pixels by that many
+        than ``MAX_CANVAS_CROPS`` crop sides (``step``: working pixels per canvas pixel). ``margin_px`` widens the pixels by that many
         working pixels on every side (the subsampling and the returned box stay the object's):
         what lies around the object, for its surround.
         """
@@ -278,7 +278,7 @@ class FrameObjects:
                         covered[target] |= rle.decode(self._mask((tile_id, mask_id))["rle"])[source]
         rx, ry = self.tiles[representative[0]].position
         box = (ox0 - rx, oy0 - ry, ox1 - rx, oy1 - ry)
-        return pixels, covered, box, int(covered.sum()) * step * step
+        return pixels, covered, box, int(covered.sum()) * step * step, step
 
 
 def channel_medians(image: np.ndarray, step: int = 4) -> tuple[np.ndarray, int]:
@@ -373,15 +373,14 @@ def tile_crops(
     for i, record in enumerate(masks):
         key = mask_key(tile.id, record.get("id", i))
         if objects is not None and key in objects.groups:
-            canvas, covered, boxes[i], areas[i] = objects.canvas(key)
+            canvas, covered, boxes[i], areas[i], step = objects.canvas(key)
             crop_box = padded_box((0, 0, canvas.shape[1], canvas.shape[0]), MIN_CROP_SIDE, canvas.shape[1], canvas.shape[0])
             crops[i] = crop_mask(canvas, crop_box, size, covered if settings.mask_background else None)
             canvas_lab = cv2.cvtColor(canvas, cv2.COLOR_RGB2LAB)
             colours[i] = mask_colour(canvas_lab, covered)
-            step = (areas[i] / max(int(covered.sum()), 1)) ** 0.5  # the canvas's subsampling
             shapes[i] = mask_shape(covered, gsd * step)
             # the surround lies outside the object's box: the canvas again, widened by the ring
-            wide, wide_covered, _, _ = objects.canvas(key, margin_px=settings.surround_cm / gsd)
+            wide, wide_covered, _, _, _ = objects.canvas(key, margin_px=settings.surround_cm / gsd)
             surrounds[i] = surround_colour(cv2.cvtColor(wide, cv2.COLOR_RGB2LAB), wide_covered, np.asarray(wide.any(axis=2)),
                                            settings.surround_cm / (gsd * step))
             continue
