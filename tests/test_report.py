@@ -1,6 +1,7 @@
 """The HTML report: self-contained, images decode, tables list the classes; rendered in headless Chromium."""
 
 import base64
+import html
 import io
 import re
 import shutil
@@ -63,6 +64,13 @@ def test_report_is_self_contained_and_complete(tmp_path):
         assert f"<th>{name}</th>" in text
     assert f"{metrics['clustering (iter 0)']['scores']['miou']:.2f}" in text
     assert "roi" in text and "a note" in text
+    # the stage table says what computed each stage (figures can move across machines)
+    import numpy
+
+    from roadparse.workspace import environment
+
+    assert "<th>computed on</th>" in text and f"numpy {numpy.__version__}" in text
+    assert html.escape(str(environment()["cpu"] or environment()["machine"])) in text
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (CI installs it in .ci/run)")

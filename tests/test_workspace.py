@@ -165,3 +165,27 @@ def test_manifest_json_has_exactly_the_keys_of_stage_manifest(tmp_path):
     assert on_disk["failed"] == {"b": "unreadable"}
     assert ws.read_manifest("masks") == ws.require_manifest("masks") == on_disk
     assert ws.begin("masks", {"k": 1}, inputs={"roi": "abc"}).manifest == on_disk
+
+
+def test_manifest_records_the_environment_outside_the_fingerprint(tmp_path, monkeypatch):
+    """What computed a stage (CPU, package versions, BLAS kernels, threads) is in its manifest, so runs on two
+    machines can be compared; another machine does not make a finished stage run again."""
+    import numpy as np
+    import torch
+
+    import roadparse.workspace as workspace_module
+    from roadparse.config import MasksSettings
+
+    np.ones(2) @ np.ones(2)  # numpy's BLAS loaded
+    ws = Workspace(tmp_path)
+    run = ws.begin("masks", MasksSettings())
+    manifest = run.finish()
+    env = json.loads((tmp_path / "masks" / "manifest.json").read_text())["environment"]
+    assert env == manifest["environment"]
+    assert env["packages"]["numpy"] == np.__version__ and env["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert env["torch_threads"] == torch.get_num_threads() and env["cpu_count"] >= 1 and env["python"]
+    assert any(pool["internal_api"] in ("openblas", "mkl", "blis") and pool["num_threads"] >= 1 for pool in env["blas"])
+    other = {**env, "cpu": "another CPU", "packages": {**env["packages"], "numpy": "0.0"}}
+    monkeypatch.setattr(workspace_module, "environment", lambda: other)
+    again = ws.begin("masks", MasksSettings())
+    assert again.complete and again.fingerprint == run.fingerprint

@@ -130,6 +130,60 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
+ENVIRONMENT_PACKAGES = (
+    "roadparse", "numpy", "scipy", "scikit-learn", "torch", "torchvision", "transformers",
+    "segmentation-models-pytorch", "opencv-python-headless", "opencv-python", "scikit-image", "pillow", "ray",
+)
+"""Packages whose versions a manifest records (those installed)."""
+
+
+def environment() -> dict[str, Any]:
+    """Returns what computed a stage's outputs besides its settings: Python, machine and CPU, the versions
+    of the numeric packages, the BLAS libraries with their kernels and threads, and torch's threads.
+
+    Outputs are the same bytes for the same settings, thread count and machine; another CPU or
+    library build orders float sums differently, and clustering can move by points (README,
+    the eighth round). The manifest records this so two runs can be compared; it is not part of
+    any fingerprint, so it never makes a stage run again.
+    """
+    import importlib
+    import platform
+    import sys
+    from importlib import metadata
+
+    packages: dict[str, str] = {}
+    for name in ENVIRONMENT_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    info: dict[str, Any] = {
+        "python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
+        "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "packages": packages,
+    }
+    with contextlib.suppress(ImportError):  # threadpoolctl comes with scikit-learn; it has no type stubs
+        pools = importlib.import_module("threadpoolctl").threadpool_info()
+        info["blas"] = [
+            {key: pool.get(key) for key in ("internal_api", "version", "architecture", "threading_layer", "num_threads")}
+            for pool in pools
+        ]
+    torch = sys.modules.get("torch")  # only when a stage has loaded it: importing torch here would cost seconds
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def _cpu_model() -> str | None:
+    """Returns the CPU model name (Linux: /proc/cpuinfo; elsewhere platform.processor()), or None."""
+    import platform
+
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or None
+
+
 def _safe_name(item_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", item_id)
 
@@ -170,6 +224,9 @@ class StageManifest(TypedDict):
     inputs: dict[str, Any]
     """Upstream stages' fingerprints (and other inputs, such as the dev labels folder)."""
     git_sha: str | None
+    environment: dict[str, Any]
+    """Python, CPU, package versions, BLAS kernels and threads of the run that finished the stage
+    (:func:`environment`): figures can move across machines; not part of the fingerprint."""
     finished: str
     """Local time the manifest was written, ``%Y-%m-%dT%H:%M:%S%z``."""
     seconds: float
@@ -299,6 +356,7 @@ class StageRun:
             "settings": self.settings,
             "inputs": self.inputs,
             "git_sha": git_sha(),
+            "environment": environment(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seconds": round(time.time() - self._started, 3),
             "items": items,

@@ -128,10 +128,25 @@ def sample_tiles_html(
     return "".join(rows)
 
 
+def environment_summary(env: dict[str, Any] | None) -> str:
+    """Returns one line of a manifest's ``environment``: CPU, the numeric packages' versions, BLAS kernels and
+    threads (figures can move across machines: a stage computed elsewhere shows here); "—" for older manifests."""
+    if not env:
+        return "—"
+    packages = env.get("packages", {})
+    parts = [str(env.get("cpu") or env.get("machine") or "?")]
+    parts += [f"{name} {packages[name]}" for name in ("numpy", "scipy", "scikit-learn", "torch") if name in packages]
+    parts += [f"{pool.get('internal_api')} {pool.get('version')} {pool.get('architecture') or ''} ×{pool.get('num_threads')}".replace("  ", " ")
+              for pool in env.get("blas", [])]
+    if "torch_threads" in env:
+        parts.append(f"torch ×{env['torch_threads']}")
+    return " · ".join(parts)
+
+
 def stage_table(workspace: Workspace, seconds: dict[str, float]) -> str:
     """Returns a table of every finished stage: the wall time of the run that produced it (a stage
     skipped as complete this time keeps its own), items, failures and its summary counts."""
-    out = ["<table><tr><th>stage</th><th>seconds to produce</th><th>items</th><th>failed</th><th>summary</th></tr>"]
+    out = ["<table><tr><th>stage</th><th>seconds to produce</th><th>items</th><th>failed</th><th>summary</th><th>computed on</th></tr>"]
     for stage in ("roi", "masks", "embed", "cluster", "pseudolabel", "selftrain"):
         manifest = workspace.read_manifest(stage)
         if manifest is None:
@@ -141,7 +156,8 @@ def stage_table(workspace: Workspace, seconds: dict[str, float]) -> str:
         secs = manifest.get("seconds", seconds.get(stage, 0.0))
         out.append(
             f"<tr><td>{stage}</td><td>{secs:.1f}</td><td>{manifest['summary'].get('items', 0)}</td>"
-            f"<td>{manifest['summary'].get('failed', 0)}</td><td>{html.escape(text)}</td></tr>"
+            f"<td>{manifest['summary'].get('failed', 0)}</td><td>{html.escape(text)}</td>"
+            f"<td>{html.escape(environment_summary(manifest.get('environment')))}</td></tr>"
         )
     return "".join(out) + "</table>"
 

@@ -45,6 +45,7 @@ from roadparse.workspace import (
     atomic_output,
     atomic_write_json,
     atomic_write_text,
+    environment,
     fingerprint,
     git_sha,
     remove_stale_temporaries,
@@ -431,7 +432,7 @@ def predict_files(
     atomic_write_text(out_dir / "areas.csv", table.getvalue())
     summary = {
         "model": str(model_path), "model_gsd_cm": model_gsd_cm, "classes": list(classes.names), "settings": settings.predict.model_dump(mode="json"),
-        "git_sha": git_sha(), "images": ordered, "failed": {str(path): failed[str(path)] for path in files if str(path) in failed},
+        "git_sha": git_sha(), "environment": environment(), "images": ordered, "failed": {str(path): failed[str(path)] for path in files if str(path) in failed},
         "skipped": skipped,
     }
     atomic_write_json(out_dir / "summary.json", summary)

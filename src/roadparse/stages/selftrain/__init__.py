@@ -70,6 +70,7 @@ from roadparse.workspace import (
     atomic_output,
     atomic_write_json,
     atomic_write_text,
+    environment,
     git_sha,
 )
 
@@ -357,6 +358,7 @@ def _train_round(
         "class_colors": [list(c) for c in classes.colors],
         "settings": dump_settings(settings),
         "git_sha": git_sha(),
+        "environment": environment(),
         "seed": train.seed,
         "round": round_index,
         "fingerprint": run_fingerprint,
