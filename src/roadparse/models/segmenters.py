@@ -272,7 +272,7 @@ def load_segmenter(path: str | Path, device: Any = "cpu") -> tuple[Any, dict[str
     record, state = _read_saved(path, weights=True)
     model = _rebuild(record["spec"])
     model.load_state_dict(state)
-    return model.to(device).eval(), record
+    return model.to(device, memory_format=torch.channels_last).eval(), record  # NHWC, as trained and predicted
 
 
 def read_segmenter_record(path: str | Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ def _forward(model: torch.nn.Module, crops: torch.Tensor, amp: bool) -> torch.Te
     """Returns (B, C, h, w) float32 softmax probabilities of (B, 3, h, w) float crops in [0, 1]."""
     on_cuda = crops.device.type == "cuda"
     dtype = torch.bfloat16 if on_cuda and torch.cuda.is_bf16_supported() else torch.float16
+    crops = crops.contiguous(memory_format=torch.channels_last)  # NHWC: faster convolutions (CPU ~1.2x)
     with torch.autocast(crops.device.type, dtype=dtype, enabled=amp and on_cuda):
         logits = model(crops)
     if logits.shape[-2:] != crops.shape[-2:]:

@@ -199,7 +199,7 @@ def _train(
         raise ValueError("selftrain.crop_sampling rare_class and selftrain.class_weights need the class counts of the training labels")
     weights = class_weights(class_frequencies(class_counts), settings.class_weights) if class_counts is not None else None
     weight_tensor = torch.from_numpy(weights).to(device) if weights is not None else None
-    model.to(device).train()
+    model.to(device).to(memory_format=torch.channels_last).train()  # NHWC: oneDNN and tensor cores run convolutions faster
     if dist.world_size > 1:
         if device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -267,7 +267,7 @@ def _train(
     iteration = start
     with tqdm(total=settings.iterations, initial=start, desc=desc, unit="it", dynamic_ncols=True, disable=not dist.is_main) as bar:
         for images, labels in loader:
-            images = images.to(device, non_blocking=True)
+            images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = model(images)
