@@ -204,6 +204,24 @@ def mask_shape(mask: np.ndarray, gsd_cm: float) -> np.ndarray:
     return np.array([np.log10(count * gsd_cm**2), np.log10(width_px * gsd_cm), elongation], np.float32)
 
 
+@dataclass(frozen=True)
+class ObjectCanvas:
+    """An object across tiles, pasted from its frame's tiles (:meth:`FrameObjects.canvas`)."""
+
+    pixels: np.ndarray
+    """(h, w, 3) uint8, the object's box widened by the margin; zero where no tile lies"""
+    covered: np.ndarray
+    """(h, w) bool: the object's masks"""
+    box: tuple[int, int, int, int]
+    """the object's box (no margin), working pixels relative to its representative's tile"""
+    area: int
+    """the object's area in working pixels"""
+    step: int
+    """working pixels per canvas pixel (the subsampling)"""
+    inner: tuple[slice, slice]
+    """the object's own box within ``pixels`` and ``covered`` (all of them without a margin)"""
+
+
 class FrameObjects:
     """Objects across tiles: which masks are skipped, and the crop of each object from its frame."""
 
@@ -236,16 +254,12 @@ class FrameObjects:
             self._masks[key[0]] = {str(m["id"]): m for m in read_tile_masks(self.workspace, key[0])}
         return self._masks[key[0]][key[1]]
 
-    def canvas(
-        self, representative: tuple[str, str], margin_px: float = 0.0,
-    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int], int, int]:
-        """Returns ((h, w, 3) pixels, (h, w) bool mask, box relative to the representative's tile, area px, step) of an object.
-
-        The canvas is the object's bounding box in the frame (working pixels), filled from
-        every tile of the frame under it, subsampled by an integer step when it is larger
-        than ``MAX_CANVAS_CROPS`` crop sides (``step``: working pixels per canvas pixel). ``margin_px`` widens the pixels by that many
-        working pixels on every side (the subsampling and the returned box stay the object's):
-        what lies around the object, for its surround.
+    def canvas(self, representative: tuple[str, str], margin_px: float = 0.0) -> ObjectCanvas:
+        """Returns the canvas of an object: its bounding box in the frame (working pixels), filled
+        from every tile of the frame under it, subsampled by an integer step when it is larger than
+        ``MAX_CANVAS_CROPS`` crop sides, and widened by ``margin_px`` working pixels on every side
+        (what lies around the object, for its surround; the subsampling and the box stay the
+        object's). ``ObjectCanvas.inner`` cuts the object's own box out of it.
         """
         members = self.groups[representative]
         boxes = []
@@ -278,7 +292,9 @@ class FrameObjects:
                         covered[target] |= rle.decode(self._mask((tile_id, mask_id))["rle"])[source]
         rx, ry = self.tiles[representative[0]].position
         box = (ox0 - rx, oy0 - ry, ox1 - rx, oy1 - ry)
-        return pixels, covered, box, int(covered.sum()) * step * step, step
+        edge = margin // step
+        inner = (slice(edge, height - edge), slice(edge, width - edge))
+        return ObjectCanvas(pixels, covered, box, int(covered.sum()) * step * step, step, inner)
 
 
 def channel_medians(image: np.ndarray, step: int = 4) -> tuple[np.ndarray, int]:
@@ -373,15 +389,16 @@ def tile_crops(
     for i, record in enumerate(masks):
         key = mask_key(tile.id, record.get("id", i))
         if objects is not None and key in objects.groups:
-            canvas, covered, boxes[i], areas[i], step = objects.canvas(key)
+            # one canvas widened by the ring: the surround lies outside the object's box
+            found = objects.canvas(key, margin_px=settings.surround_cm / gsd)
+            boxes[i], areas[i], step = found.box, found.area, found.step
+            wide_lab = cv2.cvtColor(found.pixels, cv2.COLOR_RGB2LAB)
+            canvas, covered = np.ascontiguousarray(found.pixels[found.inner]), np.ascontiguousarray(found.covered[found.inner])
             crop_box = padded_box((0, 0, canvas.shape[1], canvas.shape[0]), MIN_CROP_SIDE, canvas.shape[1], canvas.shape[0])
             crops[i] = crop_mask(canvas, crop_box, size, covered if settings.mask_background else None)
-            canvas_lab = cv2.cvtColor(canvas, cv2.COLOR_RGB2LAB)
-            colours[i] = mask_colour(canvas_lab, covered)
+            colours[i] = mask_colour(wide_lab[found.inner], covered)
             shapes[i] = mask_shape(covered, gsd * step)
-            # the surround lies outside the object's box: the canvas again, widened by the ring
-            wide, wide_covered, _, _, _ = objects.canvas(key, margin_px=settings.surround_cm / gsd)
-            surrounds[i] = surround_colour(cv2.cvtColor(wide, cv2.COLOR_RGB2LAB), wide_covered, np.asarray(wide.any(axis=2)),
+            surrounds[i] = surround_colour(wide_lab, found.covered, np.asarray(found.pixels.any(axis=2)),
                                            settings.surround_cm / (gsd * step))
             continue
         mask = rle.decode(record["rle"])
