@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from roadparse.artifacts import (
+    TEXTURE_VERSION,
     clustering_features,
     features_path,
     list_tiles,
@@ -20,9 +21,11 @@ from roadparse.artifacts import (
     read_index,
     read_shape,
     read_surround,
+    read_texture,
     shape_path,
+    statistics_record_path,
     surround_path,
-    surround_record_path,
+    texture_path,
 )
 from roadparse.config import load_settings
 from roadparse.io import rle
@@ -354,7 +357,7 @@ def test_stage_records_each_mask_surround_at_the_tiles_gsd(tmp_path: Path) -> No
         clustering_features(workspace, 7, section)
 
 
-def test_a_new_surround_width_or_an_old_embedding_recomputes_surrounds_without_encoding(
+def test_a_new_surround_width_or_an_old_embedding_recomputes_surrounds_and_textures_without_encoding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     boxes = {"t0": [(2, 3, 30, 20), (0, 0, 48, 4)], "t1": [(10, 10, 40, 40)]}
@@ -381,19 +384,33 @@ def test_a_new_surround_width_or_an_old_embedding_recomputes_surrounds_without_e
     again = embed.run(workspace, wider)
     assert again["fingerprint"] == first["fingerprint"] and features.stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(read_surround(workspace), read_surround(fresh))
-    assert json.loads(surround_record_path(workspace).read_text()) == {"surround_cm": 20.0, "embedding": first["fingerprint"]}
-    assert not embed.refresh_surrounds(workspace, wider.embed, again)  # up to date: nothing to do
+    np.testing.assert_array_equal(read_texture(workspace), read_texture(fresh))
+    assert json.loads(statistics_record_path(workspace).read_text()) == {
+        "surround_cm": 20.0, "texture": TEXTURE_VERSION, "embedding": first["fingerprint"]}
+    assert not embed.refresh_statistics(workspace, wider.embed, again)  # up to date: nothing to do
 
-    # an embedding from before surrounds were recorded: they are added, the features kept
+    # an embedding from before surrounds and textures were recorded: they are added, the features kept
     surround_path(workspace).unlink()
-    surround_record_path(workspace).unlink()
+    texture_path(workspace).unlink()
+    statistics_record_path(workspace).unlink()
     embed.run(workspace, wider)
     np.testing.assert_array_equal(read_surround(workspace), read_surround(fresh))
+    np.testing.assert_array_equal(read_texture(workspace), read_texture(fresh))
     assert features.stat().st_mtime_ns == stamp
 
-    # the clustering follows the ring width when it uses the contrast, and only then
+    # an older texture version: recomputed, and the clustering asks for it until then
     from roadparse.stages import cluster
 
+    record = json.loads(statistics_record_path(workspace).read_text())
+    statistics_record_path(workspace).write_text(json.dumps({**record, "texture": TEXTURE_VERSION - 1}))
+    texture = ["cluster.layer=7", "cluster.n_clusters=2", "cluster.method=kmeans", "cluster.texture_weight=1"]
+    with pytest.raises(ValueError, match=f"needs the masks' textures \\(version {TEXTURE_VERSION}\\), the embedding has version"):
+        cluster.run(workspace, load_settings(None, [*base, "embed.surround_cm=20", *texture]))
+    assert embed.refresh_statistics(workspace, wider.embed, again)
+    cluster.run(workspace, load_settings(None, [*base, "embed.surround_cm=20", *texture]))
+    assert cluster_inputs.pop() == {"embed": first["fingerprint"], "texture": TEXTURE_VERSION}
+
+    # the clustering follows the ring width when it uses the contrast, and only then
     contrast = ["cluster.layer=7", "cluster.n_clusters=2", "cluster.method=kmeans", "cluster.contrast_weight=1"]
     cluster.run(workspace, load_settings(None, [*base, "embed.surround_cm=20", *contrast]))
     cluster.run(workspace, load_settings(None, [*base, "embed.surround_cm=20", *contrast[:3]]))  # no contrast: no ring

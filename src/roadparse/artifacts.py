@@ -207,15 +207,36 @@ def surround_path(workspace: Workspace) -> Path:
     return workspace.root / "embed" / "surround.npy"
 
 
-def surround_record_path(workspace: Workspace) -> Path:
-    """Returns the path of ``embed/surround.json``: the ``surround_cm`` and embedding fingerprint ``surround.npy`` was made for."""
-    return workspace.root / "embed" / "surround.json"
+def texture_path(workspace: Workspace) -> Path:
+    """Returns the path of the (N, 5) float32 texture of every mask at physical scales, feature-row order."""
+    return workspace.root / "embed" / "texture.npy"
+
+
+TEXTURE_VERSION = 1
+"""The definition of ``texture.npy`` (scales, statistics): a record of another version is recomputed."""
+
+
+def statistics_record_path(workspace: Workspace) -> Path:
+    """Returns the path of ``embed/statistics.json``: the ``surround_cm``, texture version and embedding
+    fingerprint that ``surround.npy`` and ``texture.npy`` were made for."""
+    return workspace.root / "embed" / "statistics.json"
+
+
+def read_statistics_record(workspace: Workspace) -> dict[str, Any]:
+    """Returns ``embed/statistics.json`` ({} when there is none)."""
+    path = statistics_record_path(workspace)
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def read_surround(workspace: Workspace) -> np.ndarray:
     """Returns the (N, 6) float32 colour statistics of each embedded mask's surround."""
     path = surround_path(workspace)
     return _mask_statistics(path, "no mask surrounds (the embedding predates them); re-run `roadparse embed`: it adds them without re-encoding")
+
+
+def read_texture(workspace: Workspace) -> np.ndarray:
+    """Returns the (N, 5) float32 texture of each embedded mask."""
+    return _mask_statistics(texture_path(workspace), "no mask textures (the embedding predates them); re-run `roadparse embed`: it adds them without re-encoding")
 
 
 def _mask_statistics(path: Path, missing: str) -> np.ndarray:
@@ -375,10 +396,10 @@ def mask_rows(table: Any) -> dict[tuple[str, str], int]:
 
 def clustering_features(workspace: Workspace, layer: int, section: ClusterSettings) -> np.ndarray:
     """Returns the (N, D) features of ``layer`` that get clustered, with the colour statistics, physical
-    shapes and colour contrasts with the surround appended as ``section.colour_weight`` /
-    ``section.shape_weight`` / ``section.contrast_weight`` ask."""
+    shapes, colour contrasts with the surround and textures appended as ``section.colour_weight`` /
+    ``section.shape_weight`` / ``section.contrast_weight`` / ``section.texture_weight`` ask."""
     features = read_features(workspace, layer)
-    if section.colour_weight == 0 and section.shape_weight == 0 and section.contrast_weight == 0:
+    if not (section.colour_weight or section.shape_weight or section.contrast_weight or section.texture_weight):
         return features
     colour = read_colour(workspace) if section.colour_weight or section.contrast_weight else None
     return append_statistics(
@@ -386,6 +407,7 @@ def clustering_features(workspace: Workspace, layer: int, section: ClusterSettin
         colour, section.colour_weight,
         read_shape(workspace) if section.shape_weight else None, section.shape_weight,
         None if colour is None or not section.contrast_weight else colour - read_surround(workspace), section.contrast_weight,
+        read_texture(workspace) if section.texture_weight else None, section.texture_weight,
     )
 
 

@@ -59,26 +59,29 @@ def append_statistics(
     shape_weight: float = 0.0,
     contrast: np.ndarray | None = None,
     contrast_weight: float = 0.0,
+    texture: np.ndarray | None = None,
+    texture_weight: float = 0.0,
 ) -> np.ndarray:
-    """Returns (N, D [+ 6] [+ 3] [+ 6]) float32: L2-normalised ``features`` with the weighted mask statistics appended.
+    """Returns (N, D [+ 6] [+ 3] [+ 6] [+ 5]) float32: L2-normalised ``features`` with the weighted mask statistics appended.
 
     ``colour`` is (N, 6) per-mask colour statistics (embed stage), appended × ``colour_weight``.
-    ``shape`` is (N, 3) per-mask physical shape (log area, log width, elongation), standardised
-    over the N masks (each column to mean 0, standard deviation 1) and appended ×
-    ``shape_weight`` / √3, so the block weighs as one unit whatever its scale. ``contrast`` is
-    (N, 6) mask colour minus surround colour (same scale as ``colour``), appended ×
-    ``contrast_weight``. A weight of 0 leaves its block out; all 0 return the features unchanged.
+    ``shape`` is (N, 3) per-mask physical shape (log area, log width, elongation) and ``texture``
+    (N, 5) per-mask texture at physical scales; each is standardised over the N masks (each column
+    to mean 0, standard deviation 1) and appended × weight / √columns, so the block weighs as one
+    unit whatever its scale. ``contrast`` is (N, 6) mask colour minus surround colour (same scale
+    as ``colour``), appended × ``contrast_weight``. A weight of 0 leaves its block out; all 0
+    return the features unchanged.
     """
     blocks: list[np.ndarray] = []
     for name, values, weight in (("colour", colour, colour_weight), ("shape", shape, shape_weight),
-                                 ("contrast", contrast, contrast_weight)):
+                                 ("contrast", contrast, contrast_weight), ("texture", texture, texture_weight)):
         if weight == 0:
             continue
         if values is None or values.shape[0] != features.shape[0]:
             rows = 0 if values is None else values.shape[0]
             raise ValueError(f"{rows} {name} rows for {features.shape[0]} feature rows; re-run `roadparse embed`")
         values = values.astype(np.float32)
-        if name == "shape":
+        if name in ("shape", "texture"):
             spread = values.std(axis=0)
             values = (values - values.mean(axis=0)) / np.where(spread > 0, spread, 1.0) / np.sqrt(values.shape[1])
         blocks.append(weight * values)

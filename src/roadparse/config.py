@@ -157,7 +157,8 @@ class EmbedSettings(_Section):
     execution_only: ClassVar[frozenset[str]] = frozenset({"batch_size", "device"})
     statistics_only: ClassVar[frozenset[str]] = frozenset({"surround_cm"})
     """Settings of the per-mask statistics alone (no encoder involved): left out of the embed fingerprint, so
-    changing them (or upgrading from a version without them) recomputes `embed/surround.npy` without re-encoding."""
+    changing them (or upgrading from a version without them) recomputes `embed/surround.npy` and `embed/texture.npy`
+    without re-encoding."""
 
     def identity(self) -> dict[str, Any]:
         """Returns the settings that decide the features (JSON-ready): execution-only and statistics-only ones left out."""
@@ -209,6 +210,12 @@ class ClusterSettings(_Section):
         description="append each mask's colour contrast with its surround (CIELab mean and std of the mask minus those of a "
         "ring `embed.surround_cm` wide around it) with this weight; 0: off (paper). Tells apart things of one colour on "
         "different ground (white paint on asphalt, a bright rail beside a kerb)",
+    )
+    texture_weight: float = Field(
+        0.0, ge=0,
+        description="append each mask's texture at physical scales (lightness band-pass energy between 0.5, 1, 2, 4 and 8 cm, "
+        "relative to its mean lightness, and orientation coherence; standardised) with this weight; 0: off (paper). Tells "
+        "apart surfaces of one colour (asphalt, concrete pavers, lawn) at any GSD",
     )
     pca_dim: int | None = Field(None, description="reduce to this many dimensions with PCA first (null: no PCA)")
     n_neighbors: int = Field(15, ge=2, description="spectral: neighbours in the kNN affinity graph")

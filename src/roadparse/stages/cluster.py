@@ -9,7 +9,6 @@ used to NAME clusters only.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from roadparse.artifacts import (
+    TEXTURE_VERSION,
     Tile,
     assignments_path,
     clustering_features,
@@ -25,8 +25,9 @@ from roadparse.artifacts import (
     mask_rows,
     read_assignments,
     read_index,
+    read_statistics_record,
+    statistics_record_path,
     suggested_merge_map_path,
-    surround_record_path,
 )
 from roadparse.clustering import cluster
 from roadparse.config import Settings
@@ -65,15 +66,30 @@ def surround_width(workspace: Workspace, asked_cm: float) -> float:
     Raises:
         ValueError: there are none, or they were made for another ``embed.surround_cm`` (run `roadparse embed`).
     """
-    record_path = surround_record_path(workspace)
-    made = json.loads(record_path.read_text()).get("surround_cm") if record_path.exists() else None
+    made = read_statistics_record(workspace).get("surround_cm")
     if made != asked_cm:
         have = "none" if made is None else f"those of a {made:g} cm ring"
         raise ValueError(
-            f"{record_path.parent}: cluster.contrast_weight needs the surrounds of a {asked_cm:g} cm ring "
-            f"(embed.surround_cm), the embedding has {have}; run `roadparse embed` (it recomputes them without re-encoding)"
+            f"{statistics_record_path(workspace).parent}: cluster.contrast_weight needs the surrounds of a {asked_cm:g} cm "
+            f"ring (embed.surround_cm), the embedding has {have}; run `roadparse embed` (it recomputes them without re-encoding)"
         )
     return float(made)
+
+
+def texture_version(workspace: Workspace) -> int:
+    """Returns the version of the embedding's ``texture.npy``.
+
+    Raises:
+        ValueError: there is none, or it is of another version (run `roadparse embed`).
+    """
+    made = read_statistics_record(workspace).get("texture")
+    if made != TEXTURE_VERSION:
+        raise ValueError(
+            f"{statistics_record_path(workspace).parent}: cluster.texture_weight needs the masks' textures (version "
+            f"{TEXTURE_VERSION}), the embedding has {'none' if made is None else f'version {made}'}; run `roadparse embed` "
+            "(it computes them without re-encoding)"
+        )
+    return TEXTURE_VERSION
 
 
 def run(
@@ -89,6 +105,8 @@ def run(
     inputs: dict[str, object] = {"embed": embed_manifest["fingerprint"]}
     if section.contrast_weight:  # the surrounds are kept outside the embed fingerprint (recomputed on their own)
         inputs["surround_cm"] = surround_width(workspace, settings.embed.surround_cm)
+    if section.texture_weight:
+        inputs["texture"] = texture_version(workspace)
     stage_run = workspace.begin("cluster", section, inputs=inputs)
     manifest = stage_run.manifest  # None unless finished with these settings and embeddings
     if manifest is None:

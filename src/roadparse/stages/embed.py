@@ -30,6 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from roadparse.artifacts import (
+    TEXTURE_VERSION,
     Tile,
     colour_path,
     features_path,
@@ -38,10 +39,12 @@ from roadparse.artifacts import (
     mask_key,
     read_index,
     read_objects,
+    read_statistics_record,
     read_tile_masks,
     shape_path,
+    statistics_record_path,
     surround_path,
-    surround_record_path,
+    texture_path,
 )
 from roadparse.config import REFERENCE_GSD_CM, EmbedSettings, Settings
 from roadparse.executor import make_executor, process_batches
@@ -57,6 +60,10 @@ MIN_CROP_SIDE = 8
 BACKGROUND_RGB = (124, 116, 104)
 """Grey for pixels outside the mask when ``mask_background`` is on: the ImageNet mean colour."""
 _PARTS = ".parts"
+TEXTURE_SCALES_CM = (0.5, 1.0, 2.0, 4.0, 8.0)
+"""Gaussian scales whose successive differences give the texture's band-pass energies."""
+TEXTURE_DIMS = len(TEXTURE_SCALES_CM)
+"""Four band energies and the orientation coherence."""
 
 
 def padded_box(box: tuple[int, int, int, int], min_side: int, width: int, height: int) -> tuple[int, int, int, int]:
@@ -116,6 +123,8 @@ class TileCrops:
     """(n, 3) float32 physical shape of each mask (see :func:`mask_shape`)."""
     surrounds: np.ndarray = field(default_factory=lambda: np.zeros((0, COLOUR_DIMS), np.float32))
     """(n, 6) float32 colour statistics of a ring around each mask (see :func:`surround_colour`)."""
+    textures: np.ndarray = field(default_factory=lambda: np.zeros((0, TEXTURE_DIMS), np.float32))
+    """(n, 5) float32 texture of each mask at physical scales (see :class:`Texture`)."""
     features: dict[int, list[np.ndarray]] = field(default_factory=dict)
     encoded: int = 0
 
@@ -168,6 +177,51 @@ def surround_colour(lab: np.ndarray, mask: np.ndarray, valid: np.ndarray, width_
 
 
 SHAPE_DIMS = 3
+
+
+class Texture:
+    """The texture of an image's lightness at physical scales, read out per mask (:meth:`of`).
+
+    Four band-pass images |G(σ_k) − G(σ_k+1)| of the CIELab lightness, σ = 0.5, 1, 2, 4, 8 cm
+    at the image's GSD (at least 0.3 px): a mask's mean energy in each band, relative to its
+    mean lightness (+ 10) and as a natural log, is the same for a surface at any GSD and
+    exposure. The fifth value is the mean orientation coherence of the 1 cm gradients over a
+    4 cm window (0: no direction, as asphalt grain or a paver grid's two; 1: one direction, as
+    grooves or stripes). Smooth asphalt, concrete pavers and a lawn can share a colour, not
+    these. Pixels outside ``valid`` (padding beyond the frame) are left out of every blur
+    (normalised convolution), so a frame edge does not look like texture.
+    """
+
+    def __init__(self, lab: np.ndarray, valid: np.ndarray, gsd_cm: float):
+        lightness = np.ascontiguousarray(lab[..., 0], dtype=np.float32)
+        padded = not bool(np.all(valid))
+        weight = np.asarray(valid, dtype=np.float32)
+
+        def blur(image: np.ndarray, sigma_cm: float) -> np.ndarray:
+            sigma = max(sigma_cm / gsd_cm, 0.3)
+            if not padded:
+                return cv2.GaussianBlur(image, (0, 0), sigma)
+            return cv2.GaussianBlur(image * weight, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-3)
+
+        blurs = [blur(lightness, scale) for scale in TEXTURE_SCALES_CM]
+        self.bands = [np.abs(fine - coarse) for fine, coarse in zip(blurs[:-1], blurs[1:], strict=True)]
+        gx = cv2.Sobel(blurs[1], cv2.CV_32F, 1, 0)
+        gy = cv2.Sobel(blurs[1], cv2.CV_32F, 0, 1)
+        window = max(4.0 / gsd_cm, 1.0)
+        jxx, jyy, jxy = (cv2.GaussianBlur(v, (0, 0), window) for v in (gx * gx, gy * gy, gx * gy))
+        self.coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / (jxx + jyy + 1e-3)
+        self.lightness = lightness
+
+    def of(self, mask: np.ndarray) -> np.ndarray:
+        """Returns (5,) float32: the texture under ``mask`` (zeros for an empty mask)."""
+        mask = np.asarray(mask, dtype=bool)
+        count = int(mask.sum())
+        if count == 0:
+            return np.zeros(TEXTURE_DIMS, np.float32)
+        # float64 sums: a float32 mean's last bit depends on the array's alignment, i.e. on the process
+        mean = float(self.lightness[mask].sum(dtype=np.float64)) / count + 10.0
+        energies = [np.log(float(band[mask].sum(dtype=np.float64)) / count / mean + 1e-4) for band in self.bands]
+        return np.array([*energies, float(self.coherence[mask].sum(dtype=np.float64)) / count], np.float32)
 
 
 def mask_shape(mask: np.ndarray, gsd_cm: float) -> np.ndarray:
@@ -383,9 +437,11 @@ def tile_crops(
     colours = np.empty((len(masks), COLOUR_DIMS), dtype=np.float32)
     shapes = np.empty((len(masks), SHAPE_DIMS), dtype=np.float32)
     surrounds = np.empty((len(masks), COLOUR_DIMS), dtype=np.float32)
+    textures = np.empty((len(masks), TEXTURE_DIMS), dtype=np.float32)
     gsd = tile.gsd_cm or REFERENCE_GSD_CM
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
     valid = np.asarray(image.any(axis=2))  # zero padding beyond the frame is not surround
+    texture: Texture | None = None  # made for the first mask of the tile's own
     for i, record in enumerate(masks):
         key = mask_key(tile.id, record.get("id", i))
         if objects is not None and key in objects.groups:
@@ -398,8 +454,9 @@ def tile_crops(
             crops[i] = crop_mask(canvas, crop_box, size, covered if settings.mask_background else None)
             colours[i] = mask_colour(wide_lab[found.inner], covered)
             shapes[i] = mask_shape(covered, gsd * step)
-            surrounds[i] = surround_colour(wide_lab, found.covered, np.asarray(found.pixels.any(axis=2)),
-                                           settings.surround_cm / (gsd * step))
+            wide_valid = np.asarray(found.pixels.any(axis=2))
+            surrounds[i] = surround_colour(wide_lab, found.covered, wide_valid, settings.surround_cm / (gsd * step))
+            textures[i] = Texture(wide_lab, wide_valid, gsd * step).of(found.covered)
             continue
         mask = rle.decode(record["rle"])
         if mask.shape != (height, width):
@@ -412,7 +469,11 @@ def tile_crops(
         colours[i] = mask_colour(lab, mask)
         shapes[i] = mask_shape(mask, gsd)
         surrounds[i] = surround_colour(lab, mask, valid, settings.surround_cm / gsd)
-    return TileCrops(tile, [record.get("id", i) for i, record in enumerate(masks)], boxes, areas, crops, colours, shapes, surrounds)
+        if texture is None:
+            texture = Texture(lab, valid, gsd)
+        textures[i] = texture.of(mask)
+    return TileCrops(tile, [record.get("id", i) for i, record in enumerate(masks)], boxes, areas, crops, colours, shapes,
+                     surrounds, textures)
 
 
 def _safe_name(tile_id: str) -> str:
@@ -433,6 +494,7 @@ def _write_part(stage_dir: Path, run_fingerprint: str, entry: TileCrops, layers:
         "colours": entry.colours,
         "shapes": entry.shapes,
         "surrounds": entry.surrounds,
+        "textures": entry.textures,
     }
     dims = {}
     for layer in layers:
@@ -450,8 +512,8 @@ def _part_valid(run: StageRun, tile_id: str) -> bool:
     path = part_path(run.dir, tile_id)
     if not (run.item_done(tile_id) and path.exists()):
         return False
-    with np.load(path) as part:  # a part written before shapes and surrounds were recorded is redone
-        return str(part["fingerprint"]) == run.fingerprint and "surrounds" in part.files
+    with np.load(path) as part:  # a part written before shapes, surrounds and textures were recorded is redone
+        return str(part["fingerprint"]) == run.fingerprint and "textures" in part.files
 
 
 class _Batcher:
@@ -604,7 +666,7 @@ def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [_read_part(run, tile.id, ("mask_ids", "boxes", "areas", "colours", "shapes", "surrounds")) for tile in tiles]
+    rows = [_read_part(run, tile.id, ("mask_ids", "boxes", "areas", "colours", "shapes", "surrounds", "textures")) for tile in tiles]
     counts = [len(part["areas"]) for part in rows]
     total = sum(counts)
     if total == 0:
@@ -652,25 +714,29 @@ def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, 
     surrounds = np.concatenate([part["surrounds"].reshape(-1, COLOUR_DIMS) for part in rows]).astype(np.float32)
     with atomic_output(surround_path(run.workspace)) as tmp, open(tmp, "wb") as handle:
         np.save(handle, surrounds)
+    textures = np.concatenate([part["textures"].reshape(-1, TEXTURE_DIMS) for part in rows]).astype(np.float32)
+    with atomic_output(texture_path(run.workspace)) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, textures)
     return {"masks": total, "dims": {str(layer): int(dim) for layer, dim in dims.items()}}
 
 
-def _record_surrounds(workspace: Workspace, cfg: EmbedSettings, fingerprint: str) -> None:
-    atomic_write_text(surround_record_path(workspace), json.dumps({"surround_cm": cfg.surround_cm, "embedding": fingerprint}))
+def _record_statistics(workspace: Workspace, cfg: EmbedSettings, fingerprint: str) -> None:
+    atomic_write_text(statistics_record_path(workspace), json.dumps(
+        {"surround_cm": cfg.surround_cm, "texture": TEXTURE_VERSION, "embedding": fingerprint}))
 
 
-def refresh_surrounds(workspace: Workspace, cfg: EmbedSettings, manifest: StageManifest) -> bool:
-    """Recomputes ``embed/surround.npy`` of a finished embedding when it was made for another
-    ``embed.surround_cm`` or before surrounds were recorded; returns whether it did.
+def refresh_statistics(workspace: Workspace, cfg: EmbedSettings, manifest: StageManifest) -> bool:
+    """Recomputes ``embed/surround.npy`` and ``embed/texture.npy`` of a finished embedding when they
+    were made for another ``embed.surround_cm`` or texture version, or before they were recorded;
+    returns whether it did.
 
     Only the masks and tile pixels are read, no encoder runs: the rows follow the index, tile by
     tile, and a tile whose masks no longer match its rows is an error (re-run `roadparse embed`).
     """
-    record_path, path = surround_record_path(workspace), surround_path(workspace)
-    if path.exists() and record_path.exists():
-        record = json.loads(record_path.read_text())
-        if record.get("surround_cm") == cfg.surround_cm and record.get("embedding") == manifest["fingerprint"]:
-            return False
+    record = read_statistics_record(workspace)
+    if (surround_path(workspace).exists() and texture_path(workspace).exists()
+            and record == {"surround_cm": cfg.surround_cm, "texture": TEXTURE_VERSION, "embedding": manifest["fingerprint"]}):
+        return False
     index = read_index(workspace)
     tile_ids = index.column("tile_id").to_pylist()
     mask_ids = [str(m) for m in index.column("mask_id").to_pylist()]
@@ -681,18 +747,21 @@ def refresh_surrounds(workspace: Workspace, cfg: EmbedSettings, manifest: StageM
     gains = colour_gains(tiles) if cfg.colour_normalise == "frame" else None
     objects = FrameObjects(workspace, tiles, gains)
     surrounds = np.zeros((len(tile_ids), COLOUR_DIMS), np.float32)
+    textures = np.zeros((len(tile_ids), TEXTURE_DIMS), np.float32)
     row = 0
-    for tile_id in tqdm(order, desc="embed: surrounds", unit="tile", dynamic_ncols=True):
+    for tile_id in tqdm(order, desc="embed: surrounds and textures", unit="tile", dynamic_ncols=True):
         entry = tile_crops(workspace, by_id[tile_id], cfg, objects if objects.groups else None, gains)
         rows = mask_ids[row : row + entry.count]
         if [str(m) for m in entry.mask_ids] != rows or tile_ids[row : row + entry.count] != [tile_id] * entry.count:
             raise ValueError(f"{workspace.root / 'embed'}: the masks of tile {tile_id} no longer match the embedding; re-run `roadparse embed`")
         surrounds[row : row + entry.count] = entry.surrounds
+        textures[row : row + entry.count] = entry.textures
         row += entry.count
-    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, surrounds)
-    _record_surrounds(workspace, cfg, manifest["fingerprint"])
-    log.info("embed: surrounds of %d masks recomputed for embed.surround_cm %g (features kept)", len(surrounds), cfg.surround_cm)
+    for path, values in ((surround_path(workspace), surrounds), (texture_path(workspace), textures)):
+        with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, values)
+    _record_statistics(workspace, cfg, manifest["fingerprint"])
+    log.info("embed: surrounds (%g cm) and textures of %d masks recomputed (features kept)", cfg.surround_cm, len(surrounds))
     return True
 
 
@@ -721,7 +790,7 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
     stage = workspace.begin("embed", cfg, inputs=inputs)
     if stage.manifest is not None:  # finished with these settings and inputs
         log.info("embed: already complete for these settings and masks")
-        refresh_surrounds(workspace, cfg, stage.manifest)
+        refresh_statistics(workspace, cfg, stage.manifest)
         return stage.manifest
     tiles = [tile for tile in list_tiles(workspace) if tile.id in masks_manifest["items"]]
     for tile in tiles:  # a part missing or written under other settings is redone
@@ -749,7 +818,7 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
     seconds = time.perf_counter() - started
     done = [tile for tile in tiles if _part_valid(stage, tile.id)]
     counts = _assemble(stage, done, layers)
-    _record_surrounds(workspace, cfg, stage.fingerprint)
+    _record_statistics(workspace, cfg, stage.fingerprint)
     rate = encoded / seconds if seconds > 0 and encoded else None
     manifest = stage.finish(
         {
