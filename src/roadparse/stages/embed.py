@@ -415,9 +415,11 @@ def _aligned(lo: int, hi: int, origin: int, step: int) -> tuple[int, int] | None
 
 def tile_crops(
     workspace: Workspace, tile: Tile, settings: EmbedSettings, objects: FrameObjects | None = None,
-    gains: dict[str, tuple[float, float, float]] | None = None,
+    gains: dict[str, tuple[float, float, float]] | None = None, *, with_crops: bool = True,
 ) -> TileCrops:
     """Returns the crops of every mask of ``tile`` (with ``objects``: one per object, from its whole extent).
+
+    ``with_crops=False`` gives the per-mask statistics alone (no crop is cut; ``crops`` is empty).
 
     Raises:
         ValueError / OSError: unreadable tile image or mask file, or a mask that does not fit the tile.
@@ -431,7 +433,7 @@ def tile_crops(
         return TileCrops(tile, [], empty, np.zeros(0, np.int64), np.zeros((0, size, size, 3), np.uint8))
     image = balanced(read_image(tile.path), tile, gains)
     height, width = image.shape[:2]
-    crops = np.empty((len(masks), size, size, 3), dtype=np.uint8)
+    crops = np.empty((len(masks) if with_crops else 0, size, size, 3), dtype=np.uint8)
     boxes = np.empty((len(masks), 4), dtype=np.int64)
     areas = np.empty(len(masks), dtype=np.int64)
     colours = np.empty((len(masks), COLOUR_DIMS), dtype=np.float32)
@@ -449,9 +451,11 @@ def tile_crops(
             found = objects.canvas(key, margin_px=settings.surround_cm / gsd)
             boxes[i], areas[i], step = found.box, found.area, found.step
             wide_lab = cv2.cvtColor(found.pixels, cv2.COLOR_RGB2LAB)
-            canvas, covered = np.ascontiguousarray(found.pixels[found.inner]), np.ascontiguousarray(found.covered[found.inner])
-            crop_box = padded_box((0, 0, canvas.shape[1], canvas.shape[0]), MIN_CROP_SIDE, canvas.shape[1], canvas.shape[0])
-            crops[i] = crop_mask(canvas, crop_box, size, covered if settings.mask_background else None)
+            covered = np.ascontiguousarray(found.covered[found.inner])
+            if with_crops:
+                canvas = np.ascontiguousarray(found.pixels[found.inner])
+                crop_box = padded_box((0, 0, canvas.shape[1], canvas.shape[0]), MIN_CROP_SIDE, canvas.shape[1], canvas.shape[0])
+                crops[i] = crop_mask(canvas, crop_box, size, covered if settings.mask_background else None)
             colours[i] = mask_colour(wide_lab[found.inner], covered)
             shapes[i] = mask_shape(covered, gsd * step)
             wide_valid = np.asarray(found.pixels.any(axis=2))
@@ -464,8 +468,8 @@ def tile_crops(
         box = tuple(record["bbox"]) if "bbox" in record else rle.bbox_xyxy(mask)
         boxes[i] = box
         areas[i] = record["area"] if "area" in record else rle.area(record["rle"])
-        crop_box = padded_box(box, MIN_CROP_SIDE, width, height)
-        crops[i] = crop_mask(image, crop_box, size, mask if settings.mask_background else None)
+        if with_crops:
+            crops[i] = crop_mask(image, padded_box(box, MIN_CROP_SIDE, width, height), size, mask if settings.mask_background else None)
         colours[i] = mask_colour(lab, mask)
         shapes[i] = mask_shape(mask, gsd)
         surrounds[i] = surround_colour(lab, mask, valid, settings.surround_cm / gsd)
@@ -750,7 +754,7 @@ def refresh_statistics(workspace: Workspace, cfg: EmbedSettings, manifest: Stage
     textures = np.zeros((len(tile_ids), TEXTURE_DIMS), np.float32)
     row = 0
     for tile_id in tqdm(order, desc="embed: surrounds and textures", unit="tile", dynamic_ncols=True):
-        entry = tile_crops(workspace, by_id[tile_id], cfg, objects if objects.groups else None, gains)
+        entry = tile_crops(workspace, by_id[tile_id], cfg, objects if objects.groups else None, gains, with_crops=False)
         rows = mask_ids[row : row + entry.count]
         if [str(m) for m in entry.mask_ids] != rows or tile_ids[row : row + entry.count] != [tile_id] * entry.count:
             raise ValueError(f"{workspace.root / 'embed'}: the masks of tile {tile_id} no longer match the embedding; re-run `roadparse embed`")
