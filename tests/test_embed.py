@@ -33,7 +33,14 @@ from roadparse.io.images import read_image, write_image
 from roadparse.models.efficientnet_lite import LAYER_CHANNELS, load_efficientnet_lite0
 from roadparse.models.encoders import IMAGENET_MEAN, IMAGENET_STD, list_encoders, load_encoder
 from roadparse.stages import embed
-from roadparse.stages.embed import crop_mask, mask_shape, padded_box, surround_colour
+from roadparse.stages.embed import (
+    TEXTURE_DIMS,
+    Texture,
+    crop_mask,
+    mask_shape,
+    padded_box,
+    surround_colour,
+)
 from roadparse.workspace import Workspace
 
 transformers = pytest.importorskip("transformers")
@@ -354,6 +361,26 @@ def test_stage_records_each_mask_surround_at_the_tiles_gsd(tmp_path: Path) -> No
     np.testing.assert_allclose(features[:, 320:], read_colour(workspace) - surrounds, atol=1e-6)
     surround_path(workspace).unlink()  # an embedding from before surrounds were recorded
     with pytest.raises(ValueError, match="no mask surrounds"):
+        clustering_features(workspace, 7, section)
+
+
+def test_stage_records_each_mask_texture_at_the_tiles_gsd(tmp_path: Path) -> None:
+    boxes = [(2, 3, 30, 20), (0, 0, 48, 4)]
+    workspace = _build_workspace(tmp_path / "work", {"t0": boxes}, gsd_cm=2.0)
+    settings = load_settings(None, ["embed.encoder=efficientnet-lite0", "embed.layers=[7]", "embed.crop_size=32", "embed.device=cpu"])
+    embed.run(workspace, settings, encoder=load_encoder("efficientnet-lite0", [7], "cpu"))
+    textures = read_texture(workspace)
+    assert textures.shape == (2, TEXTURE_DIMS)
+    image = read_image(list_tiles(workspace)[0].path)
+    texture = Texture(cv2.cvtColor(image, cv2.COLOR_RGB2LAB), image.any(axis=2), 2.0)  # scales in cm at 2 cm/px
+    for row, (x0, y0, x1, y1) in zip(textures, boxes, strict=True):
+        mask = np.zeros((48, 48), bool)
+        mask[y0:y1, x0:x1] = True
+        np.testing.assert_array_equal(row, texture.of(mask))
+    section = load_settings(None, ["cluster.layer=7", "cluster.texture_weight=1"]).cluster
+    assert clustering_features(workspace, 7, section).shape == (2, 320 + TEXTURE_DIMS)
+    texture_path(workspace).unlink()  # an embedding from before textures were recorded
+    with pytest.raises(ValueError, match="no mask textures"):
         clustering_features(workspace, 7, section)
 
 
