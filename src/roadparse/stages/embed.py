@@ -186,9 +186,10 @@ class Texture:
     at the image's GSD (at least 0.3 px): a mask's mean energy in each band, relative to its
     mean lightness (+ 10) and as a natural log, is the same for a surface at any GSD and
     exposure. The fifth value is the mean orientation coherence of the 1 cm gradients over a
-    4 cm window (0: no direction, as asphalt grain or a paver grid's two; 1: one direction, as
-    grooves or stripes). Smooth asphalt, concrete pavers and a lawn can share a colour, not
-    these. Pixels outside ``valid`` (padding beyond the frame) are left out of every blur
+    4 cm window (near 0: no direction, as asphalt grain; near 1: one direction, as along a
+    paver joint, a groove or the edge of a stripe). Smooth asphalt, concrete pavers and a lawn
+    can share a colour, not these. An object across tiles is read on its canvas, subsampled as
+    its crop is (:meth:`FrameObjects.canvas`), at that canvas's GSD. Pixels outside ``valid`` (padding beyond the frame) are left out of every blur
     (normalised convolution), so a frame edge does not look like texture.
     """
 
