@@ -142,6 +142,10 @@ def test_ray_run_equals_in_process(ray_cluster, local_run: Path, frames, tmp_pat
     local_roi = json.loads((local_run / "roi" / "manifest.json").read_text())
     for key, record in roi_manifest["items"].items():
         assert record["tiles"] == local_roi["items"][key]["tiles"]
+    # the manifest says what computed the items: the driver's environment, and the workers' (1 torch thread each)
+    workers = manifest["worker_environments"]
+    assert workers and all(w["torch_threads"] == 1 and w["packages"] == manifest["environment"]["packages"] for w in workers)
+    assert "worker_environments" not in json.loads((local_run / "embed" / "manifest.json").read_text())
 
 
 def test_dead_worker_is_retried_and_resume_redoes_nothing(ray_cluster, local_run: Path, frames, tmp_path: Path) -> None:
@@ -253,6 +257,7 @@ def test_predict_on_ray_equals_in_process_and_resumes(ray_cluster, tmp_path: Pat
     assert [Path(image["input"]).name for image in remote["images"]] == ["f0.png", "f1.png", "f2.png"]  # input order
     assert without_timing(remote) == without_timing(local)
     assert list(remote["failed"]) == list(local["failed"]) == [str(inputs / "broken.png")]
+    assert "worker_environments" not in local and [w["torch_threads"] for w in remote["worker_environments"]] == [1]
     for name in ("f0_label.png", "f1_label.png", "f2_label.png", "f0_confidence.png", "f2_confidence.png", "areas.csv"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
     assert not (tmp_path / "ray" / "broken_label.png").exists()

@@ -13,6 +13,7 @@ run resumes exactly as in-process.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import deque
@@ -23,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from tqdm.auto import tqdm
 
 from roadparse.config import RunSettings
-from roadparse.workspace import StageRun
+from roadparse.workspace import StageRun, environment
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class Executor(Protocol):
 
     def map(self, task: Task, batches: Iterable[list[Any]]) -> Iterator[tuple[list[Any], list[Any] | Exception]]: ...
 
+    def environments(self) -> list[dict[str, Any]]: ...
+
     def close(self) -> None: ...
 
 
@@ -76,6 +79,10 @@ class InProcessExecutor:
                 yield batch, fn(batch)
             except ITEM_ERRORS as exc:  # a bad item, not a bug in the stage
                 yield batch, exc
+
+    def environments(self) -> list[dict[str, Any]]:
+        """Returns [] : the items were computed in this process, whose environment the manifest records."""
+        return []
 
     def close(self) -> None:
         """Drops the loaded task (and its models)."""
@@ -197,6 +204,7 @@ def process_batches(
                 journal(keys, [results] if isinstance(results, Exception) else _checked(run.stage, results, len(keys)))
             for keys, results in _map_keys(executor, task, items, retry):
                 journal(keys, [results] if isinstance(results, Exception) else _checked(run.stage, results, len(keys)))
+        run.worker_environments = executor.environments()
     finally:
         if owned:
             executor.close()
@@ -250,6 +258,11 @@ class _Worker:
             self.fn = self.task.load()
         return os.getpid()
 
+    def environment(self) -> dict[str, Any]:
+        """Returns this worker's environment (:func:`roadparse.workspace.environment`), its models loaded."""
+        self.setup()
+        return environment()
+
     def run(self, batch: list[Any]) -> list[Any] | Exception:
         """Returns the batch's records, or the item error that failed the whole batch."""
         self.setup()
@@ -294,6 +307,8 @@ class RayExecutor:
         """Actors replaced after dying, since this executor was made."""
         self._actors: list[Any] = []
         self._task: Task | None = None
+        self._environment_refs: list[Any] = []
+        self._environments: dict[str, dict[str, Any]] = {}
 
     def _ray(self) -> Any:
         ray = _import_ray()
@@ -318,6 +333,7 @@ class RayExecutor:
         threads = max(1, int(self.cpus_per_worker)) if not self.gpus_per_worker else None
         actor = remote.remote(task, threads)
         actor.setup.remote()  # start loading now; calls on an actor run in order
+        self._environment_refs.append(actor.environment.remote())
         return actor
 
     def _start(self, task: Task, wanted: int) -> None:
@@ -363,6 +379,19 @@ class RayExecutor:
             else:
                 yield batch, result
             submit()
+
+    def environments(self) -> list[dict[str, Any]]:
+        """Returns the distinct environments of the actors started so far (one that died first is left out)."""
+        if self._environment_refs:
+            ray = self._ray()
+            for ref in self._environment_refs:
+                try:
+                    found = ray.get(ref)
+                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError):
+                    continue
+                self._environments.setdefault(json.dumps(found, sort_keys=True), found)
+            self._environment_refs = []
+        return list(self._environments.values())
 
     def _replace(self, slot: int, task: Task) -> None:
         ray = self._ray()

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel
 
@@ -237,6 +237,9 @@ class StageManifest(TypedDict):
     """Error message of every failed item, by item id."""
     summary: dict[str, Any]
     """``items`` and ``failed`` counts and the stage's own summary."""
+    worker_environments: NotRequired[list[dict[str, Any]]]
+    """The distinct environments of the Ray workers that computed items of this run (absent when
+    the items were computed in this process): a worker on another machine shows here."""
 
 
 def _settings_identity(settings: Any) -> Any:
@@ -281,6 +284,8 @@ class StageRun:
         self._failed = self.dir / _FAILED
         self._started = time.time()
         self._writing = False
+        self.worker_environments: list[dict[str, Any]] = []
+        """Set by :func:`roadparse.executor.process_batches` when workers elsewhere computed items."""
         self.manifest: StageManifest | None = workspace.finished(stage, settings, inputs)
         if remove_stale_temporaries(self.dir):
             log.info("%s: removed the temporary files of an interrupted run", stage)
@@ -363,6 +368,8 @@ class StageRun:
             "failed": failures,
             "summary": {"items": len(items), "failed": len(failures), **(summary or {})},
         }
+        if self.worker_environments:
+            manifest["worker_environments"] = self.worker_environments
         atomic_write_json(self.dir / MANIFEST, manifest)
         self.manifest = manifest
         return manifest

@@ -404,6 +404,7 @@ def predict_files(
         todo.append(path)
     if len(todo) < len(files):
         log.info("predict: resuming, %d of %d images already done", len(files) - len(todo), len(files))
+    workers: list[dict[str, Any]] = []
     if todo:
         task = PredictTask(str(model_path), str(out_dir), settings.predict, settings.classes)
         executor = make_executor(settings.run)
@@ -420,6 +421,7 @@ def predict_files(
                     result["run_key"] = run_key
                     atomic_write_json(records_dir / f"{path.stem}.json", result)
                     results[path.stem] = result
+            workers = executor.environments()
         finally:
             executor.close()
     ordered = [results[path.stem] for path in files if path.stem in results]  # input order, however the work was split
@@ -433,7 +435,7 @@ def predict_files(
     summary = {
         "model": str(model_path), "model_gsd_cm": model_gsd_cm, "classes": list(classes.names), "settings": settings.predict.model_dump(mode="json"),
         "git_sha": git_sha(), "environment": environment(), "images": ordered, "failed": {str(path): failed[str(path)] for path in files if str(path) in failed},
-        "skipped": skipped,
+        "skipped": skipped, **({"worker_environments": workers} if workers else {}),
     }
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
