@@ -159,12 +159,17 @@ def test_manifest_json_has_exactly_the_keys_of_stage_manifest(tmp_path):
     run.record_failure("b", "unreadable")
     returned = run.finish({"tiles": 2})
     on_disk = json.loads((tmp_path / "masks" / "manifest.json").read_text())
-    assert list(on_disk) == list(StageManifest.__annotations__) == list(returned)
-    assert set(StageManifest.__required_keys__) == set(on_disk)
+    required = [key for key in StageManifest.__annotations__ if key != "worker_environments"]  # NotRequired
+    assert list(on_disk) == required == list(returned)
     assert on_disk["summary"] == {"items": 1, "failed": 1, "tiles": 2}
     assert on_disk["failed"] == {"b": "unreadable"}
     assert ws.read_manifest("masks") == ws.require_manifest("masks") == on_disk
     assert ws.begin("masks", {"k": 1}, inputs={"roi": "abc"}).manifest == on_disk
+    # items computed by workers elsewhere: their environments come last, the only optional key
+    again = ws.begin("masks", {"k": 2}, inputs={"roi": "abc"})
+    again.worker_environments = [{"cpu": "elsewhere"}]
+    assert list(again.finish()) == list(StageManifest.__annotations__)
+    assert json.loads((tmp_path / "masks" / "manifest.json").read_text())["worker_environments"] == [{"cpu": "elsewhere"}]
 
 
 def test_manifest_records_the_environment_outside_the_fingerprint(tmp_path, monkeypatch):
