@@ -73,6 +73,17 @@ def test_report_is_self_contained_and_complete(tmp_path):
     assert html.escape(str(environment()["cpu"] or environment()["machine"])) in text
 
 
+def test_computed_on_names_the_workers_that_computed_a_stage() -> None:
+    from roadparse.report.html import computed_on
+
+    here = {"cpu": "Driver CPU", "packages": {"numpy": "2.0"}}
+    assert computed_on({"environment": here}) == "Driver CPU · numpy 2.0"
+    workers = [{"cpu": "Node CPU", "torch_threads": 1}, {"cpu": "Node CPU", "torch_threads": 1}, {"cpu": "Other CPU"}]
+    assert computed_on({"environment": here, "worker_environments": workers}) == (
+        "Driver CPU · numpy 2.0; workers: Node CPU · torch ×1 | Other CPU")
+    assert computed_on({}) == "—"
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (CI installs it in .ci/run)")
 def test_report_renders_in_headless_chromium(tmp_path):
     path, classes, _ = _fixture(tmp_path)

@@ -143,6 +143,15 @@ def environment_summary(env: dict[str, Any] | None) -> str:
     return " · ".join(parts)
 
 
+def computed_on(manifest: Any) -> str:
+    """Returns the "computed on" cell of a stage: the driver's environment, and each distinct environment of
+    the Ray workers that computed its items when there were any ("workers: ...")."""
+    line = environment_summary(manifest.get("environment"))
+    workers = [environment_summary(env) for env in manifest.get("worker_environments", [])]
+    distinct = list(dict.fromkeys(workers))
+    return line if not distinct else f"{line}; workers: {' | '.join(distinct)}"
+
+
 def stage_table(workspace: Workspace, seconds: dict[str, float]) -> str:
     """Returns a table of every finished stage: the wall time of the run that produced it (a stage
     skipped as complete this time keeps its own), items, failures and its summary counts."""
@@ -157,7 +166,7 @@ def stage_table(workspace: Workspace, seconds: dict[str, float]) -> str:
         out.append(
             f"<tr><td>{stage}</td><td>{secs:.1f}</td><td>{manifest['summary'].get('items', 0)}</td>"
             f"<td>{manifest['summary'].get('failed', 0)}</td><td>{html.escape(text)}</td>"
-            f"<td>{html.escape(environment_summary(manifest.get('environment')))}</td></tr>"
+            f"<td>{html.escape(computed_on(manifest))}</td></tr>"
         )
     return "".join(out) + "</table>"
 
