@@ -216,13 +216,20 @@ class Texture:
     def of(self, mask: np.ndarray) -> np.ndarray:
         """Returns (5,) float32: the texture under ``mask`` (zeros for an empty mask)."""
         mask = np.asarray(mask, dtype=bool)
-        count = int(mask.sum())
-        if count == 0:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if len(rows) == 0:
             return np.zeros(TEXTURE_DIMS, np.float32)
-        # float64 sums: a float32 mean's last bit depends on the array's alignment, i.e. on the process
-        mean = float(self.lightness[mask].sum(dtype=np.float64)) / count + 10.0
-        energies = [np.log(float(band[mask].sum(dtype=np.float64)) / count / mean + 1e-4) for band in self.bands]
-        return np.array([*energies, float(self.coherence[mask].sum(dtype=np.float64)) / count], np.float32)
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # the same pixels, in the same order
+        inside = mask[box]
+        count = int(inside.sum())
+
+        def total(image: np.ndarray) -> float:
+            # float64 sums: a float32 mean's last bit depends on the array's alignment, i.e. on the process
+            return float(image[box][inside].sum(dtype=np.float64))
+
+        mean = total(self.lightness) / count + 10.0
+        energies = [np.log(total(band) / count / mean + 1e-4) for band in self.bands]
+        return np.array([*energies, total(self.coherence) / count], np.float32)
 
 
 def mask_shape(mask: np.ndarray, gsd_cm: float) -> np.ndarray:
