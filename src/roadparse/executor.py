@@ -341,6 +341,7 @@ class RayExecutor:
             return
         self.close()
         self._task = task
+        self._environment_refs, self._environments = [], {}  # another task's workers computed none of these items
         self._actors = [self._new_actor(task) for _ in range(wanted)]
 
     def map(self, task: Task, batches: Iterable[list[Any]]) -> Iterator[tuple[list[Any], list[Any] | Exception]]:
