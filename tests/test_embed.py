@@ -322,11 +322,18 @@ def test_stage_records_the_colour_gains_it_applied(tmp_path: Path) -> None:
     assert read_features(workspace, 7).shape == before.shape
 
 
+def _embedded_at_2cm(tmp_path: Path, boxes: list[tuple[int, int, int, int]], *overrides: str) -> Workspace:
+    """Returns a one-tile workspace at 2 cm/px with ``boxes`` as masks, embedded by EfficientNet-Lite0 layer 7."""
+    workspace = _build_workspace(tmp_path / "work", {"t0": boxes}, gsd_cm=2.0)
+    settings = load_settings(None, ["embed.encoder=efficientnet-lite0", "embed.layers=[7]", "embed.crop_size=32",
+                                    "embed.device=cpu", *overrides])
+    embed.run(workspace, settings, encoder=load_encoder("efficientnet-lite0", [7], "cpu"))
+    return workspace
+
+
 def test_stage_records_each_mask_shape_at_the_tiles_gsd(tmp_path: Path) -> None:
     boxes = [(2, 3, 30, 20), (0, 0, 48, 4)]
-    workspace = _build_workspace(tmp_path / "work", {"t0": boxes}, gsd_cm=2.0)
-    settings = load_settings(None, ["embed.encoder=efficientnet-lite0", "embed.layers=[7]", "embed.crop_size=32", "embed.device=cpu"])
-    embed.run(workspace, settings, encoder=load_encoder("efficientnet-lite0", [7], "cpu"))
+    workspace = _embedded_at_2cm(tmp_path, boxes)
     shapes = read_shape(workspace)
     assert shapes.shape == (2, 3)
     for row, (x0, y0, x1, y1) in zip(shapes, boxes, strict=True):
@@ -343,10 +350,7 @@ def test_stage_records_each_mask_shape_at_the_tiles_gsd(tmp_path: Path) -> None:
 
 def test_stage_records_each_mask_surround_at_the_tiles_gsd(tmp_path: Path) -> None:
     boxes = [(2, 3, 30, 20), (0, 0, 48, 4)]
-    workspace = _build_workspace(tmp_path / "work", {"t0": boxes}, gsd_cm=2.0)
-    settings = load_settings(None, ["embed.encoder=efficientnet-lite0", "embed.layers=[7]", "embed.crop_size=32",
-                                    "embed.device=cpu", "embed.surround_cm=10"])
-    embed.run(workspace, settings, encoder=load_encoder("efficientnet-lite0", [7], "cpu"))
+    workspace = _embedded_at_2cm(tmp_path, boxes, "embed.surround_cm=10")
     surrounds = read_surround(workspace)
     assert surrounds.shape == (2, 6)
     image = read_image(list_tiles(workspace)[0].path)
@@ -366,9 +370,7 @@ def test_stage_records_each_mask_surround_at_the_tiles_gsd(tmp_path: Path) -> No
 
 def test_stage_records_each_mask_texture_at_the_tiles_gsd(tmp_path: Path) -> None:
     boxes = [(2, 3, 30, 20), (0, 0, 48, 4)]
-    workspace = _build_workspace(tmp_path / "work", {"t0": boxes}, gsd_cm=2.0)
-    settings = load_settings(None, ["embed.encoder=efficientnet-lite0", "embed.layers=[7]", "embed.crop_size=32", "embed.device=cpu"])
-    embed.run(workspace, settings, encoder=load_encoder("efficientnet-lite0", [7], "cpu"))
+    workspace = _embedded_at_2cm(tmp_path, boxes)
     textures = read_texture(workspace)
     assert textures.shape == (2, TEXTURE_DIMS)
     image = read_image(list_tiles(workspace)[0].path)

@@ -189,8 +189,9 @@ class Texture:
     4 cm window (near 0: no direction, as asphalt grain; near 1: one direction, as along a
     paver joint, a groove or the edge of a stripe). Smooth asphalt, concrete pavers and a lawn
     can share a colour, not these. An object across tiles is read on its canvas, subsampled as
-    its crop is (:meth:`FrameObjects.canvas`), at that canvas's GSD. Pixels outside ``valid`` (padding beyond the frame) are left out of every blur
-    (normalised convolution), so a frame edge does not look like texture.
+    its crop is (:meth:`FrameObjects.canvas`), at that canvas's GSD. Pixels outside ``valid``
+    (padding beyond the frame) are left out of every blur (normalised convolution), so a frame
+    edge does not look like texture.
     """
 
     def __init__(self, lab: np.ndarray, valid: np.ndarray, gsd_cm: float):
@@ -717,24 +718,25 @@ def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, 
     )
     with atomic_output(index_path(run.workspace)) as tmp:
         pq.write_table(table, tmp)
-    colours = np.concatenate([part["colours"].reshape(-1, COLOUR_DIMS) for part in rows]).astype(np.float32)
-    with atomic_output(colour_path(run.workspace)) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, colours)
-    shapes = np.concatenate([part["shapes"].reshape(-1, SHAPE_DIMS) for part in rows]).astype(np.float32)
-    with atomic_output(shape_path(run.workspace)) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, shapes)
-    surrounds = np.concatenate([part["surrounds"].reshape(-1, COLOUR_DIMS) for part in rows]).astype(np.float32)
-    with atomic_output(surround_path(run.workspace)) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, surrounds)
-    textures = np.concatenate([part["textures"].reshape(-1, TEXTURE_DIMS) for part in rows]).astype(np.float32)
-    with atomic_output(texture_path(run.workspace)) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, textures)
+    for key, dims_of_row, path in (("colours", COLOUR_DIMS, colour_path), ("shapes", SHAPE_DIMS, shape_path),
+                                   ("surrounds", COLOUR_DIMS, surround_path), ("textures", TEXTURE_DIMS, texture_path)):
+        _save_rows(path(run.workspace), np.concatenate([part[key].reshape(-1, dims_of_row) for part in rows]))
     return {"masks": total, "dims": {str(layer): int(dim) for layer, dim in dims.items()}}
 
 
+def _save_rows(path: Path, values: np.ndarray) -> None:
+    """Saves per-mask rows as float32 ``.npy`` atomically."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, values.astype(np.float32))
+
+
+def _statistics_record(cfg: EmbedSettings, fingerprint: str) -> dict[str, Any]:
+    """Returns what ``embed/statistics.json`` says of surrounds and textures made with ``cfg`` for an embedding."""
+    return {"surround_cm": cfg.surround_cm, "texture": TEXTURE_VERSION, "embedding": fingerprint}
+
+
 def _record_statistics(workspace: Workspace, cfg: EmbedSettings, fingerprint: str) -> None:
-    atomic_write_text(statistics_record_path(workspace), json.dumps(
-        {"surround_cm": cfg.surround_cm, "texture": TEXTURE_VERSION, "embedding": fingerprint}))
+    atomic_write_text(statistics_record_path(workspace), json.dumps(_statistics_record(cfg, fingerprint)))
 
 
 def refresh_statistics(workspace: Workspace, cfg: EmbedSettings, manifest: StageManifest) -> bool:
@@ -747,7 +749,7 @@ def refresh_statistics(workspace: Workspace, cfg: EmbedSettings, manifest: Stage
     """
     record = read_statistics_record(workspace)
     if (surround_path(workspace).exists() and texture_path(workspace).exists()
-            and record == {"surround_cm": cfg.surround_cm, "texture": TEXTURE_VERSION, "embedding": manifest["fingerprint"]}):
+            and record == _statistics_record(cfg, manifest["fingerprint"])):
         return False
     index = read_index(workspace)
     tile_ids = index.column("tile_id").to_pylist()
@@ -769,9 +771,8 @@ def refresh_statistics(workspace: Workspace, cfg: EmbedSettings, manifest: Stage
         surrounds[row : row + entry.count] = entry.surrounds
         textures[row : row + entry.count] = entry.textures
         row += entry.count
-    for path, values in ((surround_path(workspace), surrounds), (texture_path(workspace), textures)):
-        with atomic_output(path) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, values)
+    _save_rows(surround_path(workspace), surrounds)
+    _save_rows(texture_path(workspace), textures)
     _record_statistics(workspace, cfg, manifest["fingerprint"])
     log.info("embed: surrounds (%g cm) and textures of %d masks recomputed (features kept)", cfg.surround_cm, len(surrounds))
     return True
