@@ -13,7 +13,9 @@ the pseudo-labels scored on the dev split (mIoU %, areas summed). Rows:
 - ``shift``: physical defaults with the old ``roi.edge_rule: shift`` (the demo before the grow rule).
 
 The clusters are named by majority vote on two training frames (``--naming train``, as the
-demo) or on the dev frames (``--naming dev``, the demo before this round). Also printed per
+demo), on the same share of the training tiles drawn across all training frames (``--naming
+tiles``, ``run.naming_share``) or on the dev frames (``--naming dev``, the demo before the
+seventh round). Also printed per
 row: the same pseudo-labels scored on the remaining frames ("held-out": neither dev nor naming), the masks' ceiling on the dev split (each mask painted with
 its majority class: what any merge map could reach with these masks), masks, the share of ground-truth objects (connected components of one
 class, at least the area filter) split over two or more masks of their class (after
@@ -34,6 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from roadparse.artifacts import (
+    gallery_path,
     list_tiles,
     mask_key,
     pseudo_label_dir,
@@ -42,7 +45,7 @@ from roadparse.artifacts import (
     read_tile_masks,
 )
 from roadparse.config import Settings
-from roadparse.demo import demo_settings, naming_frames_of
+from roadparse.demo import NAMINGS, demo_settings, naming_overrides
 from roadparse.dev_split import (
     cluster_ceiling,
     dev_tiles,
@@ -123,8 +126,7 @@ def split_share(workspace: Workspace, settings: Settings, labels_dir: Path, min_
 
 def run_case(data: Path, out: Path, split: dict, overrides: list[str], gsd: float, naming: str = "train") -> dict:
     """Returns the scores of one (data set, settings) case."""
-    naming_frames = naming_frames_of(split) if naming == "train" else None
-    settings = demo_settings(out, data, split["dev"], [f"roi.gsd_cm={gsd}", *overrides], naming_frames=naming_frames)
+    settings = demo_settings(out, data, split["dev"], [f"roi.gsd_cm={gsd}", *overrides, *naming_overrides(split, naming)])
     workspace = Workspace(settings.run.workdir)
     workspace.write_settings("")
     result = PipelineResult(workspace.root)
@@ -146,6 +148,8 @@ def run_case(data: Path, out: Path, split: dict, overrides: list[str], gsd: floa
     held_out_scores = score_label_dir(pseudo_label_dir(workspace), held_out, data / "labels", names)["scores"]
     return {
         "miou": scores["miou"],
+        # the classes the suggested map names no cluster as (merge.unnamed_classes)
+        "unnamed": [line.split(":")[0] for line in json.loads((gallery_path(workspace).parent / "warnings.json").read_text())],
         "ceiling": ceiling["miou"],
         "cluster_ceiling": clusters["miou"],
         "cluster_ceiling_per_class": {name: clusters["iou"][name] for name in names},
@@ -173,8 +177,9 @@ def main() -> None:
     parser.add_argument("--style", default="highway", choices=["highway", "urban"], help="the synthetic family")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra setting for every row (repeatable)")
-    parser.add_argument("--naming", choices=["train", "dev"], default="train",
-                        help="whose labels name the clusters: two training frames (as the demo; default) or the dev frames")
+    parser.add_argument("--naming", choices=NAMINGS, default="train",
+                        help="whose labels name the clusters: two training frames (as the demo; default), the same share of "
+                        "the training tiles drawn across all training frames, or the dev frames")
     args = parser.parse_args()
     gsds = [float(v) for v in args.gsds.split(",")]
     rows = args.rows.split(",")

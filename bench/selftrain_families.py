@@ -2,7 +2,7 @@
 
 Renders a demo-sized set of a family (default: 8 frames of 2400x1600, 2 in the dev split), runs
 the whole demo profile (``roadparse/data/demo.yaml``) with the merge map suggested by majority
-vote on the dev labels, as ``roadparse demo`` does, and prints the dev table of the pseudo-labels
+vote on the labels of two training frames, as ``roadparse demo`` does (``--naming``), and prints the dev table of the pseudo-labels
 and of every training round, the round the run hands on and its verdict. Settings come from the
 profile (``--set`` overrides for experiments only): the point is to score a family the profile
 was not tuned on. Run: ``python bench/selftrain_families.py --style urban --out /tmp/urban-selftrain``.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from roadparse.artifacts import list_tiles
 from roadparse.config import dump_settings
-from roadparse.demo import demo_settings, naming_frames_of
+from roadparse.demo import NAMINGS, demo_settings, naming_overrides
 from roadparse.dev_split import cluster_ceiling, dev_tiles
 from roadparse.io.images import list_images
 from roadparse.io.labels import load_classes
@@ -42,8 +42,9 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value (experiments)")
-    parser.add_argument("--naming", choices=["train", "dev"], default="train",
-                        help="whose labels name the clusters: two training frames (as the demo; default) or the dev frames")
+    parser.add_argument("--naming", choices=NAMINGS, default="train",
+                        help="whose labels name the clusters: two training frames (as the demo; default), the same share of "
+                        "the training tiles drawn across all training frames, or the dev frames")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -53,8 +54,7 @@ def main() -> None:
         generate_dataset(data, n_frames=args.frames, width=args.width, height=args.height, seed=args.seed,
                          style=args.style)
     split = json.loads((data / "split.json").read_text())
-    settings = demo_settings(args.out, data, split["dev"], args.overrides,
-                             naming_frames=naming_frames_of(split) if args.naming == "train" else None)
+    settings = demo_settings(args.out, data, split["dev"], [*args.overrides, *naming_overrides(split, args.naming)])
     workspace = Workspace(settings.run.workdir)
     workspace.write_settings(dump_settings(settings))
     result = PipelineResult(workspace.root)

@@ -84,7 +84,11 @@ def test_default_writes_todays_suggestion_and_settings_never_recluster(tmp_path:
     cluster.run(workspace, load_settings(overrides=MIXED), labels_dir=labels_dir)
     path = workspace.root / "cluster" / "merge_map.suggested.yaml"
     text = path.read_text().replace(str(labels_dir), "LABELS")
-    assert text == TODAYS_SUGGESTION  # written by the code before this setting existed (+ the naming frames)
+    warnings = [line for line in text.splitlines(keepends=True) if line.startswith("# WARNING: ")]
+    # written by the code before this setting existed (+ the naming frames, + the classes it does not name)
+    assert "".join(line for line in text.splitlines(keepends=True) if line not in warnings) == TODAYS_SUGGESTION
+    assert warnings[0].startswith("# WARNING: white_marking: 648 labelled px, but no cluster is mostly white_marking")
+    assert len(warnings) == 5  # and the four classes these labels do not show
     fingerprint = workspace.read_manifest("cluster")["fingerprint"]
     cluster.run(workspace, load_settings(overrides=[*MIXED, *SPLIT]), labels_dir=labels_dir)
     assert workspace.read_manifest("cluster")["fingerprint"] == fingerprint  # not re-clustered
@@ -95,7 +99,7 @@ def test_suggested_split_is_painted_by_pseudolabel(tmp_path: Path) -> None:
     workspace, labels_dir = _mixed_workspace(tmp_path)
     settings = load_settings(overrides=[*MIXED, *SPLIT])
     cluster.run(workspace, settings, labels_dir=labels_dir)
-    path, suggestions = cluster.suggest_by_majority(workspace, settings, labels_dir)
+    path, suggestions, _ = cluster.suggest_by_majority(workspace, settings, labels_dir)
     mixed = next(s for s in suggestions if "split" in s)
     assert mixed["class"] == "other" and [p["class"] for p in mixed["split_parts"]] == ["white_marking", "other"]
     assert mixed["split"]["sizes"] == [9, 3] and mixed["split_gain"] == 324

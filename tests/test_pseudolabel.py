@@ -325,6 +325,29 @@ def test_held_out_tiles_are_neither_dev_nor_naming(tmp_path: Path) -> None:
     assert held_out_tiles(workspace, run) == []
 
 
+def test_naming_share_draws_tiles_across_the_frames_outside_dev(tmp_path: Path) -> None:
+    from roadparse.config import ConfigError
+    from roadparse.dev_split import held_out_tiles, naming_tiles
+
+    workspace, labels_dir = build_workspace(tmp_path, n_frames=6)
+    base = [f"run.dev_labels={labels_dir}", 'run.dev_frames=["frame0"]']
+    run = load_settings(overrides=[*base, "run.naming_share=0.4"]).run
+    named = [t.id for t in naming_tiles(workspace, run)]
+    assert len(named) == 2 and "frame0_t0" not in named  # round(0.4 x 5), never a dev tile
+    assert named == [t.id for t in naming_tiles(workspace, run)]  # the same draw every time
+    held = [t.id for t in held_out_tiles(workspace, run)]
+    assert sorted(named + held) == [f"frame{f}_t0" for f in range(1, 6)]
+    one = load_settings(overrides=[*base, "run.naming_share=0.01"]).run
+    assert len(naming_tiles(workspace, one)) == 1  # at least one tile
+    cluster.run(workspace, load_settings(overrides=[*SETTINGS, *base, "run.naming_share=0.4"]))
+    suggested = (workspace.root / "cluster" / "merge_map.suggested.yaml").read_text()
+    assert f"{2 * ROAD_WIDTH * HEIGHT} labelled px" in suggested  # the road cluster, voted on by the two tiles
+    with pytest.raises(ConfigError, match="not both"):
+        load_settings(overrides=[*base, "run.naming_share=0.4", 'run.naming_frames=["frame1"]'])
+    with pytest.raises(ValueError, match="naming_share"):  # every labelled frame is a dev frame
+        cluster.run(workspace, load_settings(overrides=[*SETTINGS, f"run.dev_labels={labels_dir}", "run.naming_share=0.4"]))
+
+
 def test_cluster_ceiling_names_each_cluster_by_its_majority(clustered: tuple[Workspace, Path]) -> None:
     from roadparse.artifacts import assignments_path, list_tiles
     from roadparse.dev_split import cluster_ceiling

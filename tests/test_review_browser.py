@@ -71,6 +71,9 @@ def test_review_page_assign_split_save_then_pseudolabel(tmp_path: Path, browser)
         # the suggestion is pre-selected and marked as one
         marked = browser.find_elements(By.CSS_SELECTOR, f"#cluster-{ids['road']} .cls.on.suggested")
         assert [b.get_attribute("data-cls") for b in marked] == ["road"]
+        # the labels show no cone (nor yellow, rail, sealing): the page says no cluster is suggested as one
+        shown = browser.find_element(By.ID, "message").text
+        assert "The suggested map names no cluster as" in shown and "traffic_cone: the naming labels show no" in shown
 
         # by click: road; by key: 7 (other) on the focused row
         browser.find_element(By.CSS_SELECTOR, f"#cluster-{ids['road']} .cls[data-cls='road']").click()

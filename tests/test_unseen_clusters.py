@@ -1,5 +1,6 @@
 """Clusters without labelled pixels in the majority-vote suggestion (``cluster.suggest_unseen``)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import yaml
 
 from roadparse.config import load_settings
 from roadparse.io.labels import IGNORE_INDEX, load_classes, read_label_png, write_label_png
-from roadparse.merge import DISCARD, merge_map_yaml, name_unseen_clusters
+from roadparse.merge import DISCARD, merge_map_yaml, name_unseen_clusters, unnamed_classes
 from roadparse.review.session import ReviewSession
 from roadparse.stages import cluster
 from test_pseudolabel import MARKINGS, SETTINGS, build_workspace
@@ -71,3 +72,28 @@ def test_stage_names_a_cluster_the_naming_frames_do_not_label_and_the_review_pag
     notes = {c["id"]: c["suggestion_note"] for c in state["clusters"]}
     assert notes[discarded[0]].startswith("no labelled pixel: suggested after its nearest named cluster")
     assert [c for c, note in notes.items() if note] == [discarded[0]]
+    # the class the naming frames never show is named in the map's header, the gallery and the review page
+    warned = [line for line in state["suggestion_warnings"] if line.startswith("white_marking:")]
+    assert warned == ["white_marking: the naming labels show no white_marking, so no cluster could be voted white_marking; "
+                      "name its clusters from the gallery, or label a frame that shows white_marking"]
+    assert f"# WARNING: {warned[0]}" in suggested.read_text()
+    gallery = workspace.root / "cluster" / "gallery"
+    assert warned[0] in json.loads((gallery / "warnings.json").read_text())
+    assert "Classes the suggested map does not name" in (gallery / "index.html").read_text()
+    assert not any(line.startswith(("road:", "other:")) for line in state["suggestion_warnings"])
+
+
+def test_unnamed_classes_say_why_a_class_has_no_cluster() -> None:
+    histograms = np.array([[90, 0, 0], [80, 5, 0], [0, 0, 50], [10, 3, 40]])  # masks' labelled px of road, white, other
+    mask_clusters = np.array([0, 0, 1, 1])
+    suggestions = [_suggestion(0, "road", 175), _suggestion(1, "other", 103)]
+    lines = unnamed_classes(suggestions, histograms, mask_clusters, NAMES)
+    assert lines == ["white_marking: 8 labelled px, but no cluster is mostly white_marking (most of them, 62%, lie in "
+                     "cluster 0, which is 3% white_marking); name it from the gallery, or raise cluster.n_clusters"]
+    split = dict(_suggestion(0, DISCARD, 175), split_parts=[{"class": "road"}, {"class": "white_marking"}])
+    assert unnamed_classes([split, suggestions[1]], histograms, mask_clusters, NAMES) == []  # a split part names it
+    absent = unnamed_classes(suggestions, histograms * [1, 0, 1], mask_clusters, NAMES)
+    assert absent == ["white_marking: the naming labels show no white_marking, so no cluster could be voted "
+                      "white_marking; name its clusters from the gallery, or label a frame that shows white_marking"]
+    text = merge_map_yaml(suggestions, NAMES, "test", absent)
+    assert f"# WARNING: {absent[0]}\n" in text and yaml.safe_load(text)["clusters"] == {0: "road", 1: "other"}

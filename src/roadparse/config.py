@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from roadparse.units import length_px
 
@@ -393,6 +393,12 @@ class RunSettings(_Section):
         "standing in for the person who names them; give frames outside dev_frames so that the dev scores are measured "
         "on frames that named nothing (null: the dev frames name the clusters, and their scores flatter the pseudo-labels)",
     )
+    naming_share: float | None = Field(
+        None, gt=0, le=1,
+        description="instead of naming_frames: this share of the labelled tiles outside dev_frames, drawn at random "
+        "(seed 0, the same tiles for the same tile set) across all their frames, names the clusters; a person who "
+        "labels tiles here and there rather than whole frames (null: naming_frames decides)",
+    )
     executor: Literal["local", "ray"] = Field(
         "local", description="where roi, masks, embed and predict run their items: local (this process) or ray (Ray actors; extra 'distributed')"
     )
@@ -402,6 +408,12 @@ class RunSettings(_Section):
     ray_workers: int | None = Field(None, ge=1, description="Ray actors (each loads the model once); null: cluster GPUs / ray_gpus_per_worker, else CPUs / ray_cpus_per_worker")
     ray_cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray actor (also its torch threads)")
     ray_gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per Ray actor (0: CPU actors; 1: one actor per GPU; 0.5: two per GPU)")
+
+    @model_validator(mode="after")
+    def _one_naming(self) -> RunSettings:
+        if self.naming_frames is not None and self.naming_share is not None:
+            raise ValueError("give run.naming_frames or run.naming_share, not both")
+        return self
 
 
 class Settings(_Section):

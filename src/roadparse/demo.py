@@ -71,6 +71,28 @@ def naming_frames_of(split: dict[str, list[str]]) -> list[str]:
     return sorted(split["train"])[: len(split["dev"])]
 
 
+NAMINGS = ("train", "tiles", "dev")
+"""Who names the clusters in the demo and the benchmarks (:func:`naming_overrides`)."""
+
+
+def naming_overrides(split: dict[str, list[str]], naming: str) -> list[str]:
+    """Returns the settings overrides for one of :data:`NAMINGS`.
+
+    ``train``: the labels of the first training frames, as many as the dev frames (the demo's
+    way, :func:`naming_frames_of`); ``tiles``: the same share of the training frames' tiles, drawn
+    across all of them (``run.naming_share``: a person who labels tiles here and there, as
+    #12's separate set was named with 24 of its 120 tiles); ``dev``: the dev frames (their scores
+    flatter the pseudo-labels).
+    """
+    if naming == "train":
+        return [f"run.naming_frames={json.dumps(naming_frames_of(split))}"]
+    if naming == "tiles":
+        return [f"run.naming_share={len(split['dev']) / len(split['train'])!r}"]
+    if naming == "dev":
+        return []
+    raise ValueError(f"unknown naming {naming!r}; choose one of {', '.join(NAMINGS)}")
+
+
 def run_demo(
     out: str | Path, size: DemoSize = DemoSize(), overrides: list[str] | None = None,
     announce: Callable[[str], None] | None = None,

@@ -51,11 +51,22 @@ def dev_tiles(workspace: Workspace, run: RunSettings) -> list[Tile]:
 def naming_tiles(workspace: Workspace, run: RunSettings) -> list[Tile]:
     """Returns the tiles whose labels name the clusters in the majority-vote suggestion.
 
-    ``run.naming_frames`` when set (tiles of those frames with a label in ``run.dev_labels``),
-    else the dev tiles (:func:`dev_tiles`).
+    ``run.naming_frames`` when set (tiles of those frames with a label in ``run.dev_labels``);
+    ``run.naming_share`` when set (that share of the labelled tiles outside the dev tiles, at least
+    one, drawn with seed 0 from them sorted by id: the same tiles whatever order they were listed
+    in); else the dev tiles (:func:`dev_tiles`).
     """
     if run.dev_labels is None:
         return []
+    if run.naming_share is not None:
+        dev = {tile.id for tile in dev_tiles(workspace, run)}
+        pool = sorted((tile for tile in _labelled_tiles(workspace, run.dev_labels, None) if tile.id not in dev),
+                      key=lambda tile: tile.id)
+        if not pool:
+            return []
+        count = max(1, round(run.naming_share * len(pool)))
+        chosen = np.random.default_rng(0).choice(len(pool), size=count, replace=False)
+        return [pool[index] for index in sorted(chosen)]
     if run.naming_frames is None:
         return dev_tiles(workspace, run)
     return _labelled_tiles(workspace, run.dev_labels, set(run.naming_frames))

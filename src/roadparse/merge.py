@@ -423,12 +423,54 @@ def name_unseen_clusters(
     return out
 
 
+def unnamed_classes(
+    suggestions: Sequence[dict[str, Any]], histograms: np.ndarray, mask_clusters: np.ndarray, class_names: Sequence[str]
+) -> list[str]:
+    """Returns one line per class that no suggested cluster (or split part) is named, saying why and what to do.
+
+    A vote can only name a class its labels show, and only where some cluster is mostly that
+    class. A class missing from the labels, or one spread thinly over clusters that other classes
+    dominate, is then absent from the pseudo-labels without any error: these lines say so.
+
+    Args:
+        histograms: (M, C) ground-truth class counts under each mask in the naming tiles.
+        mask_clusters: (M,) cluster id of each mask.
+    """
+    named = {str(item["class"]) for item in suggestions}
+    for item in suggestions:
+        named.update(str(part["class"]) for part in item.get("split_parts", ()))
+    labels = np.asarray(mask_clusters, dtype=np.int64)
+    n_clusters = max(int(labels.max()) + 1 if len(labels) else 0, len(suggestions))
+    totals = np.zeros((n_clusters, len(class_names)), dtype=np.int64)
+    np.add.at(totals, labels, np.asarray(histograms, dtype=np.int64))
+    lines = []
+    for index, name in enumerate(class_names):
+        if name in named:
+            continue
+        pixels = int(totals[:, index].sum())
+        if pixels == 0:
+            lines.append(
+                f"{name}: the naming labels show no {name}, so no cluster could be voted {name}; "
+                f"name its clusters from the gallery, or label a frame that shows {name}"
+            )
+            continue
+        where = int(np.argmax(totals[:, index]))
+        share = totals[where, index] / pixels
+        purity = totals[where, index] / max(int(totals[where].sum()), 1)
+        lines.append(
+            f"{name}: {pixels} labelled px, but no cluster is mostly {name} (most of them, {share:.0%}, lie in "
+            f"cluster {where}, which is {purity:.0%} {name}); name it from the gallery, or raise cluster.n_clusters"
+        )
+    return lines
+
+
 def merge_map_yaml(
-    suggestions: Sequence[dict[str, Any]], class_names: Sequence[str], source: str
+    suggestions: Sequence[dict[str, Any]], class_names: Sequence[str], source: str, warnings: Sequence[str] = ()
 ) -> str:
     """Returns an editable merge-map YAML (``clusters: {id: class}``) with the evidence as comments.
 
-    ``source`` says how the suggestion was made, e.g. "majority vote of dev labels".
+    ``source`` says how the suggestion was made, e.g. "majority vote of dev labels"; each of
+    ``warnings`` (e.g. :func:`unnamed_classes`) becomes a "WARNING:" comment line of the header.
     """
     entries: list[tuple[int, str | Split, str]] = []
     for item in suggestions:
@@ -449,6 +491,7 @@ def merge_map_yaml(
         f"Suggested merge map ({source}).",
         "Ground-truth labels (if any) were used for NAMING clusters only, never for training.",
         "Copy to WORKDIR/merge_map.yaml, edit, then run `roadparse pseudolabel WORKDIR`.",
+        *(f"WARNING: {line}" for line in warnings),
     ]
     return format_merge_map(entries, class_names, header)
 

@@ -102,12 +102,13 @@ def cluster_suggest_cmd(
         fail("give exactly one of --labels GT_DIR or --zero-shot MODEL")
     settings = resolve_settings(config_path, overrides, workdir)
     workspace = open_workspace(workdir, settings)
+    warnings: list[str] = []  # zero-shot naming has none
     try:
         if labels_dir is not None:
-            path, suggestions = cluster.suggest_by_majority(
+            path, suggestions, warnings = cluster.suggest_by_majority(
                 workspace, settings, labels_dir, min_purity=min_purity
             )
-            cluster.write_gallery_safely(workspace, settings, suggestions)
+            cluster.write_gallery_safely(workspace, settings, suggestions, warnings)
         elif zero_shot is not None:  # exactly one of the two is given (checked above)
             path, suggestions = cluster.suggest_by_zero_shot(
                 workspace, settings, zero_shot, device=device, min_score=min_purity or 0.0
@@ -121,6 +122,8 @@ def cluster_suggest_cmd(
         click.echo(
             f"cluster {item['cluster']:>3}: {item['class']:<16} purity {item['purity']:.2f}  ({item['masks']} masks){split}"
         )
+    for line in warnings:
+        click.echo(f"warning: {line}", err=True)
     click.echo(f"suggested merge map: {path}")
     click.echo(
         f"next: cp {path} {workspace.root / settings.pseudolabel.merge_map}, edit, then `roadparse pseudolabel {workdir}`"

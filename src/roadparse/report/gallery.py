@@ -14,6 +14,7 @@ import html
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,14 @@ from roadparse.workspace import Workspace, atomic_output, atomic_write_json, ato
 log = logging.getLogger(__name__)
 
 THUMB = 160
+WARNINGS_FILE = "warnings.json"
+"""Beside ``clusters.json``: the suggestion's warnings (:func:`roadparse.merge.unnamed_classes`), a JSON list."""
 _OUTLINE = np.array([255, 0, 255], dtype=np.uint8)  # magenta: rare on roads, unlike yellow
 _STYLE = """<style>
 .rp-gallery{font-family:sans-serif} .rp-row{display:flex;align-items:flex-start;gap:12px;border-top:1px solid #ccc;padding:8px 0}
 .rp-meta{min-width:170px;font-size:14px} .rp-meta b{font-size:20px} .rp-thumbs{display:flex;flex-wrap:wrap;gap:4px}
 .rp-thumbs img{width:THUMBpx;height:THUMBpx;object-fit:contain;background:#222} .rp-sep{width:3px;background:#888;align-self:stretch}
-.rp-discard{color:#b00} pre.rp-yaml{background:#f4f4f4;padding:8px;max-height:300px;overflow:auto}
+.rp-discard{color:#b00} .rp-warning{background:#fff3cd;border:1px solid #e0b000;padding:4px 10px;margin:8px 0} pre.rp-yaml{background:#f4f4f4;padding:8px;max-height:300px;overflow:auto}
 </style>""".replace("THUMB", str(THUMB))
 
 
@@ -160,9 +163,10 @@ def cluster_crops(
 
 
 def write_gallery(
-    workspace: Workspace, settings: Any, suggestions: list[dict[str, Any]] | None = None
+    workspace: Workspace, settings: Any, suggestions: list[dict[str, Any]] | None = None, warnings: Sequence[str] = ()
 ) -> Path:
-    """Writes ``cluster/gallery/index.html`` with thumbnails and ``clusters.json``; returns the page path."""
+    """Writes ``cluster/gallery/index.html`` with thumbnails, ``clusters.json`` and ``warnings.json`` (what
+    the suggestion could not name, shown above the clusters); returns the page path."""
     tile_ids, mask_ids, clusters, distances, n_clusters = _assignments(workspace)
     from roadparse.artifacts import read_index
 
@@ -200,12 +204,13 @@ def write_gallery(
         )
     entries.sort(key=lambda e: (-e["size"], e["cluster"]))
     atomic_write_json(folder / "clusters.json", entries)
+    atomic_write_json(folder / WARNINGS_FILE, list(warnings))
     page = [
         "<!doctype html><html><head><meta charset='utf-8'><title>roadparse clusters</title></head><body>"
     ]
     page += [
         f"<h1>Clusters of {html.escape(str(workspace.root))}</h1>",
-        render_gallery(entries),
+        render_gallery(entries, warnings=warnings),
         "</body></html>",
     ]
     atomic_write_text(folder / "index.html", "\n".join(page))
@@ -225,16 +230,22 @@ def _merge_snippet(entries: list[dict[str, Any]]) -> str:
     return format_merge_map(rows).rstrip("\n")
 
 
-def render_gallery(entries: list[dict[str, Any]], image_src: Any = None) -> str:
-    """Returns the gallery as an HTML fragment (style, merge-map snippet, one row per cluster).
+def render_gallery(entries: list[dict[str, Any]], image_src: Any = None, warnings: Sequence[str] = ()) -> str:
+    """Returns the gallery as an HTML fragment (style, warnings, merge-map snippet, one row per cluster).
 
     ``entries`` are the records of ``clusters.json``; ``image_src(name) -> str`` maps a
-    thumbnail file name to an ``src`` (default: the name, relative to the gallery folder).
+    thumbnail file name to an ``src`` (default: the name, relative to the gallery folder);
+    ``warnings`` are the suggestion's (``warnings.json``), one list item each.
     """
     image_src = image_src or (lambda name: name)
     parts = [
         _STYLE,
         "<div class='rp-gallery'>",
+    ]
+    if warnings:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in warnings)
+        parts.append(f"<div class='rp-warning'><b>Classes the suggested map does not name</b><ul>{items}</ul></div>")
+    parts += [
         "<p>Copy this to <code>WORKDIR/merge_map.yaml</code>, edit the classes (or <code>discard</code> "
         "for mixed clusters) while looking at the rows below, then run <code>roadparse pseudolabel WORKDIR</code>.</p>",
         f"<pre class='rp-yaml'>{html.escape(_merge_snippet(entries))}</pre>",
@@ -283,4 +294,6 @@ def render_gallery_fragment(workspace: Workspace, per_kind: int = 6) -> str:
             "ascii"
         )
 
-    return render_gallery(entries, inline)
+    warnings_file = folder / WARNINGS_FILE
+    warnings = json.loads(warnings_file.read_text()) if warnings_file.exists() else []
+    return render_gallery(entries, inline, warnings)

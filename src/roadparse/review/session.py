@@ -56,6 +56,8 @@ _GUESSED = re.compile(
     re.MULTILINE,
 )
 """A suggested-map line of a cluster named by ``cluster.suggest_unseen: nearest`` (see ``merge.merge_map_yaml``)."""
+_WARNING = re.compile(r"^# WARNING: (?P<line>.*)$", re.MULTILINE)
+"""A header line of the suggested map written by ``merge.merge_map_yaml`` for each of its warnings."""
 
 THUMB = 168
 """Member thumbnails, display pixels (drawn at 120 CSS px: sharp on high-density screens)."""
@@ -146,22 +148,24 @@ class ReviewSession:
             log.warning("review: ignoring the suggestion: %s", exc)
             return {}
 
-    def suggestion_notes(self) -> dict[int, str]:
-        """Returns cluster -> why its suggestion is a guess, from the comments of the suggested map.
+    def suggestion_notes(self) -> tuple[dict[int, str], list[str]]:
+        """Returns (cluster -> why its suggestion is a guess, the map's warnings), from the comments of the suggested map.
 
         A cluster with no labelled pixel named after its nearest named cluster
         (``cluster.suggest_unseen: nearest``) says so on its line; the page shows it, so a person
-        knows which suggestions no label voted for.
+        knows which suggestions no label voted for. The header's "WARNING:" lines name the classes
+        no cluster was suggested as (:func:`roadparse.merge.unnamed_classes`).
         """
         path = suggested_merge_map_path(self.workspace)
         if not path.exists():
-            return {}
+            return {}, []
+        text = path.read_text()
         notes = {}
-        for match in _GUESSED.finditer(path.read_text()):
+        for match in _GUESSED.finditer(text):
             notes[int(match["cluster"])] = (
                 f"no labelled pixel: suggested after its nearest named cluster {match['nearest']} (cosine {match['cosine']})"
             )
-        return notes
+        return notes, [match["line"] for match in _WARNING.finditer(text)]
 
     def suggestion_entry(self, cluster_id: int, value: str | Split | None) -> dict[str, Any]:
         """Returns a cluster's suggestion as the page shows it: ``suggestion``, ``suggested_split``, ``suggestion_warning``.
@@ -217,7 +221,7 @@ class ReviewSession:
     def state(self) -> dict[str, Any]:
         """Returns everything the page needs to draw itself (JSON)."""
         suggestions = self.suggestions()
-        notes = self.suggestion_notes()
+        notes, suggestion_warnings = self.suggestion_notes()
         saved, warning = self.saved()
         order = sorted(range(self.n_clusters), key=lambda c: (-int(self.sizes[c]), c))
         clusters = []
@@ -241,6 +245,7 @@ class ReviewSession:
             "clusters": clusters,
             "saved": saved,
             "warning": warning,
+            "suggestion_warnings": suggestion_warnings,
             "merge_map": str(self.merge_map_path),
             "window_m": self.options.window_m if self._ground_known() else None,
             "window_px": self.window_px,

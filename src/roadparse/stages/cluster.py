@@ -10,6 +10,7 @@ used to NAME clusters only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from roadparse.merge import (
     split_mixed_suggestions,
     suggest_from_histograms,
     suggest_zero_shot,
+    unnamed_classes,
 )
 from roadparse.workspace import StageManifest, Workspace, atomic_output, atomic_write_text
 
@@ -152,20 +154,26 @@ def run(
                 f"run.naming_frames {settings.run.naming_frames}: no tile of these frames has a label in "
                 f"{settings.run.dev_labels}; name frames that have one, or leave naming_frames null"
             )
-    suggestions = None
+        if not tiles and settings.run.naming_share is not None:
+            raise ValueError(
+                f"run.naming_share {settings.run.naming_share}: no labelled tile outside the dev frames in "
+                f"{settings.run.dev_labels}; label frames outside run.dev_frames, or leave naming_share null"
+            )
+    suggestions: list[dict[str, Any]] | None = None
+    warnings: list[str] = []
     if labels_dir is not None:
-        _, suggestions = suggest_by_majority(workspace, settings, labels_dir, tiles=tiles)
-    write_gallery_safely(workspace, settings, suggestions)
+        _, suggestions, warnings = suggest_by_majority(workspace, settings, labels_dir, tiles=tiles)
+    write_gallery_safely(workspace, settings, suggestions, warnings)
     return manifest
 
 
 def write_gallery_safely(
-    workspace: Workspace, settings: Settings, suggestions: list[dict[str, Any]] | None
+    workspace: Workspace, settings: Settings, suggestions: list[dict[str, Any]] | None, warnings: Sequence[str] = ()
 ) -> None:
     """Writes the gallery; a tile that cannot be read costs its thumbnails, not the stage."""
     from roadparse.report.gallery import write_gallery
 
-    path = write_gallery(workspace, settings, suggestions)
+    path = write_gallery(workspace, settings, suggestions, warnings)
     log.info("cluster gallery: %s", path)
 
 
@@ -176,8 +184,11 @@ def suggest_by_majority(
     *,
     tiles: list[Tile] | None = None,
     min_purity: float | None = None,
-) -> tuple[Path, list[dict[str, Any]]]:
-    """Writes ``cluster/merge_map.suggested.yaml`` by majority vote; returns (path, suggestions).
+) -> tuple[Path, list[dict[str, Any]], list[str]]:
+    """Writes ``cluster/merge_map.suggested.yaml`` by majority vote; returns (path, suggestions, warnings).
+
+    The warnings (logged, and in the map's header) name each class that no cluster is
+    suggested as, and why (:func:`~roadparse.merge.unnamed_classes`).
 
     With ``cluster.suggest_split_purity`` mixed clusters are split where that names clearly
     more labelled pixels right (:func:`~roadparse.merge.split_mixed_suggestions`): the split
@@ -218,10 +229,13 @@ def suggest_by_majority(
     if features is not None and unseen:
         suggestions = name_unseen_clusters(suggestions, clusters, features)
         source += "; clusters without a labelled pixel named after their nearest named cluster"
+    warnings = unnamed_classes(suggestions, histograms, clusters, classes.names)
+    for line in warnings:
+        log.warning("suggested merge map: %s", line)
     path = suggested_merge_map_path(workspace)
-    atomic_write_text(path, merge_map_yaml(suggestions, classes.names, source))
+    atomic_write_text(path, merge_map_yaml(suggestions, classes.names, source, warnings))
     log.info("suggested merge map: %s", path)
-    return path, suggestions
+    return path, suggestions, warnings
 
 
 def _frames_note(tiles: list[Tile]) -> str:

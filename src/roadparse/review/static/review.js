@@ -451,6 +451,9 @@ async function main() {
   if (data.warning) message(`merge_map.yaml: ${data.warning}`, true);
   const stale = data.clusters.filter((c) => c.suggestion_warning).map((c) => `cluster ${c.id}`);
   if (stale.length && !data.warning) message(`Suggested splits not shown (see their rows): ${stale.join(", ")}`, true);
+  if (data.suggestion_warnings.length && !data.warning && !stale.length) {
+    message(`The suggested map names no cluster as: ${data.suggestion_warnings.join(" · ")}`, true);
+  }
   if (state.clusters.length) setFocus(state.clusters[0].id, null);
   window.scrollTo(0, 0);
   changed();
