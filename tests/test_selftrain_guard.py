@@ -95,6 +95,43 @@ def test_a_round_that_loses_a_class_is_flagged_stops_and_is_not_chosen() -> None
     assert "round 1 lost cone" in text and "selftrain.crop_sampling: rare_class" in text
 
 
+def test_the_advice_says_whether_the_round_reproduced_its_training_labels() -> None:
+    zero = {"round": 0, "dev": _dev(70.0, 90.0, 50.0)}
+    training = {"first_loss": 2.0, "final_loss": 0.5, "iterations": 282}
+    underfit = {"round": 1, "dev": _dev(60.0, 90.0, 30.0), "lost_classes": [], "training": training,
+                "fit": {"iou": {"road": 93.3, "cone": 30.9}, "miou": 62.1}}
+    text = verdict([zero, underfit], 0)
+    assert "round 1 reproduces only 62.1 % mIoU of the labels it was trained on (cone 30.9 %)" in text
+    assert "more iterations (selftrain.iterations, now 282" in text and "split or discard it" in text
+    fitted = dict(underfit, fit={"iou": {"road": 99.0, "cone": 88.0}, "miou": 93.5})
+    text = verdict([zero, fitted], 0)
+    assert "reproduces the labels it was trained on (93.5 % mIoU" in text and "selftrain.iterations" not in text
+    assert "improve the pseudo-labels themselves" in text
+    old_round = {key: value for key, value in underfit.items() if key != "fit"}  # recorded before the fit was
+    assert "train longer (selftrain.iterations, now 282" in verdict([zero, old_round], 0)
+
+
+def test_label_fit_is_per_class_iou_against_the_training_labels(tmp_path: Path) -> None:
+    from roadparse.artifacts import Tile
+    from roadparse.stages.selftrain import label_fit
+
+    classes = load_classes()
+    before, after = tmp_path / "before", tmp_path / "after"
+    trained = np.zeros((10, 10), np.uint8)
+    trained[:, 8:] = 5  # 20 cone pixels
+    trained[0, 0] = IGNORE_INDEX  # unlabelled: not compared
+    relabelled = np.zeros((10, 10), np.uint8)
+    relabelled[:, 9:] = 5  # reproduces 10 of the 20
+    for folder, label in ((before, trained), (after, relabelled)):
+        write_label_png(folder / "t0.png", label, classes)
+    tiles = [Tile(id="t0", path=tmp_path / "t0.png", frame="f.jpg", offset=(0, 0), size=(10, 10), valid=(10, 10))]
+    fit = label_fit(before, after, tiles, classes.names)
+    assert fit is not None and fit["agreement"] == pytest.approx(89 / 99)
+    assert fit["iou"]["traffic_cone"] == 50.0 and fit["iou"]["road"] == pytest.approx(100 * 79 / 89, abs=0.01)
+    assert fit["iou"]["guardrail"] is None and fit["miou"] == pytest.approx((50.0 + 100 * 79 / 89) / 2, abs=0.01)
+    assert label_fit(before, tmp_path / "none", tiles, classes.names) is None
+
+
 # --- rare classes survive -----------------------------------------------------------------------
 
 

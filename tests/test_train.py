@@ -220,6 +220,7 @@ def test_selftrain_stage_rounds_outputs_and_skip(tmp_path: Path) -> None:
         assert (round_dir / "model" / "segmenter.json").is_file()
         metrics = json.loads((round_dir / "metrics.json").read_text())
         assert metrics["training"]["iterations"] == 4 and 0.0 <= metrics["agreement"] <= 1.0
+        assert set(metrics["fit"]["iou"]) == set(load_classes().names) and 0.0 <= metrics["fit"]["miou"] <= 100.0
         labels = read_label_png(round_dir / "labels" / "f0_t0.png")
         assert labels.shape == (64, 64) and labels.max() < 7
     model, record = load_segmenter(workspace.root / "selftrain" / summary["model"])

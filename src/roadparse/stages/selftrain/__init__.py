@@ -79,18 +79,32 @@ log = logging.getLogger(__name__)
 STAGE = "selftrain"
 
 
-def label_agreement(previous_dir: Path, current_dir: Path, tiles: list[Tile]) -> float | None:
-    """Returns the share of pixels labelled in both folders whose label did not change (None: no pixels)."""
-    same = total = 0
+def label_fit(previous_dir: Path, current_dir: Path, tiles: list[Tile], class_names: tuple[str, ...]) -> dict[str, Any] | None:
+    """Returns how well a round's labels reproduce the labels it was trained on, over the pixels labelled in both.
+
+    ``agreement``: the share of those pixels whose label did not change (the stop rule without
+    dev labels); ``iou``: per class, the IoU (%) between the two label sets (None: the class is in
+    neither); ``miou``: their mean over the classes present. A class the model does not reproduce
+    was either not learnt in the iterations given or labelled two ways for one look. None when no
+    pixel is labelled in both.
+    """
+    n = len(class_names)
+    confusion = np.zeros((n, n), dtype=np.int64)
     for tile in tiles:
         before, after = previous_dir / f"{tile.id}.png", current_dir / f"{tile.id}.png"
         if not (before.is_file() and after.is_file()):
             continue
         a, b = read_label_png(before), read_label_png(after)
-        valid = (a != IGNORE_INDEX) & (b != IGNORE_INDEX)
-        same += int((a[valid] == b[valid]).sum())
-        total += int(valid.sum())
-    return same / total if total else None
+        valid = (a != IGNORE_INDEX) & (b != IGNORE_INDEX) & (a < n) & (b < n)
+        confusion += np.bincount(a[valid].astype(np.int64) * n + b[valid], minlength=n * n).reshape(n, n)
+    total = int(confusion.sum())
+    if not total:
+        return None
+    inter = np.diag(confusion)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - inter
+    iou = {name: round(100.0 * float(inter[i]) / float(union[i]), 2) if union[i] else None for i, name in enumerate(class_names)}
+    present = [value for value in iou.values() if value is not None]
+    return {"agreement": float(inter.sum()) / total, "iou": iou, "miou": round(float(np.mean(present)), 2)}
 
 
 def dev_scores(labels_dir: Path, dev_tiles: list[Tile], dev_labels: Path, classes: ClassSet) -> dict[str, Any]:
@@ -376,13 +390,15 @@ def _train_round(
     relabelled = relabel_tiles(model, tiles, labels_dir, settings, device, dist, desc=f"relabel {round_index}",
                                confident_dir=confident_dir, window=relabel.window)
     optimizer, lr, decay = resolve_optimizer(train)
+    fit = label_fit(source_labels, labels_dir, tiles, classes.names) if dist.is_main else None
     metrics: dict[str, Any] = {
         "round": round_index,
         "trained_on": str(source_labels),
         "samples": len(samples),
         "optimizer": {"name": optimizer, "lr": lr, "weight_decay": decay},
         "training": summary,
-        "agreement": label_agreement(source_labels, labels_dir, tiles) if dist.is_main else None,
+        "agreement": fit["agreement"] if fit else None,
+        "fit": {"iou": fit["iou"], "miou": fit["miou"]} if fit else None,
         "dev": dev_scores(labels_dir, dev, dev_labels, classes) if dev and dev_labels and dist.is_main else None,
         "relabel": relabelled,
     }

@@ -69,6 +69,10 @@ def best_round(history: list[dict[str, Any]]) -> int:
     return int(max(m["round"] for m in history))
 
 
+FIT_WEAK = 50.0
+"""A class a round reproduces under this IoU (%) of its own training labels is named in the advice."""
+
+
 def _advice(trained: list[dict[str, Any]]) -> str:
     """Returns what to change when no trained round beat the pseudo-labels, from what the rounds show."""
     hints = []
@@ -84,8 +88,26 @@ def _advice(trained: list[dict[str, Any]]) -> str:
             f"classes lost ({', '.join(lost)}): try selftrain.crop_sampling: rare_class, selftrain.class_weights: "
             "inverse_sqrt_frequency, selftrain.relabel_class_quantile, a selftrain.scale_factor_range that does not shrink them"
         )
-    hints.append(f"train longer (selftrain.iterations, now {training.get('iterations')}; or 'auto')")
-    hints.append("or improve the pseudo-labels themselves (masks, clustering, merge map)")
+    iterations = training.get("iterations")
+    fit = first.get("fit")
+    if fit is None:  # a round recorded before its fit was measured
+        hints.append(f"train longer (selftrain.iterations, now {iterations}; or 'auto')")
+        hints.append("or improve the pseudo-labels themselves (masks, clustering, merge map)")
+        return "; ".join(hints)
+    weak = sorted(((value, name) for name, value in fit["iou"].items() if value is not None and value < FIT_WEAK))
+    if weak:
+        shown = ", ".join(f"{name} {value:.1f} %" for value, name in weak)
+        hints.append(
+            f"round {first['round']} reproduces only {fit['miou']:.1f} % mIoU of the labels it was trained on ({shown}): "
+            f"either it needs more iterations (selftrain.iterations, now {iterations}; or 'auto'), or those labels "
+            "give one look two classes (a mixed cluster: split or discard it in the merge map)"
+        )
+    else:
+        hints.append(
+            f"round {first['round']} reproduces the labels it was trained on ({fit['miou']:.1f} % mIoU, every class "
+            f"≥ {FIT_WEAK:g} %), so training longer would mostly repeat them: improve the pseudo-labels themselves "
+            "(masks, clustering, merge map)"
+        )
     return "; ".join(hints)
 
 
