@@ -6,6 +6,8 @@ vote on the labels of two training frames, as ``roadparse demo`` does (``--namin
 and of every training round, the round the run hands on and its verdict. Settings come from the
 profile (``--set`` overrides for experiments only): the point is to score a family the profile
 was not tuned on. Run: ``python bench/selftrain_families.py --style urban --out /tmp/urban-selftrain``.
+``--train-on truth`` trains the rounds on the ground truth instead (a diagnostic: what the
+budget reaches with perfect labels).
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import shutil
 import time
 from pathlib import Path
 
-from roadparse.artifacts import list_tiles
-from roadparse.config import dump_settings
+import numpy as np
+
+from roadparse.artifacts import list_tiles, pseudo_label_dir, tile_ground_truth
+from roadparse.config import Settings, dump_settings
 from roadparse.demo import NAMINGS, demo_settings, naming_overrides
 from roadparse.dev_split import cluster_ceiling, dev_tiles
 from roadparse.io.images import list_images
-from roadparse.io.labels import load_classes
+from roadparse.io.labels import IGNORE_INDEX, load_classes, write_label_png
 from roadparse.pipeline import PipelineResult, finish_pipeline, run_until_merge, suggested_merge_map
+from roadparse.stages import pseudolabel
 from roadparse.synth import generate_dataset
 from roadparse.workspace import Workspace
 
@@ -31,6 +36,16 @@ from roadparse.workspace import Workspace
 def _row(title: str, scores: dict, names: tuple[str, ...]) -> str:
     cells = " | ".join(f"{scores['iou'][n]:.2f}" if scores["iou"].get(n) is not None else "-" for n in names)
     return f"| {title} | {cells} | {scores['miou']:.2f} | {scores['pixel_accuracy']:.2f} |"
+
+
+def _write_truth(workspace: Workspace, settings: Settings, labels: Path) -> None:
+    """Overwrites the pseudo-labels with each tile's ground truth; the dev tiles' with unlabelled (255)."""
+    classes = load_classes(settings.classes)
+    dev = {tile.id for tile in dev_tiles(workspace, settings.run)}
+    for tile in list_tiles(workspace):
+        truth = tile_ground_truth(tile, labels)
+        write_label_png(pseudo_label_dir(workspace) / f"{tile.id}.png",
+                        np.full_like(truth, IGNORE_INDEX) if tile.id in dev else truth, classes)
 
 
 def main() -> None:
@@ -42,6 +57,10 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value (experiments)")
+    parser.add_argument("--train-on", choices=["pseudo", "truth"], default="pseudo",
+                        help="truth: a diagnostic, the rounds train on the ground truth of the non-dev tiles (dev "
+                        "tiles unlabelled) instead of the pseudo-labels: what the training budget reaches with "
+                        "perfect labels (round 0 then scores 0 on dev)")
     parser.add_argument("--naming", choices=NAMINGS, default="train",
                         help="whose labels name the clusters: two training frames (as the demo; default), the same share of "
                         "the training tiles drawn across all training frames, or the dev frames")
@@ -63,6 +82,9 @@ def main() -> None:
     if suggested is None:
         raise SystemExit("no merge map was suggested (no dev labels?)")
     shutil.copyfile(suggested, workspace.root / settings.pseudolabel.merge_map)
+    if args.train_on == "truth":
+        pseudolabel.run(workspace, settings)  # finished here, so finish_pipeline keeps what is written next
+        _write_truth(workspace, settings, data / "labels")
     finish_pipeline(workspace, settings, result, announce=print)
     names = load_classes(settings.classes).names
     print(f"| labels ({args.style}, dev) | {' | '.join(names)} | mIoU | PA |")

@@ -5,10 +5,13 @@ encoder (no weights), both with 7 classes. "roadparse" runs ``train_segmenter`` 
 800x800 PNG tiles with pseudo-labels on disk (decode, random resize 512-1024, crop,
 flip, masked loss, optimiser of paper Table 6, poly schedule, checkpoint at the end);
 "bare" runs the same model and optimiser on pre-made random tensors of the crop size,
-so the ratio shows what data loading and the loop around the step cost.
+so the ratio shows what data loading and the loop around the step cost. "roadparse" runs
+twice: decoding each crop's tile again (``selftrain.cache_mb: 0``) and keeping decoded tiles
+(the default), on the same tiles in the same order.
 
     python bench/train.py                          # 512 crops, batch 2, 6 iterations each
     python bench/train.py --crop 256 --iterations 3 --models segformer
+    python bench/train.py --run demo-out/run --crop 256 --batch 4 --iterations 40   # a run's tiles and pseudo-labels
 """
 
 from __future__ import annotations
@@ -67,14 +70,19 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--tile", type=int, default=800)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--run", type=Path, help="train on this work dir's roi tiles and pseudo-labels instead of random tiles")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     scale = (args.crop, 2 * args.crop)
     print(f"CPU, {args.threads} threads, crop {args.crop}, batch {args.batch}, {args.iterations} iterations, tiles {args.tile}px")
-    print(f"{'model':<16}{'params (M)':>11}{'bare it/s':>11}{'roadparse it/s':>16}{'ratio':>8}")
+    print(f"{'model':<16}{'params (M)':>11}{'bare it/s':>11}{'decoding it/s':>15}{'cached it/s':>13}"
+          f"{'cached/decoding':>17}{'cached/bare':>13}")
     with tempfile.TemporaryDirectory() as tmp:
-        samples = make_tiles(Path(tmp), 4, args.tile)
-        dataset = TileLabelDataset(samples, scale, args.crop, True)
+        if args.run is not None:
+            tiles = sorted((args.run / "roi" / "tiles").glob("*.png"))
+            samples = [(tile, args.run / "pseudolabel" / "labels" / tile.name) for tile in tiles]
+        else:
+            samples = make_tiles(Path(tmp), 4, args.tile)
         for name in args.models:
             architecture, backbone = MODELS[name]
             settings = load_settings(None, [
@@ -86,11 +94,15 @@ def main() -> None:
             model = build_segmenter(architecture, backbone, 7, pretrained=False)
             params = sum(p.numel() for p in model.parameters()) / 1e6
             bare = bare_loop(model, settings, args.crop, args.iterations)
-            torch.manual_seed(0)
-            model = build_segmenter(architecture, backbone, 7, pretrained=False)
-            summary = train_segmenter(model, dataset, settings, Path(tmp) / f"{name}.pt", {}, torch.device("cpu"), desc=name)
-            ours = summary["iterations_per_second"]
-            print(f"{name:<16}{params:>11.1f}{bare:>11.3f}{ours:>16.3f}{ours / bare:>8.2f}")
+            speeds = []
+            for cache_mb in (0, settings.cache_mb):
+                dataset = TileLabelDataset(samples, scale, args.crop, True, cache_mb=cache_mb)
+                torch.manual_seed(0)
+                model = build_segmenter(architecture, backbone, 7, pretrained=False)
+                summary = train_segmenter(model, dataset, settings, Path(tmp) / f"{name}_{cache_mb}.pt", {}, torch.device("cpu"), desc=name)
+                speeds.append(summary["iterations_per_second"])
+            decoding, cached = speeds
+            print(f"{name:<16}{params:>11.1f}{bare:>11.3f}{decoding:>15.3f}{cached:>13.3f}{cached / decoding:>17.2f}{cached / bare:>13.2f}")
 
 
 if __name__ == "__main__":

@@ -163,6 +163,21 @@ def _dataset(workspace: Workspace) -> TileLabelDataset:
     return TileLabelDataset(samples, (48, 64), 32, True)
 
 
+def test_the_decoded_tile_cache_changes_no_item_and_stays_within_its_budget(tmp_path: Path) -> None:
+    workspace, _ = make_workspace(tmp_path)
+    plain = _dataset(workspace)
+    pair_bytes = sum(array.nbytes for array in plain._pair(0))
+    cached = TileLabelDataset(plain.samples, (48, 64), 32, True, cache_mb=2.5 * pair_bytes / 2**20)
+    keys = [(i % 4, 1000 + i) for i in range(12)]
+    for key in keys:  # every tile three times, with other augmentations: the same tensors
+        for a, b in zip(plain[key], cached[key], strict=True):
+            assert torch.equal(a, b)
+    assert sorted(cached._cache) == [0, 1]  # room for two decoded tiles, kept; the others decoded each time
+    image, _ = cached._pair(0)
+    assert image is cached._pair(0)[0] and not image.flags.writeable  # the kept pixels cannot be changed
+    assert plain._cache == {}  # cache_mb 0: nothing kept
+
+
 def _fresh_model(backbone: Path) -> torch.nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -246,7 +246,7 @@ class PseudolabelSettings(_Section):
 class SelftrainSettings(_Section):
     """Stage 5: teacher-student self-training (paper §3.3, §4.5, Table 6)."""
 
-    execution_only: ClassVar[frozenset[str]] = frozenset({"device", "num_workers", "checkpoint_every"})
+    execution_only: ClassVar[frozenset[str]] = frozenset({"device", "num_workers", "checkpoint_every", "cache_mb"})
 
     architecture: Literal["segformer", "deeplabv3plus"] = Field("segformer", description="segmentation network")
     backbone: str = Field("nvidia/mit-b0", description="SegFormer id/path, or a DeepLabV3+ encoder name (e.g. resnet50)")
@@ -319,6 +319,11 @@ class SelftrainSettings(_Section):
     )
     amp: bool = Field(True, description="mixed precision on GPU")
     num_workers: int = Field(0, ge=0, description="data loader workers")
+    cache_mb: float = Field(
+        1024, ge=0,
+        description="decoded training tiles and labels kept in memory, per loader process (MB; 0: decode every crop's "
+        "tile again); changes speed only",
+    )
     device: str = Field("auto", description="torch device")
     seed: int = Field(0, description="random seed")
 

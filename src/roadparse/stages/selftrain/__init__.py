@@ -356,7 +356,8 @@ def _train_round(
     samples = [(t.path, source_labels / f"{t.id}.png") for t in tiles if (source_labels / f"{t.id}.png").is_file()]
     if len(samples) < len(tiles):
         log.warning("round %d: %d of %d tiles have no label in %s", round_index, len(tiles) - len(samples), len(tiles), source_labels)
-    dataset = TileLabelDataset(samples, train.scale_range, train.crop_size, train.flip, train.scale_factor_range)
+    dataset = TileLabelDataset(samples, train.scale_range, train.crop_size, train.flip, train.scale_factor_range,
+                               cache_mb=train.cache_mb)
     needs_counts = train.crop_sampling == "rare_class" or train.class_weights != "none"
     class_counts = tile_class_counts([label for _, label in samples], len(classes)) if needs_counts else None
     with torch.random.fork_rng(devices=[]):

@@ -42,6 +42,7 @@ class TileLabelDataset(Dataset):
         crop_size: int,
         flip: bool,
         scale_factor_range: tuple[float, float] | None = None,
+        cache_mb: float = 0.0,
     ):
         if not samples:
             raise ValueError("no training samples: every tile needs a label map")
@@ -50,6 +51,8 @@ class TileLabelDataset(Dataset):
         self.crop_size = crop_size
         self.flip = flip
         self.scale_factor_range = scale_factor_range
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache_left = int(cache_mb * 2**20)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -57,14 +60,7 @@ class TileLabelDataset(Dataset):
     def __getitem__(self, key: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key[0], key[1]
         centre_class = key[2] if len(key) > 2 and key[2] >= 0 else None
-        image_path, label_path = self.samples[index]
-        image = read_image(image_path)
-        label = read_label_png(label_path)
-        if label.shape != image.shape[:2]:
-            raise ValueError(
-                f"{label_path}: label is {label.shape[1]}x{label.shape[0]} but tile {image_path} "
-                f"is {image.shape[1]}x{image.shape[0]}"
-            )
+        image, label = self._pair(index)
         generator = torch.Generator().manual_seed(seed)
         image_t, label_t = augment_pair(
             torch.from_numpy(np.array(image.transpose(2, 0, 1))),
@@ -77,6 +73,32 @@ class TileLabelDataset(Dataset):
             centre_class,
         )
         return image_t.float().div_(255.0), label_t
+
+    def _pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Returns the decoded (tile, label) of sample ``index``, kept (read-only) while the cache has room.
+
+        Decoding a tile's PNGs is most of an item's cost; the first tiles decoded stay decoded
+        until ``cache_mb`` is used up (each loader process has its own). The pixels are the same
+        either way, so the cache changes no result.
+        """
+        cached = self._cache.get(index)
+        if cached is not None:
+            return cached
+        image_path, label_path = self.samples[index]
+        image = read_image(image_path)
+        label = read_label_png(label_path)
+        if label.shape != image.shape[:2]:
+            raise ValueError(
+                f"{label_path}: label is {label.shape[1]}x{label.shape[0]} but tile {image_path} "
+                f"is {image.shape[1]}x{image.shape[0]}"
+            )
+        size = image.nbytes + label.nbytes
+        if size <= self._cache_left:
+            image.setflags(write=False)
+            label.setflags(write=False)
+            self._cache[index] = (image, label)
+            self._cache_left -= size
+        return image, label
 
 
 class IterationBatchSampler:
