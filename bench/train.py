@@ -11,7 +11,7 @@ twice: decoding each crop's tile again (``selftrain.cache_mb: 0``) and keeping d
 
     python bench/train.py                          # 512 crops, batch 2, 6 iterations each
     python bench/train.py --crop 256 --iterations 3 --models segformer
-    python bench/train.py --run demo-out/run --crop 256 --batch 4 --iterations 40   # a run's tiles and pseudo-labels
+    python bench/train.py --run demo-out/run --crop 256 --scale 512 1024 --batch 4 --iterations 40 --models deeplabv3plus
 """
 
 from __future__ import annotations
@@ -70,10 +70,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--tile", type=int, default=800)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--scale", type=int, nargs=2, metavar=("LOW", "HIGH"),
+                        help="random resize short side (default: crop to 2x crop; the demo profile: 512 1024)")
     parser.add_argument("--run", type=Path, help="train on this work dir's roi tiles and pseudo-labels instead of random tiles")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    scale = (args.crop, 2 * args.crop)
+    scale = tuple(args.scale) if args.scale else (args.crop, 2 * args.crop)
     print(f"CPU, {args.threads} threads, crop {args.crop}, batch {args.batch}, {args.iterations} iterations, tiles {args.tile}px")
     print(f"{'model':<16}{'params (M)':>11}{'bare it/s':>11}{'decoding it/s':>15}{'cached it/s':>13}"
           f"{'cached/decoding':>17}{'cached/bare':>13}")
