@@ -40,6 +40,7 @@ from roadparse.io.labels import (
     read_label_png,
     write_label_png,
 )
+from roadparse.metrics import confusion_matrix, scores
 from roadparse.models.segmenters import (
     build_segmenter,
     load_segmenter,
@@ -89,22 +90,21 @@ def label_fit(previous_dir: Path, current_dir: Path, tiles: list[Tile], class_na
     pixel is labelled in both.
     """
     n = len(class_names)
-    confusion = np.zeros((n, n), dtype=np.int64)
+    confusion = np.zeros((n + 1, n), dtype=np.int64)
     for tile in tiles:
         before, after = previous_dir / f"{tile.id}.png", current_dir / f"{tile.id}.png"
         if not (before.is_file() and after.is_file()):
             continue
-        a, b = read_label_png(before), read_label_png(after)
-        valid = (a != IGNORE_INDEX) & (b != IGNORE_INDEX) & (a < n) & (b < n)
-        confusion += np.bincount(a[valid].astype(np.int64) * n + b[valid], minlength=n * n).reshape(n, n)
+        trained_on, relabelled = read_label_png(before), read_label_png(after)
+        # only the pixels labelled in both: the ones the round left unlabelled are not scored
+        both = np.where(relabelled == IGNORE_INDEX, IGNORE_INDEX, trained_on)
+        confusion += confusion_matrix(relabelled, both, n, n, IGNORE_INDEX)
     total = int(confusion.sum())
     if not total:
         return None
-    inter = np.diag(confusion)
-    union = confusion.sum(axis=0) + confusion.sum(axis=1) - inter
-    iou = {name: round(100.0 * float(inter[i]) / float(union[i]), 2) if union[i] else None for i, name in enumerate(class_names)}
-    present = [value for value in iou.values() if value is not None]
-    return {"agreement": float(inter.sum()) / total, "iou": iou, "miou": round(float(np.mean(present)), 2)}
+    fit = scores(confusion, class_names)
+    iou = {name: None if value is None else round(value, 2) for name, value in fit["iou"].items()}
+    return {"agreement": int(np.trace(confusion)) / total, "iou": iou, "miou": round(fit["miou"], 2)}
 
 
 def dev_scores(labels_dir: Path, dev_tiles: list[Tile], dev_labels: Path, classes: ClassSet) -> dict[str, Any]:
