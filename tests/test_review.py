@@ -266,3 +266,21 @@ def test_suggested_split_is_offered_saved_and_painted(tmp_path: Path) -> None:
     assert entry["suggested_split"] is None and entry["suggestion"] == "other"
     assert "no longer reproduces (parts of [9, 3] masks, the suggestion says [8, 4])" in entry["suggestion_warning"]
     assert "suggesting the unsplit class other" in entry["suggestion_warning"]
+
+
+@pytest.mark.parametrize(
+    ("contents", "why"),
+    [(b"clusters: {0: road\n# WARNING: no cluster is suggested as cone\n", "not valid YAML"), (b"\xff\xfe\x00", "not UTF-8")],
+)
+def test_an_unreadable_suggestion_is_ignored_whole(
+    clustered: tuple[Workspace, Path], contents: bytes, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    workspace, _ = clustered
+    settings = load_settings(overrides=SETTINGS)
+    (workspace.root / "cluster" / "merge_map.suggested.yaml").write_bytes(contents)
+    with caplog.at_level("WARNING"):
+        state = ReviewSession(workspace, settings).state()
+    # values, per-cluster notes and header warnings come from one read: none of them from a map that does not parse
+    assert all(c["suggestion"] is None and c["suggestion_note"] is None for c in state["clusters"])
+    assert state["suggestion_warnings"] == []
+    assert "review: ignoring the suggestion" in caplog.text and why in caplog.text

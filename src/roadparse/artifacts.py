@@ -253,10 +253,11 @@ def read_index(workspace: Workspace) -> Any:
     return pq.read_table(index_path(workspace))
 
 
-def _read_yaml(path: Path, what: str) -> Any:
-    """Returns the parsed YAML file ``path``; every way of failing is a ValueError naming it."""
+def read_text_file(path: str | Path, what: str) -> str:
+    """Returns the UTF-8 text of ``path``; every way of failing is a ValueError naming it and ``what`` it is."""
+    path = Path(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ValueError(f"{path}: {what} not found") from None
     except IsADirectoryError:
@@ -265,6 +266,12 @@ def _read_yaml(path: Path, what: str) -> Any:
         raise ValueError(f"{path}: not a text file (not UTF-8); a {what} is YAML") from None
     except OSError as exc:
         raise ValueError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+
+
+def _parse_yaml(text: str, path: Path, what: str) -> Any:
+    """Returns the parsed YAML ``text`` read from ``path``; invalid YAML is a ValueError naming it."""
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: {what} is not valid YAML: {exc}") from None
 
@@ -280,8 +287,17 @@ def read_merge_map(path: str | Path, n_clusters: int | None = None) -> dict[int,
             a cluster id is unknown or missing; the message lists the offending ids.
     """
     path = Path(path)
-    data = _read_yaml(path, "merge map")
-    mapping = parse_merge_map(data, str(path))
+    return merge_map_from_text(read_text_file(path, "merge map"), path, n_clusters)
+
+
+def merge_map_from_text(text: str, path: str | Path, n_clusters: int | None = None) -> dict[int, str | Split]:
+    """Returns the merge map in ``text``, the contents of ``path`` (named in errors), checked as :func:`read_merge_map` does.
+
+    For a reader that also needs the file's comments (the review page) and so must parse the
+    same bytes it read them from.
+    """
+    path = Path(path)
+    mapping = parse_merge_map(_parse_yaml(text, path, "merge map"), str(path))
     if n_clusters is not None:
         unknown = sorted(k for k in mapping if not 0 <= k < n_clusters)
         missing = sorted(set(range(n_clusters)) - set(mapping))

@@ -26,9 +26,11 @@ from roadparse.artifacts import (
     clustering_features,
     list_tiles,
     mask_rows,
+    merge_map_from_text,
     read_assignments,
     read_index,
     read_merge_map,
+    read_text_file,
     read_tile_masks,
     suggested_merge_map_path,
 )
@@ -137,35 +139,33 @@ class ReviewSession:
         sample = np.sort(rng.choice(rest, size=min(count - n_typical, len(rest)), replace=False)) if len(rest) else rest
         return [int(r) for r in typical], [int(r) for r in sample]
 
-    def suggestions(self) -> dict[int, str | Split]:
-        """Returns cluster -> suggested class or split from ``cluster/merge_map.suggested.yaml`` ({} when absent)."""
-        path = suggested_merge_map_path(self.workspace)
-        if not path.exists():
-            return {}
-        try:
-            return read_merge_map(path, self.n_clusters)
-        except ValueError as exc:
-            log.warning("review: ignoring the suggestion: %s", exc)
-            return {}
+    def suggested(self) -> tuple[dict[int, str | Split], dict[int, str], list[str]]:
+        """Returns (cluster -> suggested class or split, cluster -> why its suggestion is a guess, the map's warnings).
 
-    def suggestion_notes(self) -> tuple[dict[int, str], list[str]]:
-        """Returns (cluster -> why its suggestion is a guess, the map's warnings), from the comments of the suggested map.
-
-        A cluster with no labelled pixel named after its nearest named cluster
+        All three come from one read of ``cluster/merge_map.suggested.yaml`` (({}, {}, []) when
+        absent), so a suggestion rewritten while the page loads cannot mix two versions. A
+        cluster with no labelled pixel named after its nearest named cluster
         (``cluster.suggest_unseen: nearest``) says so on its line; the page shows it, so a person
         knows which suggestions no label voted for. The header's "WARNING:" lines name the classes
-        no cluster was suggested as (:func:`roadparse.merge.unnamed_classes`).
+        no cluster was suggested as (:func:`roadparse.merge.unnamed_classes`). A map that cannot
+        be read or parsed is ignored with a warning in the log.
         """
         path = suggested_merge_map_path(self.workspace)
         if not path.exists():
-            return {}, []
-        text = path.read_text()
-        notes = {}
-        for match in _GUESSED.finditer(text):
-            notes[int(match["cluster"])] = (
+            return {}, {}, []
+        try:
+            text = read_text_file(path, "suggested merge map")
+            values = merge_map_from_text(text, path, self.n_clusters)
+        except ValueError as exc:
+            log.warning("review: ignoring the suggestion: %s", exc)
+            return {}, {}, []
+        notes = {
+            int(match["cluster"]): (
                 f"no labelled pixel: suggested after its nearest named cluster {match['nearest']} (cosine {match['cosine']})"
             )
-        return notes, [match["line"] for match in _WARNING.finditer(text)]
+            for match in _GUESSED.finditer(text)
+        }
+        return values, notes, [match["line"] for match in _WARNING.finditer(text)]
 
     def suggestion_entry(self, cluster_id: int, value: str | Split | None) -> dict[str, Any]:
         """Returns a cluster's suggestion as the page shows it: ``suggestion``, ``suggested_split``, ``suggestion_warning``.
@@ -220,8 +220,7 @@ class ReviewSession:
 
     def state(self) -> dict[str, Any]:
         """Returns everything the page needs to draw itself (JSON)."""
-        suggestions = self.suggestions()
-        notes, suggestion_warnings = self.suggestion_notes()
+        suggestions, notes, suggestion_warnings = self.suggested()
         saved, warning = self.saved()
         order = sorted(range(self.n_clusters), key=lambda c: (-int(self.sizes[c]), c))
         clusters = []
