@@ -7,11 +7,13 @@ flip, masked loss, optimiser of paper Table 6, poly schedule, checkpoint at the 
 "bare" runs the same model and optimiser on pre-made random tensors of the crop size,
 so the ratio shows what data loading and the loop around the step cost. "roadparse" runs
 twice: decoding each crop's tile again (``selftrain.cache_mb: 0``) and keeping decoded tiles
-(the default), on the same tiles in the same order.
+(the default), on the same tiles in the same order; ``--workers N`` adds a third run with the
+cache and N data-loader processes (``selftrain.num_workers``), which trains the same weights.
 
     python bench/train.py                          # 512 crops, batch 2, 6 iterations each
     python bench/train.py --crop 256 --iterations 3 --models segformer
     python bench/train.py --run demo-out/run --crop 256 --scale 512 1024 --batch 4 --iterations 40 --models deeplabv3plus
+    python bench/train.py --crop 256 --scale 512 1024 --batch 4 --iterations 40 --models deeplabv3plus --workers 1
 """
 
 from __future__ import annotations
@@ -72,13 +74,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scale", type=int, nargs=2, metavar=("LOW", "HIGH"),
                         help="random resize short side (default: crop to 2x crop; the demo profile: 512 1024)")
+    parser.add_argument("--workers", type=int, default=0, help="also run with the cache and this many loader processes")
     parser.add_argument("--run", type=Path, help="train on this work dir's roi tiles and pseudo-labels instead of random tiles")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     scale = tuple(args.scale) if args.scale else (args.crop, 2 * args.crop)
     print(f"CPU, {args.threads} threads, crop {args.crop}, batch {args.batch}, {args.iterations} iterations, tiles {args.tile}px")
     print(f"{'model':<16}{'params (M)':>11}{'bare it/s':>11}{'decoding it/s':>15}{'cached it/s':>13}"
-          f"{'cached/decoding':>17}{'cached/bare':>13}")
+          f"{'cached/decoding':>17}{'cached/bare':>13}"
+          + (f"{f'{args.workers} workers it/s':>17}{'workers/cached':>16}" if args.workers else ""))
     with tempfile.TemporaryDirectory() as tmp:
         if args.run is not None:
             tiles = sorted((args.run / "roi" / "tiles").glob("*.png"))
@@ -97,14 +101,20 @@ def main() -> None:
             params = sum(p.numel() for p in model.parameters()) / 1e6
             bare = bare_loop(model, settings, args.crop, args.iterations)
             speeds = []
-            for cache_mb in (0, settings.cache_mb):
+            variants = [(0, 0), (settings.cache_mb, 0)] + ([(settings.cache_mb, args.workers)] if args.workers else [])
+            for cache_mb, workers in variants:
                 dataset = TileLabelDataset(samples, scale, args.crop, True, cache_mb=cache_mb)
                 torch.manual_seed(0)
                 model = build_segmenter(architecture, backbone, 7, pretrained=False)
-                summary = train_segmenter(model, dataset, settings, Path(tmp) / f"{name}_{cache_mb}.pt", {}, torch.device("cpu"), desc=name)
+                run_settings = settings.model_copy(update={"num_workers": workers})
+                path = Path(tmp) / f"{name}_{cache_mb}_{workers}.pt"
+                summary = train_segmenter(model, dataset, run_settings, path, {}, torch.device("cpu"), desc=name)
                 speeds.append(summary["iterations_per_second"])
-            decoding, cached = speeds
-            print(f"{name:<16}{params:>11.1f}{bare:>11.3f}{decoding:>15.3f}{cached:>13.3f}{cached / decoding:>17.2f}{cached / bare:>13.2f}")
+            decoding, cached = speeds[:2]
+            line = f"{name:<16}{params:>11.1f}{bare:>11.3f}{decoding:>15.3f}{cached:>13.3f}{cached / decoding:>17.2f}{cached / bare:>13.2f}"
+            if args.workers:
+                line += f"{speeds[2]:>17.3f}{speeds[2] / cached:>16.2f}"
+            print(line)
 
 
 if __name__ == "__main__":

@@ -220,6 +220,23 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path: Path) -> None:
         torch.testing.assert_close(state_b[key]["exp_avg_sq"], state_a[key]["exp_avg_sq"])
 
 
+def test_loader_workers_change_no_batch_and_no_weight(tmp_path: Path) -> None:
+    """Results do not depend on how the work was split: each crop's augmentation is seeded by its
+    place in the stream, not by the process that draws it, so 2 loader workers train the same model."""
+    workspace, _ = make_workspace(tmp_path)
+    backbone = tiny_segformer_dir(tmp_path)
+    cpu = torch.device("cpu")
+    runs = {}
+    for workers in (0, 2):
+        settings = small_settings(backbone, iterations=5, checkpoint_every=5, num_workers=workers).selftrain
+        path = tmp_path / f"w{workers}.pt"
+        train_segmenter(_fresh_model(backbone), _dataset(workspace), settings, path, {"fingerprint": "x"}, cpu)
+        runs[workers] = torch.load(path, weights_only=False)
+    assert runs[0]["losses"] == runs[2]["losses"]
+    for key, value in runs[0]["model"].items():
+        torch.testing.assert_close(runs[2]["model"][key], value, rtol=0, atol=0, msg=key)
+
+
 def test_selftrain_stage_rounds_outputs_and_skip(tmp_path: Path) -> None:
     from roadparse.stages import selftrain
 
