@@ -257,7 +257,9 @@ def test_predict_on_ray_equals_in_process_and_resumes(ray_cluster, tmp_path: Pat
     assert [Path(image["input"]).name for image in remote["images"]] == ["f0.png", "f1.png", "f2.png"]  # input order
     assert without_timing(remote) == without_timing(local)
     assert list(remote["failed"]) == list(local["failed"]) == [str(inputs / "broken.png")]
-    assert "worker_environments" not in local and {w["torch_threads"] for w in remote["worker_environments"]} == {1}
+    assert "worker_environments" not in local
+    # two identical workers: one environment, whatever each process had imported (workspace.BLAS_MODULES)
+    assert len(remote["worker_environments"]) == 1 and remote["worker_environments"][0]["torch_threads"] == 1
     for name in ("f0_label.png", "f1_label.png", "f2_label.png", "f0_confidence.png", "f2_confidence.png", "areas.csv"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
     assert not (tmp_path / "ray" / "broken_label.png").exists()

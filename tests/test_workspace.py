@@ -194,3 +194,18 @@ def test_manifest_records_the_environment_outside_the_fingerprint(tmp_path, monk
     monkeypatch.setattr(workspace_module, "environment", lambda: other)
     again = ws.begin("masks", MasksSettings())
     assert again.complete and again.fingerprint == run.fingerprint
+
+
+def test_the_environment_does_not_depend_on_what_the_process_imported_first():
+    """Two identical workers report one environment: the BLAS / OpenMP pools listed are those of every numeric
+    library the stages use, in one order, whether the process had loaded scikit-learn, SciPy or OpenCV yet."""
+    import subprocess
+    import sys
+
+    script = "import json, {}\nfrom roadparse.workspace import environment\nprint(json.dumps(environment()['blas']))"
+    reports = [
+        json.loads(subprocess.run([sys.executable, "-c", script.format(first)], check=True, capture_output=True, text=True).stdout)
+        for first in ("torch", "torch, cv2, sklearn.cluster", "torch, scipy.linalg")
+    ]
+    assert reports[0] == reports[1] == reports[2]
+    assert {"openblas", "openmp"} <= {pool["internal_api"] for pool in reports[0]}

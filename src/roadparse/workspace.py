@@ -136,6 +136,11 @@ ENVIRONMENT_PACKAGES = (
 )
 """Packages whose versions a manifest records (those installed)."""
 
+BLAS_MODULES = ("numpy", "scipy.linalg", "sklearn.cluster", "cv2")
+"""Modules :func:`environment` imports before listing the BLAS / OpenMP pools, so two processes of one
+install list the same pools in the same order, whichever stage's imports came first (each of
+these wheels brings its own OpenBLAS or OpenMP); torch's appear once a stage has loaded torch."""
+
 
 def environment() -> dict[str, Any]:
     """Returns what computed a stage's outputs besides its settings: Python, machine and CPU, the versions
@@ -162,11 +167,14 @@ def environment() -> dict[str, Any]:
         "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "packages": packages,
     }
     with contextlib.suppress(ImportError):  # threadpoolctl comes with scikit-learn; it has no type stubs
+        for module in BLAS_MODULES:  # the pools of every numeric library the stages use, whatever this process imported so far
+            importlib.import_module(module)
         pools = importlib.import_module("threadpoolctl").threadpool_info()
-        info["blas"] = [
+        described = [
             {key: pool.get(key) for key in ("internal_api", "version", "architecture", "threading_layer", "num_threads")}
             for pool in pools
         ]
+        info["blas"] = sorted(described, key=lambda pool: json.dumps(pool, sort_keys=True))  # not in load order
     torch = sys.modules.get("torch")  # only when a stage has loaded it: importing torch here would cost seconds
     if torch is not None:
         info["torch_threads"] = torch.get_num_threads()
