@@ -253,8 +253,8 @@ def read_index(workspace: Workspace) -> Any:
     return pq.read_table(index_path(workspace))
 
 
-def read_text_file(path: str | Path, what: str) -> str:
-    """Returns the UTF-8 text of ``path``; every way of failing is a ValueError naming it and ``what`` it is."""
+def read_yaml_text(path: str | Path, what: str) -> str:
+    """Returns the UTF-8 text of the YAML file ``path`` (unparsed); every way of failing is a ValueError naming it and ``what`` it is."""
     path = Path(path)
     try:
         return path.read_text(encoding="utf-8")
@@ -287,7 +287,7 @@ def read_merge_map(path: str | Path, n_clusters: int | None = None) -> dict[int,
             a cluster id is unknown or missing; the message lists the offending ids.
     """
     path = Path(path)
-    return merge_map_from_text(read_text_file(path, "merge map"), path, n_clusters)
+    return merge_map_from_text(read_yaml_text(path, "merge map"), path, n_clusters)
 
 
 def merge_map_from_text(text: str, path: str | Path, n_clusters: int | None = None) -> dict[int, str | Split]:

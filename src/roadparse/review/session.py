@@ -30,8 +30,8 @@ from roadparse.artifacts import (
     read_assignments,
     read_index,
     read_merge_map,
-    read_text_file,
     read_tile_masks,
+    read_yaml_text,
     suggested_merge_map_path,
 )
 from roadparse.config import Settings
@@ -154,7 +154,7 @@ class ReviewSession:
         if not path.exists():
             return {}, {}, []
         try:
-            text = read_text_file(path, "suggested merge map")
+            text = read_yaml_text(path, "suggested merge map")
             values = merge_map_from_text(text, path, self.n_clusters)
         except ValueError as exc:
             log.warning("review: ignoring the suggestion: %s", exc)
