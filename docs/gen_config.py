@@ -1,0 +1,100 @@
+"""The configuration reference, rendered from ``roadparse.config.Settings`` (the one source of truth).
+
+Used two ways:
+
+- as an MkDocs hook (``hooks:`` in ``mkdocs.yml``): every build replaces the marker line
+  ``<!-- settings-reference -->`` in ``configuration.md`` with the tables, so the page can never
+  be stale;
+- as a script: ``python docs/gen_config.py`` prints the same Markdown.
+
+Each field is rendered with its dotted name, its default, its unit and its description (the
+field's ``description=``). Units follow from the field's name (``_m``, ``_cm``, ``_cm2``,
+``_mb``; a GSD is cm/px) or, for pixel and count settings, from ``PIXEL_FIELDS`` below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+MARKER = "<!-- settings-reference -->"
+
+PIXEL_FIELDS = frozenset({
+    "roi.long_side", "roi.tile_size", "roi.tile_overlap",
+    "masks.min_mask_area", "masks.offline_sigma", "masks.offline_min_size",
+    "masks.offline_line_width", "masks.offline_line_min_length",
+    "embed.crop_size", "selftrain.crop_size", "selftrain.scale_range", "predict.window",
+})
+"""Settings in pixels whose names do not say so (their physical twins end in ``_m``/``_cm``/``_cm2``)."""
+
+PIXEL_AREA_FIELDS = frozenset({"masks.min_mask_area", "masks.offline_min_size"})
+"""Of ``PIXEL_FIELDS``, those that are areas (px², written px as the rest of the docs do)."""
+
+
+def unit_of(dotted: str) -> str:
+    """Returns the unit of the setting ``dotted`` (``section.name``) for the reference, or ``""`` when it has none."""
+    name = dotted.rsplit(".", 1)[-1]
+    if "gsd_cm" in name:
+        return "cm/px"
+    if name.endswith("_cm2"):
+        return "cm²"
+    if name.endswith("_cm"):
+        return "cm"
+    if name.endswith("_m"):
+        return "m"
+    if name.endswith("_mb"):
+        return "MB"
+    if dotted in PIXEL_FIELDS:
+        return "px"
+    return ""
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+    return f"`{text}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def settings_reference() -> str:
+    """Returns the Markdown reference of every setting: one table per section, in ``Settings`` order."""
+    from roadparse.config import Settings
+
+    defaults = Settings()
+    top_rows: list[str] = []
+    sections: list[str] = []
+    for name, field in Settings.model_fields.items():
+        value = getattr(defaults, name)
+        if not isinstance(value, BaseModel):
+            top_rows.append(f"| `{name}` | {_default_text(value)} | {unit_of(name)} | {_cell(field.description or '')} |")
+            continue
+        section_type = type(value)
+        doc = (section_type.__doc__ or "").strip().splitlines()[0]
+        execution_only = getattr(section_type, "execution_only", frozenset())
+        rows = [f"## `{name}`", "", doc, "", "| setting | default | unit | meaning |", "|---|---|---|---|"]
+        for sub_name, sub_field in section_type.model_fields.items():
+            dotted = f"{name}.{sub_name}"
+            meaning = _cell(sub_field.description or "")
+            if sub_name in execution_only:
+                meaning += " *(execution only: not in the stage fingerprint)*"
+            rows.append(f"| `{dotted}` | {_default_text(getattr(value, sub_name))} | {unit_of(dotted)} | {meaning} |")
+        sections.append("\n".join(rows))
+    header = ["## Top level", "", "| setting | default | unit | meaning |", "|---|---|---|---|", *top_rows]
+    return "\n\n".join(["\n".join(header), *sections]) + "\n"
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """MkDocs hook: fills the settings reference into the page that holds ``MARKER``."""
+    if MARKER in markdown:
+        return markdown.replace(MARKER, settings_reference())
+    return markdown
+
+
+if __name__ == "__main__":
+    print(settings_reference(), end="")
