@@ -14,12 +14,14 @@ field's ``description=``). Units follow from the field's name (``_m``, ``_cm``, 
 
 from __future__ import annotations
 
-from typing import Any
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel
 
 MARKER = "<!-- settings-reference -->"
+TABLE_HEAD = "| setting | type | default | unit | meaning |\n|---|---|---|---|---|"
 
 PIXEL_FIELDS = frozenset({
     "roi.long_side", "roi.tile_size", "roi.tile_overlap",
@@ -51,6 +53,24 @@ def unit_of(dotted: str) -> str:
     return ""
 
 
+def type_text(annotation: Any) -> str:
+    """Returns a short reader's form of a field's type: ``int``, ``'a' | 'b'``, ``float or null``, ``list of int``."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return type_text(get_args(annotation)[0])
+    if origin is Literal:
+        return " \\| ".join(f"`{value}`" for value in get_args(annotation))
+    if origin in (Union, types.UnionType):
+        options = [arg for arg in get_args(annotation) if arg is not type(None)]
+        text = " or ".join(type_text(arg) for arg in options)
+        return f"{text} or null" if len(options) < len(get_args(annotation)) else text
+    if origin in (list, tuple):
+        args = [arg for arg in get_args(annotation) if arg is not Ellipsis]
+        inner = " and ".join(dict.fromkeys(type_text(arg) for arg in args))
+        return f"{origin.__name__} of {inner}" if inner else origin.__name__
+    return getattr(annotation, "__name__", str(annotation))
+
+
 def _default_text(value: Any) -> str:
     if isinstance(value, tuple):
         value = list(value)
@@ -72,20 +92,26 @@ def settings_reference() -> str:
     for name, field in Settings.model_fields.items():
         value = getattr(defaults, name)
         if not isinstance(value, BaseModel):
-            top_rows.append(f"| `{name}` | {_default_text(value)} | {unit_of(name)} | {_cell(field.description or '')} |")
+            top_rows.append(
+                f"| `{name}` | {type_text(field.annotation)} | {_default_text(value)} | {unit_of(name)} "
+                f"| {_cell(field.description or '')} |"
+            )
             continue
         section_type = type(value)
         doc = (section_type.__doc__ or "").strip().splitlines()[0]
         execution_only = getattr(section_type, "execution_only", frozenset())
-        rows = [f"## `{name}`", "", doc, "", "| setting | default | unit | meaning |", "|---|---|---|---|"]
+        rows = [f"## `{name}`", "", doc, "", TABLE_HEAD]
         for sub_name, sub_field in section_type.model_fields.items():
             dotted = f"{name}.{sub_name}"
             meaning = _cell(sub_field.description or "")
             if sub_name in execution_only:
                 meaning += " *(execution only: not in the stage fingerprint)*"
-            rows.append(f"| `{dotted}` | {_default_text(getattr(value, sub_name))} | {unit_of(dotted)} | {meaning} |")
+            rows.append(
+                f"| `{dotted}` | {type_text(sub_field.annotation)} | {_default_text(getattr(value, sub_name))} "
+                f"| {unit_of(dotted)} | {meaning} |"
+            )
         sections.append("\n".join(rows))
-    header = ["## Top level", "", "| setting | default | unit | meaning |", "|---|---|---|---|", *top_rows]
+    header = ["## Top level", "", TABLE_HEAD, *top_rows]
     return "\n\n".join(["\n".join(header), *sections]) + "\n"
 
 
