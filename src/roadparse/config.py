@@ -1,12 +1,15 @@
 """Typed settings for every stage, with the COMRP paper's values as defaults.
 
-Settings are resolved as: defaults ⊕ one YAML file ⊕ ``--set key=value`` overrides.
-Unknown or mistyped keys are errors that name the key and the file.
+Settings are resolved as: defaults ⊕ a profile ⊕ one YAML file ⊕ ``--set key=value`` overrides.
+A profile is a package file (``roadparse/data/{paper,offline,demo}.yaml``, :data:`PROFILES`)
+named by the file's top-level key ``profile:`` (or ``--set profile=NAME``); the file's own
+values win over it. Unknown or mistyped keys are errors that name the key and the file.
 """
 
 from __future__ import annotations
 
 import logging
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -502,11 +505,50 @@ def _rename_sections(data: dict[str, Any], source: str) -> dict[str, Any]:
     return data
 
 
-def load_settings(path: str | Path | None = None, overrides: list[str] | None = None) -> Settings:
-    """Returns settings from defaults ⊕ the YAML file at ``path`` ⊕ ``key=value`` overrides.
+PROFILES: tuple[str, ...] = ("paper", "offline", "demo")
+"""Named profiles, package files ``roadparse/data/NAME.yaml``: ``paper`` (the paper's models, = the defaults),
+``offline`` (no downloads: offline backends for a CPU), ``demo`` (the offline profile on the synthetic frames)."""
+
+PROFILE_KEY = "profile"
+"""Top-level key of a settings file naming the profile it starts from."""
+
+
+def profile_text(name: str) -> str:
+    """Returns the commented YAML of the profile ``name`` (one of :data:`PROFILES`).
 
     Raises:
-        ConfigError: the file is missing or not YAML, or a key is unknown or mistyped.
+        ConfigError: ``name`` is not a profile.
+    """
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return resources.files("roadparse.data").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def _apply_profile(data: dict[str, Any], source: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Returns ``data`` merged over the profile it names (``profile:``, resolved recursively), without that key."""
+    if PROFILE_KEY not in data:
+        return data
+    data = dict(data)
+    name = data.pop(PROFILE_KEY)
+    if not isinstance(name, str) or name not in PROFILES:
+        raise ConfigError(f"{source}: profile: {name!r} is not a profile; choose one of {', '.join(PROFILES)}")
+    if name in seen:
+        raise ConfigError(f"{source}: profiles name each other in a loop: {' -> '.join((*seen, name))}")
+    profile = yaml.safe_load(profile_text(name)) or {}
+    base = _apply_profile(_rename_sections(profile, f"profile {name}"), f"profile {name}", (*seen, name))
+    return _deep_merge(base, data)
+
+
+def load_profile(name: str, overrides: list[str] | None = None) -> Settings:
+    """Returns the settings of the profile ``name`` (defaults ⊕ its file ⊕ overrides)."""
+    return load_settings(None, [f"{PROFILE_KEY}={name}", *(overrides or [])])
+
+
+def load_settings(path: str | Path | None = None, overrides: list[str] | None = None) -> Settings:
+    """Returns settings from defaults ⊕ the profile it names ⊕ the YAML file at ``path`` ⊕ ``key=value`` overrides.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, a key is unknown or mistyped, or the profile is unknown.
     """
     data: dict[str, Any] = {}
     source = "defaults"
@@ -533,6 +575,7 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
     if overrides:
         data = _deep_merge(data, _rename_sections(parse_overrides(overrides), "--set"))
         source += " + --set overrides"
+    data = _apply_profile(data, source)
     _drop_removed_keys(data, source)
     try:
         return Settings.model_validate(data)
@@ -546,7 +589,12 @@ def _yaml_scalar(value: Any) -> str:
 
 def defaults_yaml() -> str:
     """Returns a complete, commented YAML of the default settings."""
-    lines = ["# roadparse settings: defaults are the COMRP paper's values.", ""]
+    lines = [
+        "# roadparse settings: defaults are the COMRP paper's values.",
+        f"# A file may start from a profile ({', '.join(PROFILES)}) with a top-level `{PROFILE_KEY}: NAME`;",
+        "# its own values win over the profile's.",
+        "",
+    ]
     for name, field in Settings.model_fields.items():
         value = getattr(Settings(), name)
         if isinstance(value, BaseModel):
