@@ -7,6 +7,8 @@ Used two ways:
   be stale;
 - as a script: ``python docs/gen_config.py`` prints the same Markdown.
 
+The marker ``<!-- profiles -->`` is replaced the same way by the shipped profile files, as they are.
+
 Each field is rendered with its dotted name, its default, its unit and its description (the
 field's ``description=``). Units follow from the field's name (``_m``, ``_cm``, ``_cm2``,
 ``_mb``; a GSD is cm/px) or, for pixel and count settings, from ``PIXEL_FIELDS`` below.
@@ -21,6 +23,7 @@ import yaml
 from pydantic import BaseModel
 
 MARKER = "<!-- settings-reference -->"
+PROFILES_MARKER = "<!-- profiles -->"
 TABLE_HEAD = "| setting | type | default | unit | meaning |\n|---|---|---|---|---|"
 
 PIXEL_FIELDS = frozenset({
@@ -100,7 +103,7 @@ def settings_reference() -> str:
         section_type = type(value)
         doc = (section_type.__doc__ or "").strip().splitlines()[0]
         execution_only = getattr(section_type, "execution_only", frozenset())
-        rows = [f"## `{name}`", "", doc, "", TABLE_HEAD]
+        rows = [f"### `{name}`", "", doc, "", TABLE_HEAD]
         for sub_name, sub_field in section_type.model_fields.items():
             dotted = f"{name}.{sub_name}"
             meaning = _cell(sub_field.description or "")
@@ -111,14 +114,26 @@ def settings_reference() -> str:
                 f"| {unit_of(dotted)} | {meaning} |"
             )
         sections.append("\n".join(rows))
-    header = ["## Top level", "", TABLE_HEAD, *top_rows]
+    header = ["### Top level", "", TABLE_HEAD, *top_rows]
     return "\n\n".join(["\n".join(header), *sections]) + "\n"
 
 
+def profiles_reference() -> str:
+    """Returns each shipped profile (``roadparse.config.PROFILES``) as a section with its commented YAML file."""
+    from roadparse.config import PROFILES, profile_text
+
+    sections = []
+    for name in PROFILES:
+        sections.append(f"### `{name}`\n\n```yaml\n{profile_text(name).rstrip()}\n```")
+    return "\n\n".join(sections) + "\n"
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """MkDocs hook: fills the settings reference into the page that holds ``MARKER``."""
+    """MkDocs hook: fills the settings reference and the profiles into the page that holds their markers."""
     if MARKER in markdown:
-        return markdown.replace(MARKER, settings_reference())
+        markdown = markdown.replace(MARKER, settings_reference())
+    if PROFILES_MARKER in markdown:
+        markdown = markdown.replace(PROFILES_MARKER, profiles_reference())
     return markdown
 
 

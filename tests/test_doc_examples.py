@@ -227,8 +227,9 @@ def test_every_physical_setting_has_a_unit():
 def test_configuration_page_is_filled_by_the_build_hook():
     generator = _load_generator()
     page = (DOCS / "configuration.md").read_text(encoding="utf-8")
-    assert generator.MARKER in page
+    assert generator.MARKER in page and generator.PROFILES_MARKER in page
     built = generator.on_page_markdown(page, None, None, None)
     assert generator.MARKER not in built and "`roi.tile_size_m`" in built
+    assert generator.PROFILES_MARKER not in built and "profile: offline" in built  # demo.yaml, as shipped
     mkdocs = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8").replace("!!python", "#"))
     assert "docs/gen_config.py" in mkdocs["hooks"] and mkdocs["strict"] is True
