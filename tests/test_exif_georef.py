@@ -24,12 +24,19 @@ def _dms(value: float) -> tuple[float, float, float]:
 
 
 def write_drone_jpeg(path: Path, *, altitude: float | None = 30.0, yaw: float = 30.0, pitch: float = -90.0,
-                     model: str = "FC6310", size: tuple[int, int] = (120, 80)) -> Path:
-    """Writes a JPEG with DJI-style EXIF (GPS, camera, focal length) and XMP (altitude, gimbal)."""
+                     model: str = "FC6310", size: tuple[int, int] = (120, 80), capture: tuple[int, int] | None = None,
+                     focal_plane_xres_mm: float | None = None) -> Path:
+    """Writes a JPEG with DJI-style EXIF (GPS, camera, focal length; ``capture``: PixelX/YDimension, the size the
+    camera wrote, as DJI drones do; ``focal_plane_xres_mm``: FocalPlaneXResolution in pixels per mm) and XMP
+    (altitude, gimbal)."""
     exif = Image.Exif()
     exif[0x010F], exif[0x0110] = "DJI", model
     exif[0x8825] = {1: "N", 2: _dms(LAT), 3: "E", 4: _dms(LON), 6: 520.0}
     exif[0x8769] = {0x920A: 8.8}
+    if capture is not None:
+        exif[0x8769] |= {0xA002: capture[0], 0xA003: capture[1]}
+    if focal_plane_xres_mm is not None:
+        exif[0x8769] |= {0xA20E: focal_plane_xres_mm, 0xA210: 4}
     props = f'drone-dji:GimbalYawDegree="{yaw:+.2f}" drone-dji:GimbalPitchDegree="{pitch:+.2f}"'
     if altitude is not None:
         props += f' drone-dji:RelativeAltitude="{altitude:+.2f}"'

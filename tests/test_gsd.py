@@ -112,3 +112,67 @@ def test_target_gsd_resamples_frames_and_labels_follow(tmp_path):
     assert read_image(tiles[1].path).min() == 255 and read_image(tiles[0].path).max() == 0
     assert (tile_ground_truth(tiles[1], labels) == 1).all() and (tile_ground_truth(tiles[0], labels) == 0).all()
     assert record["processed_share"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("size", "reference", "change", "scale"),
+    [
+        ((5472, 3648), (5472, 3648), "unchanged", 1.0),
+        ((3648, 5472), (5472, 3648), "unchanged", 1.0),  # turned by 90°
+        ((2736, 1824), (5472, 3648), "resized", 0.5),
+        ((1824, 2736), (5472, 3648), "resized", 0.5),  # resized and turned
+        ((1761, 1554), (5472, 3648), "cropped", 1.0),
+        ((5472, 3078), (5472, 3648), "cropped", 1.0),  # a 16:9 image of a 3:2 sensor
+        ((6000, 1000), (5472, 3648), "unknown", 1.0),  # wider than the capture, another shape
+    ],
+)
+def test_size_change_is_decided_by_the_aspect_ratio(size, reference, change, scale):
+    from roadparse.io.exif import size_change
+
+    found, factor = size_change(size, reference)
+    assert found == change and factor == pytest.approx(scale)
+
+
+def test_frames_cropped_from_one_capture_share_its_gsd(tmp_path):
+    """Three crops of one 4000x3000 capture at one height (issue #29: 4.59 / 3.44 / 2.56 cm/px from their widths)."""
+    expected = 100 * 40 * 6.17 / (8.8 * 4000)  # Mini 2 sensor, EXIF focal 8.8 mm, the capture's 4000 px
+    for name, size in {"a": (98, 61), "b": (131, 97), "c": (176, 155)}.items():
+        path = write_drone_jpeg(tmp_path / f"{name}.jpg", altitude=40.0, model="FC7303", size=size, capture=(4000, 3000))
+        gsd = frame_gsd(path, None, setting=None)
+        assert gsd.source == "exif" and gsd.size_change == "cropped" and gsd.notes == ()
+        assert gsd.cm == pytest.approx(expected)
+        assert gsd.record()["size_change"] == "cropped"
+
+
+def test_resized_frame_scales_the_gsd(tmp_path):
+    full = frame_gsd(write_drone_jpeg(tmp_path / "full.jpg", altitude=40.0, size=(548, 365), capture=(548, 365)), None, None)
+    half = frame_gsd(write_drone_jpeg(tmp_path / "half.jpg", altitude=40.0, size=(274, 182), capture=(548, 365)), None, None)
+    assert full.size_change == "unchanged" and "size_change" not in full.record()
+    assert half.size_change == "resized" and half.cm == pytest.approx(2 * full.cm, rel=0.01)
+
+
+def test_camera_modes_that_crop_the_sensor_keep_its_pixel_size(tmp_path):
+    """A Phantom 4 Pro writes 4:3 and 16:9 images by cropping its 3:2 sensor (5472 px across 13.2 mm)."""
+    expected = 100 * 30 * 13.2 / (8.8 * 5472)
+    for size in ((4864, 3648), (5472, 3078)):
+        path = write_drone_jpeg(tmp_path / f"{size[0]}.jpg", size=(size[0] // 8, size[1] // 8), capture=size)
+        gsd = frame_gsd(path, None, None)
+        assert gsd.size_change == "resized"  # 1/8 of the capture
+        assert gsd.cm == pytest.approx(8 * expected, rel=0.01)
+    # the table's full-sensor size stands in for a missing PixelXDimension
+    cropped = frame_gsd(write_drone_jpeg(tmp_path / "c.jpg", size=(1761, 1554)), None, None)
+    assert cropped.size_change == "cropped" and cropped.cm == pytest.approx(expected)
+
+
+def test_focal_plane_resolution_gives_the_gsd_of_a_crop_of_an_unknown_camera(tmp_path):
+    # 200 px per mm on the sensor, 8.8 mm focal length, 30 m: 100 * 30 / (8.8 * 200) cm/px whatever the crop
+    path = write_drone_jpeg(tmp_path / "x.jpg", model="TestCam", size=(300, 100), capture=(2000, 1500), focal_plane_xres_mm=200.0)
+    gsd = frame_gsd(path, None, None)
+    assert gsd.estimated == () and gsd.size_change == "cropped"
+    assert gsd.cm == pytest.approx(100 * 30 / (8.8 * 200))
+
+
+def test_a_frame_larger_than_its_capture_is_noted(tmp_path):
+    path = write_drone_jpeg(tmp_path / "odd.jpg", model="TestCam", size=(300, 100), capture=(200, 150), focal_plane_xres_mm=200.0)
+    gsd = frame_gsd(path, None, None)
+    assert gsd.size_change == "unknown" and "odd.jpg" in gsd.notes[0] and "neither a crop nor a resize" in gsd.notes[0]

@@ -23,12 +23,15 @@ Expected error (what the model leaves out; no ground control):
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from roadparse.io.exif import DroneMetadata, read_drone_metadata
 from roadparse.workspace import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 MAX_OFF_NADIR_DEG = 10.0
 """Frames whose gimbal pitch is further than this from -90° (nadir) are refused."""
@@ -90,6 +93,9 @@ def footprint(metadata: DroneMetadata, max_off_nadir_deg: float = MAX_OFF_NADIR_
     if metadata.orientation != 1:
         raise ValueError(f"{metadata.frame}: EXIF orientation {metadata.orientation} (rotated or mirrored pixels) "
                          "is not supported for georeferencing; save the frame upright with orientation 1")
+    if metadata.size_change in ("cropped", "unknown"):
+        log.warning("%s: cropped after capture, so its centre need not be the GPS point: its footprint is placed there "
+                    "and may be shifted by up to half the width that was cut away", metadata.frame)
     epsg = utm_epsg(metadata.lat, metadata.lon)
     to_utm = Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True)
     east, north = to_utm.transform(metadata.lon, metadata.lat)

@@ -7,8 +7,9 @@ Sources, in order (the first that gives a value wins):
    measured on the CRS's ellipsoid at the frame centre (pyproj). A transform without a CRS
    is skipped with a note (its unit is unknown).
 2. ``exif``: a drone photo's EXIF/XMP (relative altitude × sensor width / (focal length ×
-   image width), :mod:`roadparse.io.exif`). Only frames whose EXIF names a camera or a focal
-   length are read this way. A missing or non-positive altitude, or an unknown camera, makes
+   pixels across the sensor), :mod:`roadparse.io.exif`). Only frames whose EXIF names a camera
+   or a focal length are read this way. A frame cropped after capture keeps the capture's GSD;
+   a resized one scales it (``size_change``, decided by the aspect ratio). A missing or non-positive altitude, or an unknown camera, makes
    the value an estimate: when the user gave ``roi.gsd_cm`` that setting is used instead,
    otherwise the estimate, each time with a note naming the frame and the value used.
 3. ``setting``: the user's ``roi.gsd_cm``.
@@ -46,12 +47,16 @@ class FrameGsd:
     """values filled in by an estimate (e.g. ``relative_altitude_m``)"""
     notes: tuple[str, ...] = ()
     """warnings for the manifest, each naming the frame and the value used"""
+    size_change: str = "unchanged"
+    """EXIF frames: how the frame differs from the image the camera wrote (unchanged, cropped, resized, unknown)"""
 
     def record(self) -> dict[str, object]:
         """Returns the JSON-ready record written per frame into the roi manifest."""
         entry: dict[str, object] = {"cm": round(self.cm, 6), "source": self.source}
         if self.estimated:
             entry["estimated"] = list(self.estimated)
+        if self.size_change != "unchanged":
+            entry["size_change"] = self.size_change
         return entry
 
 
@@ -83,14 +88,17 @@ def geotiff_gsd_cm(info: GeoInfo) -> tuple[float | None, str | None]:
     return 100.0 * unit * (size_x + size_y) / 2, None
 
 
-def _from_exif(path: Path, setting: float | None, setting_name: str) -> FrameGsd:
-    meta = read_drone_metadata(path)
+def _from_exif(path: Path, setting: float | None, setting_name: str, warn: bool) -> FrameGsd:
+    meta = read_drone_metadata(path, warn=warn)
     notes: list[str] = []
     unsure = [name for name in meta.estimated if name in ("relative_altitude_m", "focal_mm", "sensor_width_mm")]
     if unsure and setting is not None:
         note = f"{path.name}: EXIF GSD would rest on estimated {', '.join(unsure)}; using {setting_name} = {setting:g} cm/px"
-        return FrameGsd(setting, "setting", notes=(note,))
+        return FrameGsd(setting, "setting", notes=(note,), size_change=meta.size_change)
     value = meta.gsd_cm()
+    if meta.size_change == "unknown":
+        notes.append(f"{path.name}: its size is neither a crop nor a resize of the image in its EXIF; "
+                     f"GSD {value:.3g} cm/px assumes its own width spans the sensor: set {setting_name} to override")
     if unsure:
         notes.append(
             f"{path.name}: GSD {value:.3g} cm/px from EXIF with estimated {', '.join(unsure)} "
@@ -99,10 +107,13 @@ def _from_exif(path: Path, setting: float | None, setting_name: str) -> FrameGsd
         )
     if meta.off_nadir_deg > 10:
         notes.append(f"{path.name}: gimbal {meta.off_nadir_deg:.0f}° from nadir; GSD {value:.3g} cm/px holds at the image centre only")
-    return FrameGsd(value, "exif", estimated=tuple(meta.estimated), notes=tuple(notes))
+    return FrameGsd(value, "exif", estimated=tuple(meta.estimated), notes=tuple(notes), size_change=meta.size_change)
 
 
-def frame_gsd(path: str | Path, geo_info: GeoInfo | None, setting: float | None, setting_name: str = "roi.gsd_cm") -> FrameGsd:
+def frame_gsd(
+    path: str | Path, geo_info: GeoInfo | None, setting: float | None, setting_name: str = "roi.gsd_cm",
+    *, log_notes: bool = True,
+) -> FrameGsd:
     """Returns a frame's GSD from its GeoTIFF transform, its drone EXIF, ``setting`` or the default.
 
     Args:
@@ -110,6 +121,7 @@ def frame_gsd(path: str | Path, geo_info: GeoInfo | None, setting: float | None,
         geo_info: its GeoTIFF georeferencing (None for other images).
         setting: the user's ``roi.gsd_cm`` (None when not given).
         setting_name: the setting the notes tell to set (``predict.gsd_cm`` for predict).
+        log_notes: log the notes as warnings (False: only return them, for a caller that summarises them).
     """
     path = Path(path)
     notes: list[str] = []
@@ -119,8 +131,8 @@ def frame_gsd(path: str | Path, geo_info: GeoInfo | None, setting: float | None,
             return FrameGsd(value, "geotiff")
         notes.append(f"{path.name}: {why}; GSD not taken from the GeoTIFF")
     if has_camera_exif(path):
-        found = _from_exif(path, setting, setting_name)
-        result = FrameGsd(found.cm, found.source, found.estimated, tuple(notes) + found.notes)
+        found = _from_exif(path, setting, setting_name, warn=log_notes)
+        result = FrameGsd(found.cm, found.source, found.estimated, tuple(notes) + found.notes, found.size_change)
     elif setting is not None:
         result = FrameGsd(setting, "setting", notes=tuple(notes))
     else:
@@ -129,6 +141,6 @@ def frame_gsd(path: str | Path, geo_info: GeoInfo | None, setting: float | None,
             f"{DEFAULT_GSD_CM} cm/px: set {setting_name} to your frames' GSD"
         )
         result = FrameGsd(DEFAULT_GSD_CM, "default", notes=tuple(notes))
-    for note in result.notes:
+    for note in result.notes if log_notes else ():
         log.warning(note)
     return result
