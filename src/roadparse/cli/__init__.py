@@ -15,6 +15,7 @@ from roadparse.cli.common import settings_kept_on_success, setup_logging
 
 _COMMANDS = {
     # name: (module, attribute); each command lives in the module of its name
+    "init": ("roadparse.cli.init", "init_cmd"),
     "config": ("roadparse.cli.config", "config_cmd"),
     "status": ("roadparse.cli.status", "status_cmd"),
     "synth": ("roadparse.cli.synth", "synth_cmd"),
