@@ -95,6 +95,39 @@ def test_context_window_keeps_ground_size_and_outlines_thin_masks() -> None:
     assert (window[0, 0] == views.PAD_RGB).all()  # the window reaches past the tile
 
 
+def _l_and_ring() -> list[np.ndarray]:
+    """Returns two (200, 200) bool masks larger than a 40 px window whose box centre lies outside them."""
+    l_shape = np.zeros((200, 200), bool)
+    l_shape[10:190, 10:40] = True  # the upright
+    l_shape[160:190, 10:190] = True  # the foot
+    ring = np.zeros((200, 200), bool)
+    yy, xx = np.mgrid[:200, :200]
+    radius = np.hypot(yy - 100, xx - 100)
+    ring[(radius > 70) & (radius < 95)] = True
+    return [l_shape, ring]
+
+
+def test_context_windows_are_centred_inside_the_mask() -> None:
+    for mask in _l_and_ring():
+        ys, xs = np.nonzero(mask)
+        bbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        assert not mask[(bbox[1] + bbox[3]) // 2, (bbox[0] + bbox[2]) // 2]  # the box centre is outside
+        x, y = views.interior_point(mask, bbox)
+        assert mask[y, x]
+        border = mask & ~np.pad(mask, 1)[2:, 1:-1] | mask & ~np.pad(mask, 1)[:-2, 1:-1]
+        assert min(np.hypot(*np.nonzero(border)[::-1] - np.array([[x], [y]]))) >= 10  # well inside, not on an edge
+        image = np.where(mask[..., None], 200, 0).astype(np.uint8).repeat(3, axis=2)
+        window = views.context_window(image, mask, bbox, side=40, out=40)
+        assert (window[20, 20] == 200).all()  # the member itself in the middle of its thumbnail
+
+
+def test_a_thin_mask_keeps_its_point_on_the_mask() -> None:
+    mask = np.zeros((50, 50), bool)
+    mask[10:40, 25] = True
+    x, y = views.interior_point(mask, (25, 10, 26, 40))
+    assert mask[y, x] and y in (24, 25)  # the middle of the line (nearest its centroid, 24.5)
+
+
 @pytest.fixture()
 def client(clustered: tuple[Workspace, Path]):  # noqa: ANN201
     workspace, _ = clustered
@@ -158,6 +191,44 @@ def test_concurrent_saves_leave_one_whole_map_and_a_backup(client) -> None:  # n
     # reopening restores the saved choices
     state = http.get(f"/api/state?token={TOKEN}").get_json()
     assert state["saved"]["clusters"][str(ids["road"])] == "road"
+
+
+def test_save_answers_with_the_exact_command_that_continues(client, tmp_path: Path) -> None:  # noqa: ANN001
+    from roadparse.artifacts import record_run_command
+
+    http, workspace = client
+    body = {"clusters": {str(c): "discard" for c in range(3)}}
+    root = workspace.root.resolve()
+    # no record of how the run was started: the stage commands, which read WORKDIR/settings.yaml
+    answer = http.post(f"/api/save?token={TOKEN}", json=body).get_json()
+    assert answer["next"] == [f"roadparse pseudolabel {root} && roadparse selftrain {root}"]
+    # started by `roadparse run` (or roadparse.Run) with a config file: that command, exactly
+    workspace.write_settings("cluster: {n_clusters: 3}\n")
+    config = tmp_path / "my run.yaml"
+    record_run_command(workspace, ["roadparse", "run", str(config), "--set", "cluster.n_clusters=3"])
+    answer = http.post(f"/api/save?token={TOKEN}", json=body).get_json()
+    assert answer["next"] == [f"roadparse run '{config}' --set cluster.n_clusters=3"]
+    assert "CONFIG" not in str(answer)
+    # a stage run since with other settings: the recorded command would undo it
+    workspace.write_settings("cluster: {n_clusters: 4}\n")
+    answer = http.post(f"/api/save?token={TOKEN}", json=body).get_json()
+    assert answer["next"] == [f"roadparse pseudolabel {root} && roadparse selftrain {root}"]
+
+
+def test_cluster_command_names_the_review_step_first(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from roadparse.cli import main
+    from test_pseudolabel import SETTINGS, build_workspace
+
+    workspace, labels_dir = build_workspace(tmp_path)
+    overrides = [part for setting in SETTINGS for part in ("--set", setting)]
+    result = CliRunner().invoke(main, ["cluster", str(workspace.root), "--labels", str(labels_dir), *overrides])
+    assert result.exit_code == 0, result.output
+    printed = result.stdout  # warnings and progress bars go to stderr
+    review = printed.index(f"roadparse review {workspace.root.resolve()}")
+    assert review < printed.index("gallery") and review < printed.index("merge_map.suggested.yaml")
+    assert f"roadparse pseudolabel {workspace.root.resolve()}" in printed
 
 
 def test_preview_counts_unlabelled_pixels(client) -> None:  # noqa: ANN001

@@ -7,21 +7,33 @@ a format lives in one place.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import shlex
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
 from roadparse.clustering import append_statistics
-from roadparse.config import ClusterSettings
+from roadparse.config import ClusterSettings, Settings
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, read_label_png
 from roadparse.merge import TileCoverage, parse_merge_map, tile_coverage
 from roadparse.merge_split import Split
-from roadparse.workspace import Workspace
+from roadparse.summaries import (
+    ClusterSummary,
+    EmbedSummary,
+    MasksSummary,
+    PseudolabelSummary,
+    RoiSummary,
+    SelftrainSummary,
+    StageName,
+    StageSummary,
+    SweepSummary,
+)
+from roadparse.workspace import StageManifest, Workspace, atomic_write_json, fingerprint
 
 SUGGESTED = "merge_map.suggested.yaml"
 """File name of the merge map the cluster stage suggests, in ``cluster/``."""
@@ -172,12 +184,18 @@ def index_path(workspace: Workspace) -> Path:
     return workspace.root / "embed" / "index.parquet"
 
 
+def embedded_layers(workspace: Workspace) -> list[int]:
+    """Returns the layers with a feature file ``embed/features_layer<L>.npy``, sorted."""
+    found = (path.stem.removeprefix("features_layer") for path in (workspace.root / "embed").glob("features_layer*.npy"))
+    return sorted(int(value) for value in found if value.isdigit())
+
+
 def read_features(workspace: Workspace, layer: int) -> np.ndarray:
     """Returns the (N, D) float32 features of ``layer``; raises naming the layers that exist."""
     path = features_path(workspace, layer)
     if not path.exists():
-        have = sorted(p.stem.removeprefix("features_layer") for p in (workspace.root / "embed").glob("features_layer*.npy"))
-        raise ValueError(f"{path}: no features for layer {layer}; embedded layers: {', '.join(have) or 'none'}")
+        have = ", ".join(str(layer) for layer in embedded_layers(workspace))
+        raise ValueError(f"{path}: no features for layer {layer}; embedded layers: {have or 'none'}")
     return np.load(path, mmap_mode="r")
 
 
@@ -377,9 +395,83 @@ def round_dirs(workspace: Workspace) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def best_model_dir(workspace: Workspace) -> Path | None:
+    """Returns the model folder the finished self-training hands on (its best round's ``model/``), or None
+    when the pseudo-labels were best (round 0).
+
+    Raises:
+        ValueError: self-training has not finished.
+    """
+    model = stage_summary(workspace, "selftrain")["model"]
+    return selftrain_dir(workspace) / model if model else None
+
+
+def merge_map_path(workspace: Workspace, settings: Settings) -> Path:
+    """Returns ``WORKDIR/<pseudolabel.merge_map>``: the merge map the user writes (or the review page saves)."""
+    return workspace.root / settings.pseudolabel.merge_map
+
+
+def run_record_path(workspace: Workspace) -> Path:
+    """Returns the path of ``run.json``: the command that started the run and the settings it wrote."""
+    return workspace.root / "run.json"
+
+
+def record_run_command(workspace: Workspace, command: Sequence[str] | None) -> None:
+    """Records ``command`` (argv, e.g. ``["roadparse", "run", "/abs/my.yaml"]``) as the one that continues the
+    run, with a fingerprint of the ``settings.yaml`` just written; None forgets any earlier record."""
+    path = run_record_path(workspace)
+    if command is None:
+        path.unlink(missing_ok=True)
+        return
+    atomic_write_json(path, {"command": list(command), "settings": fingerprint(workspace.read_settings())})
+
+
+def continue_command(workspace: Workspace) -> str:
+    """Returns the shell command that continues the run once the merge map is written.
+
+    The recorded ``roadparse run ...`` command when the run has one and its settings are still
+    the work directory's (a stage run since with other settings makes it stale), else the
+    stage commands, which read ``WORKDIR/settings.yaml``.
+    """
+    path = run_record_path(workspace)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        record = {}
+    command = record.get("command") if isinstance(record, dict) else None
+    if command and record.get("settings") == fingerprint(workspace.read_settings()):
+        return shlex.join(str(part) for part in command)
+    root = shlex.quote(str(workspace.root.resolve()))
+    return f"roadparse pseudolabel {root} && roadparse selftrain {root}"
+
+
+def review_command(workspace: Workspace) -> str:
+    """Returns the shell command that opens the review page of the work directory's clusters."""
+    return f"roadparse review {shlex.quote(str(workspace.root.resolve()))}"
+
+
 def suggested_merge_map_path(workspace: Workspace) -> Path:
     """Returns the path of ``cluster/merge_map.suggested.yaml`` (written by the cluster stage)."""
     return workspace.root / "cluster" / SUGGESTED
+
+
+def cluster_count(workspace: Workspace) -> int:
+    """Returns the number of clusters of the finished ``cluster`` stage.
+
+    Raises:
+        ValueError: the cluster stage has not finished.
+    """
+    return int(stage_summary(workspace, "cluster")["n_clusters"])
+
+
+def sweep_tables_path(workspace: Workspace) -> Path:
+    """Returns the path of ``sweep/tables.md`` (the sweep's scores as Markdown tables)."""
+    return workspace.root / "sweep" / "tables.md"
+
+
+def sweep_results_path(workspace: Workspace) -> Path:
+    """Returns the path of ``sweep/results.json`` (every configuration's scores)."""
+    return workspace.root / "sweep" / "results.json"
 
 
 def assignments_path(workspace: Workspace) -> Path:
@@ -485,3 +577,29 @@ def collect_coverage(
             f"{labels_dir}: no ground truth for any tile (expected <frame stem>.png or <tile id>.png)"
         )
     return coverages, histograms
+
+
+@overload
+def stage_summary(source: Workspace | StageManifest, stage: Literal["roi"]) -> RoiSummary: ...
+@overload
+def stage_summary(source: Workspace | StageManifest, stage: Literal["masks"]) -> MasksSummary: ...
+@overload
+def stage_summary(source: Workspace | StageManifest, stage: Literal["embed"]) -> EmbedSummary: ...
+@overload
+def stage_summary(source: Workspace | StageManifest, stage: Literal["cluster"]) -> ClusterSummary: ...
+@overload
+def stage_summary(source: Workspace | StageManifest, stage: Literal["pseudolabel"]) -> PseudolabelSummary: ...
+@overload
+def stage_summary(source: Workspace | StageManifest, stage: Literal["selftrain"]) -> SelftrainSummary: ...
+@overload
+def stage_summary(source: Workspace | StageManifest, stage: Literal["sweep"]) -> SweepSummary: ...
+def stage_summary(source: Workspace | StageManifest, stage: StageName) -> StageSummary:
+    """Returns the typed summary of ``stage``: from its finished manifest in a work directory, or from a manifest.
+
+    Raises:
+        ValueError: the stage has not finished in the work directory, or the manifest is another stage's.
+    """
+    manifest = source.require_manifest(stage) if isinstance(source, Workspace) else source
+    if manifest["stage"] != stage:
+        raise ValueError(f"a manifest of stage '{manifest['stage']}', not of '{stage}'")
+    return manifest["summary"]

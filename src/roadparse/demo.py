@@ -20,7 +20,14 @@ from typing import Any
 
 import yaml
 
-from roadparse.artifacts import gallery_path, pseudo_label_dir, round_dirs, selftrain_dir
+from roadparse.artifacts import (
+    best_model_dir,
+    gallery_path,
+    merge_map_path,
+    pseudo_label_dir,
+    round_dirs,
+    stage_summary,
+)
 from roadparse.config import Settings, dump_settings, load_settings
 from roadparse.dev_split import dev_tiles
 from roadparse.io.images import list_images
@@ -121,7 +128,7 @@ def run_demo(
     result = PipelineResult(workspace.root)
     run_until_merge(workspace, settings, list_images(data / "frames"), result)
     suggested = suggested_merge_map(workspace, settings)
-    merge_map = workspace.root / settings.pseudolabel.merge_map
+    merge_map = merge_map_path(workspace, settings)
     if suggested is None:
         raise RuntimeError("the demo could not suggest a merge map (no dev labels)")
     shutil.copyfile(suggested, merge_map)
@@ -149,13 +156,12 @@ def measure_dev_frames(
     from roadparse.stages.export.run import export_vectors
     from roadparse.stages.predict import predict_files
 
-    manifest = workspace.read_manifest("selftrain")
-    model = manifest["summary"].get("model") if manifest is not None else None
+    model = best_model_dir(workspace) if workspace.read_manifest("selftrain") is not None else None
     if model is None:
         return None
     frames = [path for path in list_images(frames_dir) if path.stem in set(dev_frames)]
     predictions = out / "predictions"
-    predict_files(selftrain_dir(workspace) / model, frames, predictions, settings)
+    predict_files(model, frames, predictions, settings)
     exported = export_vectors(predictions, predictions / "survey.gpkg", "gpkg", gsd_cm=settings.predict.gsd_cm)
     return str(measurements_html(exported["measurements"]))
 
@@ -184,7 +190,8 @@ def write_demo_report(
         + " and accepted as is. Labels were used for naming clusters only, never for training.",
         f"Full cluster gallery: {gallery}",
     ]
-    train_summary = (result.manifests.get("selftrain") or workspace.read_manifest("selftrain") or {}).get("summary", {})
+    train_manifest = result.manifests.get("selftrain") or workspace.read_manifest("selftrain")
+    train_summary = stage_summary(train_manifest, "selftrain") if train_manifest is not None else None
     return write_report(
         out / "report.html",
         workspace=workspace,
@@ -198,9 +205,9 @@ def write_demo_report(
         merge_map=yaml.safe_load(merge_map.read_text()),
         gallery_html=gallery_html,
         notes=notes,
-        verdict=train_summary.get("verdict"),
+        verdict=train_summary["verdict"] if train_summary else None,
         flags=[f"Round {r} lost classes the pseudo-labels had (dev IoU >= 50 % -> < 25 %): {', '.join(names)}."
-               for r, names in (train_summary.get("lost_classes") or {}).items()],
+               for r, names in ((train_summary["lost_classes"] if train_summary else None) or {}).items()],
         measurements=measurements,
     )
 

@@ -7,10 +7,24 @@ first, by Hungarian (one-to-one) or majority (many-to-one) matching on that summ
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+
+class Scores(TypedDict):
+    """Scores of one labelled set (:func:`scores`), all in %."""
+
+    iou: dict[str, float | None]
+    """IoU per class (None: the class is in neither the predictions nor the ground truth)."""
+    miou: float
+    """Mean IoU over the classes that have one."""
+    pixel_accuracy: float
+    unlabelled: float
+    """Share of pixels left unlabelled (255)."""
+    pixels: int
+    """Pixels scored."""
 
 
 def confusion_matrix(
@@ -42,7 +56,7 @@ def confusion_matrix(
     return np.bincount(flat, minlength=(n_pred + 1) * n_gt).reshape(n_pred + 1, n_gt)
 
 
-def scores(confusion: np.ndarray, class_names: list[str] | tuple[str, ...]) -> dict[str, Any]:
+def scores(confusion: np.ndarray, class_names: list[str] | tuple[str, ...]) -> Scores:
     """Returns IoU per class, mIoU and pixel accuracy (all in %) of a class confusion matrix.
 
     ``confusion`` is (C, C) or (C + 1, C) with the unlabelled row last (rows predicted,

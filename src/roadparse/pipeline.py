@@ -2,24 +2,34 @@
 
 The one human step of COMRP is the merge map (which over-clusters are which class, and
 which are mixed and discarded). Without ``WORKDIR/merge_map.yaml`` the run stops after
-clustering and says where the gallery and the suggested map are.
+clustering and names the next step: ``roadparse review WORKDIR`` first, then the gallery and
+the suggested map for a map written by hand.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from roadparse.artifacts import gallery_path, pseudo_label_dir, round_dirs, suggested_merge_map_path
+from roadparse.artifacts import (
+    continue_command,
+    gallery_path,
+    merge_map_path,
+    pseudo_label_dir,
+    record_run_command,
+    review_command,
+    round_dirs,
+    suggested_merge_map_path,
+)
 from roadparse.config import Settings, dump_settings
 from roadparse.dev_split import dev_tiles, score_label_dir
 from roadparse.io.images import scan_images
 from roadparse.io.labels import load_classes
-from roadparse.workspace import Workspace
+from roadparse.workspace import StageManifest, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +43,14 @@ class PipelineResult:
     """What a full run produced: manifests per stage, timings and dev-set metrics."""
 
     workdir: Path
-    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    manifests: dict[str, StageManifest] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _timed(result: PipelineResult, stage: str, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+def _timed(result: PipelineResult, stage: str, fn: Any, *args: Any, **kwargs: Any) -> StageManifest:
     start = time.perf_counter()
-    manifest = fn(*args, **kwargs)
+    manifest: StageManifest = fn(*args, **kwargs)
     result.seconds[stage] = round(time.perf_counter() - start, 2)
     result.manifests[stage] = manifest
     return manifest
@@ -69,41 +79,72 @@ def suggested_merge_map(workspace: Workspace, settings: Settings) -> Path | None
     return path if settings.run.dev_labels is not None and path.exists() else None
 
 
+def open_run(settings: Settings, command: Sequence[str] | None = None) -> Workspace:
+    """Returns the run's work directory with the settings recorded in it (``settings.yaml``), and
+    ``command`` (argv) as the one that continues the run (None: no command can, forget any earlier one)."""
+    workspace = Workspace(settings.run.workdir)
+    workspace.write_settings(dump_settings(settings))
+    record_run_command(workspace, command)
+    return workspace
+
+
+def list_frames_of(settings: Settings) -> tuple[list[Path], dict[Path, str]]:
+    """Returns the image files of ``run.frames`` and the entries skipped (not images), with the reason.
+
+    Raises:
+        ValueError: ``run.frames`` is not set or holds no image.
+    """
+    if settings.run.frames is None:
+        raise ValueError("no frames given: set run.frames in the config or pass --frames")
+    listing = scan_images(settings.run.frames)
+    if not listing.images:
+        raise ValueError(f"{settings.run.frames}: no images (.jpg, .png, .tif) found")
+    return listing.images, listing.skipped
+
+
+def next_step_text(workspace: Workspace, settings: Settings) -> str:
+    """Returns what to do once clustering is done, for the terminal: review first, by hand second, then continue."""
+    merge_map = merge_map_path(workspace, settings)
+    suggested = suggested_merge_map_path(workspace)
+    by_hand = (
+        f"cp {suggested} {merge_map}, edit it" if suggested.exists()
+        else f"write {merge_map} (clusters: {{0: road, 1: discard, ...}})"
+    )
+    return (
+        "clustering is done; naming the clusters (the merge map) is the one human step.\n"
+        f"  next: {review_command(workspace)}\n"
+        f"        names the clusters in your browser; Save writes {merge_map}\n"
+        f"  or by hand: look at the clusters in {gallery_path(workspace)}, then {by_hand}\n"
+        f"  then continue: {continue_command(workspace)}"
+    )
+
+
 def run_pipeline(
-    settings: Settings, *, frames: list[Path] | None = None, announce: Callable[[str], None] | None = None
+    settings: Settings,
+    *,
+    frames: list[Path] | None = None,
+    announce: Callable[[str], None] | None = None,
+    command: Sequence[str] | None = None,
 ) -> PipelineResult:
     """Runs the whole COMRP pipeline with ``settings``; returns manifests, timings and metrics.
+
+    ``command`` (argv) is recorded as the command that continues the run, which the stop for
+    the merge map and the review page's Save name.
 
     Raises:
         MergeMapMissing: clustering finished but ``WORKDIR/<pseudolabel.merge_map>`` does not exist.
         ValueError: bad inputs (no frames, no tiles, ...), with a message naming them.
     """
-    workspace = Workspace(settings.run.workdir)
-    workspace.write_settings(dump_settings(settings))
+    workspace = open_run(settings, command)
     skipped: dict[Path, str] = {}
     if frames is None:
-        if settings.run.frames is None:
-            raise ValueError("no frames given: set run.frames in the config or pass --frames")
-        listing = scan_images(settings.run.frames)
-        frames, skipped = listing.images, listing.skipped
+        frames, skipped = list_frames_of(settings)
     if not frames:
-        raise ValueError(f"{settings.run.frames}: no images (.jpg, .png, .tif) found")
+        raise ValueError("no frames given")
     result = PipelineResult(workspace.root)
     run_until_merge(workspace, settings, frames, result, skipped)
-
-    merge_map = workspace.root / settings.pseudolabel.merge_map
-    if not merge_map.exists():
-        suggested = suggested_merge_map(workspace, settings)
-        gallery = gallery_path(workspace)
-        hint = (
-            f"cp {suggested} {merge_map}" if suggested else f"write {merge_map} (clusters: {{0: road, 1: discard, ...}})"
-        )
-        raise MergeMapMissing(
-            f"clustering is done; the merge map is the one human step.\n"
-            f"  look at the clusters: {gallery}\n"
-            + (f"  suggested map (majority vote on the dev labels): {suggested}\n" if suggested else "")
-            + f"  then: {hint}\n  and run the same `roadparse run` command again to continue."
-        )
+    if not merge_map_path(workspace, settings).exists():
+        raise MergeMapMissing(next_step_text(workspace, settings))
     finish_pipeline(workspace, settings, result, announce)
     return result
 
@@ -115,13 +156,28 @@ def finish_pipeline(
 
     ``announce`` receives the training budget line before training starts (the CLI echoes it).
     """
-    from roadparse.stages import pseudolabel, selftrain
+    from roadparse.stages import pseudolabel
 
     _timed(result, "pseudolabel", pseudolabel.run, workspace, settings)
+    _timed(result, "selftrain", run_selftrain, workspace, settings, announce)
+    result.metrics = evaluate_rounds(workspace, settings)
+
+
+def run_selftrain(workspace: Workspace, settings: Settings, announce: Callable[[str], None] | None = None) -> StageManifest:
+    """Runs self-training as ``roadparse run`` does: rounds stopped by the dev labels' mIoU when
+    ``run.dev_labels`` is set (on the dev split's tiles); returns the stage manifest.
+
+    Raises:
+        RuntimeError: this process is not rank 0 of a distributed run (rank 0 writes the manifest).
+    """
+    from roadparse.stages import selftrain
+
     dev_labels = Path(settings.run.dev_labels) if settings.run.dev_labels else None
     dev_ids = [tile.id for tile in dev_tiles(workspace, settings.run)] or None
-    _timed(result, "selftrain", selftrain.run, workspace, settings, dev_labels=dev_labels, dev_tiles=dev_ids, announce=announce)
-    result.metrics = evaluate_rounds(workspace, settings)
+    manifest = selftrain.run(workspace, settings, dev_labels=dev_labels, dev_tiles=dev_ids, announce=announce)
+    if "stage" not in manifest:
+        raise RuntimeError("self-training ran on a rank other than 0 of a distributed run; rank 0 holds the results")
+    return manifest
 
 
 def evaluate_rounds(workspace: Workspace, settings: Settings) -> dict[str, dict[str, Any]]:

@@ -22,9 +22,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from pydantic import BaseModel
+
+from roadparse.summaries import StageSummary
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +245,9 @@ class StageManifest(TypedDict):
     """Journalled record of every finished item, by item id."""
     failed: dict[str, str]
     """Error message of every failed item, by item id."""
-    summary: dict[str, Any]
-    """``items`` and ``failed`` counts and the stage's own summary."""
+    summary: StageSummary
+    """``items`` and ``failed`` counts and the stage's own summary (its type named by ``stage``:
+    read it with :func:`roadparse.artifacts.stage_summary`)."""
     worker_environments: NotRequired[list[dict[str, Any]]]
     """The distinct environments of the Ray workers that computed items of this run (absent when
     the items were computed in this process): a worker on another machine shows here."""
@@ -374,7 +377,7 @@ class StageRun:
             "seconds": round(time.time() - self._started, 3),
             "items": items,
             "failed": failures,
-            "summary": {"items": len(items), "failed": len(failures), **(summary or {})},
+            "summary": cast(StageSummary, {"items": len(items), "failed": len(failures), **(summary or {})}),
         }
         if self.worker_environments:
             manifest["worker_environments"] = self.worker_environments

@@ -50,7 +50,8 @@ def cluster_run_cmd(
     overrides: tuple[str, ...],
 ) -> None:
     """Cluster WORKDIR's embeddings; write assignments, the gallery and (with --labels) a suggested merge map."""
-    from roadparse.artifacts import gallery_path, suggested_merge_map_path
+    from roadparse.artifacts import stage_summary
+    from roadparse.pipeline import next_step_text
     from roadparse.stages import cluster
 
     if min_purity is not None:
@@ -61,15 +62,10 @@ def cluster_run_cmd(
         manifest = cluster.run(workspace, settings, labels_dir=labels_dir)
     except ValueError as exc:
         fail(str(exc))
-    sizes = manifest["summary"]["clustering"].get("sizes", [])
-    click.echo(f"{manifest['summary']['masks']} masks in {len(sizes)} clusters (sizes {sizes})")
-    click.echo(f"gallery: {gallery_path(workspace)}")
-    suggested = suggested_merge_map_path(workspace)
-    if suggested.exists():
-        click.echo(f"suggested merge map: {suggested}")
-    click.echo(
-        f"next: write {workspace.root / settings.pseudolabel.merge_map}, then `roadparse pseudolabel {workdir}`"
-    )
+    summary = stage_summary(manifest, "cluster")
+    sizes = summary["clustering"]["sizes"]
+    click.echo(f"{summary['masks']} masks in {len(sizes)} clusters (sizes {sizes})")
+    click.echo(next_step_text(workspace, settings))
 
 
 @cluster_cmd.command("suggest")
@@ -96,6 +92,7 @@ def cluster_suggest_cmd(
 ) -> None:
     """Suggest a merge map (cluster/merge_map.suggested.yaml) from ground truth or zero-shot scores."""
     from roadparse.models import ModelLoadError
+    from roadparse.pipeline import next_step_text
     from roadparse.stages import cluster
 
     if (labels_dir is None) == (zero_shot is None):
@@ -125,6 +122,4 @@ def cluster_suggest_cmd(
     for line in warnings:
         click.echo(f"warning: {line}", err=True)
     click.echo(f"suggested merge map: {path}")
-    click.echo(
-        f"next: cp {path} {workspace.root / settings.pseudolabel.merge_map}, edit, then `roadparse pseudolabel {workdir}`"
-    )
+    click.echo(next_step_text(workspace, settings))

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from roadparse.config import ConfigError, Settings, dump_settings, load_settings
+from roadparse.summaries import SelftrainSummary
 from roadparse.workspace import Workspace
 
 WORKDIR = click.argument("workdir", type=click.Path(file_okay=False, path_type=Path))
@@ -130,7 +131,7 @@ def print_metrics(metrics: dict[str, dict[str, Any]], seconds: dict[str, float])
         click.echo(f"{title:<{width}}{cells}{s['miou']:>8.2f}{s['pixel_accuracy']:>8.2f}")
 
 
-def summary_lines(summary: dict[str, Any]) -> str:
+def summary_lines(summary: SelftrainSummary) -> str:
     """Returns the verdict of a finished self-training stage and its per-class flags, for the terminal."""
     lines = [summary.get("verdict") or ""]
     for round_name, names in (summary.get("lost_classes") or {}).items():

@@ -39,6 +39,7 @@ def embed_cmd(workdir: Path | None, encoder: str | None, layers: tuple[int, ...]
         extra.append(f"embed.device={device}")
     settings = resolve_settings(config_path, tuple(extra), workdir)
     workspace = open_workspace(workdir, settings)
+    from roadparse.artifacts import stage_summary
     from roadparse.stages import embed
 
     try:
@@ -46,7 +47,7 @@ def embed_cmd(workdir: Path | None, encoder: str | None, layers: tuple[int, ...]
     except ValueError as exc:
         fail(str(exc))
         return
-    summary = manifest["summary"]
+    summary = stage_summary(manifest, "embed")
     dims = ", ".join(f"layer {layer}: {dim}-d" for layer, dim in summary.get("dims", {}).items())
     click.echo(f"embedded {summary['masks']} masks from {summary['tiles']} tiles ({dims}); "
                f"{summary['failed']} tile(s) failed -> {workspace.root / 'embed'}")

@@ -36,6 +36,7 @@ def masks_cmd(workdir: Path, generator: str | None, points_per_side: int | None,
             extra.append(f"masks.{key}={value}")
     settings = resolve_settings(config_path, tuple(extra), workdir)
     workspace = open_workspace(workdir, settings)
+    from roadparse.artifacts import stage_summary
     from roadparse.stages import masks
 
     try:
@@ -43,7 +44,7 @@ def masks_cmd(workdir: Path, generator: str | None, points_per_side: int | None,
     except ValueError as exc:
         fail(str(exc))
         return
-    summary = manifest["summary"]
+    summary = stage_summary(manifest, "masks")
     click.echo(
         f"{summary['masks']} masks on {summary['tiles']} tiles ({summary['masks_per_tile']} per tile, "
         f"coverage {summary['coverage']:.1%}); {summary['tiles_without_masks']} tile(s) without masks, "

@@ -23,6 +23,7 @@ def pseudolabel_cmd(
     workdir: Path, merge_map: Path | None, config_path: Path | None, overrides: tuple[str, ...]
 ) -> None:
     """Paint each tile's masks with their cluster's class (merge map); write pseudolabel/labels/*.png."""
+    from roadparse.artifacts import stage_summary
     from roadparse.stages import pseudolabel
 
     settings = resolve_settings(config_path, overrides, workdir)
@@ -31,7 +32,7 @@ def pseudolabel_cmd(
         manifest = pseudolabel.run(workspace, settings, merge_map_path=merge_map)
     except ValueError as exc:
         fail(str(exc))
-    summary = manifest["summary"]
+    summary = stage_summary(manifest, "pseudolabel")
     click.echo(
         f"{summary['items']} tiles labelled ({summary['failed']} failed), {summary['unlabelled_share']:.1%} of pixels unlabelled"
     )

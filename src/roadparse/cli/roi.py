@@ -32,6 +32,7 @@ def roi_cmd(
     the full-resolution frame into 800x800 tiles (settings roi.*). Detector and filter
     models are Hugging Face ids or local folders (roi.detector, roi.filter).
     """
+    from roadparse.artifacts import stage_summary
     from roadparse.io.images import ImageReadError, scan_images
     from roadparse.models import ModelLoadError
     from roadparse.stages import roi
@@ -51,7 +52,7 @@ def roi_cmd(
         manifest = roi.run(workspace, settings, frame_paths, skipped=listing.skipped)
     except (ModelLoadError, ValueError) as exc:
         fail(str(exc))
-    summary = manifest["summary"]
+    summary = stage_summary(manifest, "roi")
     click.echo(
         f"roi: {summary['frames']} frames -> {summary['tiles']} tiles in {workdir / 'roi' / 'tiles'}; "
         f"{len(summary['frames_without_road'])} without road, {summary['failed']} failed"

@@ -17,19 +17,25 @@ from roadparse.cli.common import print_metrics, resolve_settings, summary_lines
 def run_cmd(config_path: Path, frames: Path | None, workdir: Path | None, overrides: tuple[str, ...]) -> None:
     """Run every stage on the frames named in CONFIG, resuming where a previous run stopped.
 
-    Stops after clustering when the merge map is missing, saying where the gallery and
-    the suggested map are; run the same command again once the map is in place.
+    Stops after clustering when the merge map is missing and names the next step,
+    `roadparse review WORKDIR`; run the same command again once the map is saved.
     """
+    from roadparse.artifacts import stage_summary
     from roadparse.pipeline import MergeMapMissing, run_pipeline
 
     extra = list(overrides)
+    command = ["roadparse", "run", str(config_path.resolve())]  # what continues this run, recorded in WORKDIR
     if frames is not None:
         extra.append(f"run.frames={frames}")
+        command += ["--frames", str(frames.resolve())]
     if workdir is not None:
         extra.append(f"run.workdir={workdir}")
+        command += ["--workdir", str(workdir.resolve())]
+    for override in overrides:
+        command += ["--set", override]
     settings = resolve_settings(config_path, tuple(extra))
     try:
-        result = run_pipeline(settings, announce=click.echo)
+        result = run_pipeline(settings, announce=click.echo, command=command)
     except MergeMapMissing as exc:
         click.echo(str(exc))
         raise SystemExit(3) from None
@@ -37,5 +43,5 @@ def run_cmd(config_path: Path, frames: Path | None, workdir: Path | None, overri
         raise click.ClickException(str(exc)) from None
     print_metrics({k: v["scores"] for k, v in result.metrics.items()}, result.seconds)
     if "selftrain" in result.manifests:
-        click.echo(summary_lines(result.manifests["selftrain"]["summary"]))
+        click.echo(summary_lines(stage_summary(result.manifests["selftrain"], "selftrain")))
     click.echo(f"done: {result.workdir}")

@@ -32,6 +32,7 @@ def selftrain_cmd(workdir: Path, dev_labels: Path | None, dev_tiles: Path | None
     --set selftrain.iterations=300 --set selftrain.lr=0.001 --set selftrain.pretrained=false.
     Several GPUs: torchrun --nproc_per_node N "$(which roadparse)" selftrain WORKDIR.
     """
+    from roadparse.artifacts import best_model_dir, stage_summary
     from roadparse.models import ModelLoadError
     from roadparse.stages import selftrain
 
@@ -45,8 +46,10 @@ def selftrain_cmd(workdir: Path, dev_labels: Path | None, dev_tiles: Path | None
     except (ValueError, ModelLoadError) as exc:
         fail(str(exc))
         return
-    summary = manifest["summary"]
-    if "stage" in manifest:  # rank 0 (or a single process) reports
-        model = workdir / "selftrain" / summary["model"] if summary.get("model") else "none (the pseudo-labels are best)"
-        click.echo(f"self-training: {summary['rounds_run']} round(s), stopped: {summary['stopped_by']}; best model: {model}")
-        click.echo(summary_lines(summary))
+    if "stage" not in manifest:  # another rank of a distributed run: rank 0 reports
+        return
+    summary = stage_summary(manifest, "selftrain")
+    best = best_model_dir(workspace)
+    click.echo(f"self-training: {summary['rounds_run']} round(s), stopped: {summary['stopped_by']}; "
+               f"best model: {best or 'none (the pseudo-labels are best)'}")
+    click.echo(summary_lines(summary))

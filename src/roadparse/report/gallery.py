@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from roadparse.artifacts import gallery_path, list_tiles, read_assignments, read_tile_masks
+from roadparse.artifacts import (
+    cluster_count,
+    gallery_path,
+    list_tiles,
+    read_assignments,
+    read_tile_masks,
+)
 from roadparse.io import rle as rle_io
 from roadparse.io.images import ImageReadError, read_image
 from roadparse.merge import DISCARD, format_merge_map
@@ -130,7 +136,7 @@ def _load_crops(
 def _assignments(workspace: Workspace) -> tuple[list[str], list[str], np.ndarray, np.ndarray, int]:
 
     table = read_assignments(workspace)
-    n_clusters = int(workspace.require_manifest("cluster")["summary"]["n_clusters"])
+    n_clusters = cluster_count(workspace)
     return (
         [str(v) for v in table.column("tile_id").to_pylist()],
         [str(v) for v in table.column("mask_id").to_pylist()],

@@ -5,7 +5,8 @@ Routes (all need ``?token=`` or the ``X-Review-Token`` header; anything else is 
 - ``GET /`` the page; ``GET /static/<name>`` its script and style (a fixed list, no paths);
 - ``GET /api/state`` clusters, members, classes, the suggestion and the saved choices;
 - ``GET /api/member/<row>.jpg?view=context|crop`` one member; ``GET /api/tile/<row>.jpg`` its tile;
-- ``POST /api/split`` ``{cluster, k}``; ``POST /api/preview`` and ``POST /api/save`` ``{clusters: ...}``.
+- ``POST /api/split`` ``{cluster, k}``; ``POST /api/preview`` and ``POST /api/save`` ``{clusters: ...}``
+  (Save answers with ``next``: the exact shell command that continues the run).
 
 Masks are addressed by their integer row in the assignments; no request value ever
 becomes a file path.
@@ -22,6 +23,7 @@ from typing import Any
 
 from flask import Flask, Response, abort, jsonify, request
 
+from roadparse.artifacts import continue_command
 from roadparse.merge_split import Split, check_sizes
 from roadparse.review.choices import merge_map_text, parse_choices, save_merge_map
 from roadparse.review.session import ReviewSession
@@ -124,12 +126,11 @@ def create_app(session: ReviewSession, token: str) -> Flask:
         path = session.merge_map_path
         backup = save_merge_map(path, merge_map_text(merge_map, session.classes, sizes))
         log.info("review: saved %s", path)
-        root = session.workspace.root
         return jsonify(
             {
                 "path": str(path),
                 "backup": str(backup) if backup else None,
-                "next": [f"roadparse pseudolabel {root}", "roadparse run CONFIG  # the same command as before"],
+                "next": [continue_command(session.workspace)],
             }
         )
 

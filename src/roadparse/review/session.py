@@ -23,10 +23,12 @@ import numpy as np
 
 from roadparse.artifacts import (
     Tile,
+    cluster_count,
     clustering_features,
     list_tiles,
     mask_rows,
     merge_map_from_text,
+    merge_map_path,
     read_assignments,
     read_index,
     read_merge_map,
@@ -90,7 +92,7 @@ class ReviewSession:
         self.classes = load_classes(settings.classes)
         self.palette = np.array(self.classes.palette(), np.uint8).reshape(256, 3)
         table = read_assignments(workspace)
-        self.n_clusters = int(workspace.require_manifest("cluster")["summary"]["n_clusters"])
+        self.n_clusters = cluster_count(workspace)
         self.tile_ids = [str(v) for v in table.column("tile_id").to_pylist()]
         self.mask_ids = [str(v) for v in table.column("mask_id").to_pylist()]
         self.clusters = table.column("cluster").to_numpy().astype(np.int64)
@@ -216,7 +218,7 @@ class ReviewSession:
     @property
     def merge_map_path(self) -> Path:
         """Returns ``WORKDIR/<pseudolabel.merge_map>``, where Save writes."""
-        return self.workspace.root / self.settings.pseudolabel.merge_map
+        return merge_map_path(self.workspace, self.settings)
 
     def state(self) -> dict[str, Any]:
         """Returns everything the page needs to draw itself (JSON)."""

@@ -27,13 +27,41 @@ def outline(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
     return (mask > 0) & (eroded == 0)
 
 
+def interior_point(mask: np.ndarray, bbox: tuple[int, int, int, int]) -> tuple[int, int]:
+    """Returns the (x, y) pixel of a mask farthest from its border: its pole of inaccessibility.
+
+    The maximum of the mask's distance transform, so the point lies inside the mask whatever
+    its shape (an L, a ring, a curved road: their box centre can lie outside). Among points
+    within a pixel of the maximum (a strip of even width has a whole ridge of them), the one
+    nearest the mask's centroid. A mask with no pixel in ``bbox`` gives the box centre.
+
+    Args:
+        mask: (H, W) bool mask.
+        bbox: (x0, y0, x1, y1) end-exclusive box of the mask (the transform runs on it only).
+    """
+    x0, y0, x1, y1 = (int(v) for v in bbox)
+    x0, y0 = max(0, x0), max(0, y0)
+    crop = mask[y0:y1, x0:x1]
+    if not crop.any():
+        return (x0 + x1) // 2, (y0 + y1) // 2
+    padded = np.pad(crop, 1).astype(np.uint8)  # the box edge is the mask's border too
+    distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    ys, xs = np.nonzero((distance >= distance.max() - 1.0) & crop)
+    inside_ys, inside_xs = np.nonzero(crop)
+    centroid_y, centroid_x = inside_ys.mean(), inside_xs.mean()
+    nearest = int(np.argmin((ys - centroid_y) ** 2 + (xs - centroid_x) ** 2))
+    return x0 + int(xs[nearest]), y0 + int(ys[nearest])
+
+
 def context_window(
     image: np.ndarray, mask: np.ndarray, bbox: tuple[int, int, int, int], side: int, out: int
 ) -> np.ndarray:
-    """Returns the (out, out, 3) uint8 window of ``side`` tile pixels centred on a mask, outlined.
+    """Returns the (out, out, 3) uint8 window of ``side`` tile pixels centred inside a mask, outlined.
 
-    The window has the same ground size for every mask (``side`` px), so sizes compare
-    across thumbnails; parts outside the tile are PAD_RGB. The outline is drawn after
+    The window is centred on the mask's :func:`interior_point`, so it shows the member itself
+    even when the member is larger than the window and its box centre lies outside it (a ring,
+    an L-shaped road). It has the same ground size for every mask (``side`` px), so sizes
+    compare across thumbnails; parts outside the tile are PAD_RGB. The outline is drawn after
     resizing so it stays one or two display pixels wide at any scale.
 
     Args:
@@ -44,8 +72,8 @@ def context_window(
         out: output side in display pixels.
     """
     height, width = image.shape[:2]
-    x0, y0, x1, y1 = (int(v) for v in bbox)
-    left, top = (x0 + x1) // 2 - side // 2, (y0 + y1) // 2 - side // 2
+    centre_x, centre_y = interior_point(mask, bbox)
+    left, top = centre_x - side // 2, centre_y - side // 2
     window = np.empty((side, side, 3), np.uint8)
     window[:] = PAD_RGB
     inside = np.zeros((side, side), bool)

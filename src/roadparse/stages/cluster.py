@@ -20,6 +20,7 @@ from roadparse.artifacts import (
     TEXTURE_VERSION,
     Tile,
     assignments_path,
+    cluster_count,
     clustering_features,
     collect_coverage,
     list_tiles,
@@ -208,7 +209,7 @@ def suggest_by_majority(
         folds = fold_histograms(workspace, tiles, labels_dir, classes, keys)
         histograms = folds.sum(axis=0)
     purity = settings.cluster.min_purity if min_purity is None else min_purity
-    n_clusters = int(workspace.require_manifest("cluster")["summary"]["n_clusters"])
+    n_clusters = cluster_count(workspace)
     suggestions = suggest_from_histograms(clusters, histograms, n_clusters, classes.names, purity)
     source = f"majority vote of the ground truth in {labels_dir}{_frames_note(tiles)}, min purity {purity}"
     unseen = section.suggest_unseen == "nearest" and any(not item.get("pixels") for item in suggestions)

@@ -33,6 +33,7 @@ from roadparse.artifacts import (
     TEXTURE_VERSION,
     Tile,
     colour_path,
+    embedded_layers,
     features_path,
     index_path,
     list_tiles,
@@ -42,6 +43,7 @@ from roadparse.artifacts import (
     read_statistics_record,
     read_tile_masks,
     shape_path,
+    stage_summary,
     statistics_record_path,
     surround_path,
     texture_path,
@@ -689,9 +691,8 @@ def _assemble(run: StageRun, tiles: list[Tile], layers: list[int]) -> dict[str, 
         )
     first = next(tile for tile, count in zip(tiles, counts, strict=True) if count)
     dims = {layer: _read_part(run, first.id, (f"layer{layer}",))[f"layer{layer}"].shape[1] for layer in layers}
-    for stale in run.dir.glob("features_layer*.npy"):  # layers of an earlier run must not look current
-        if stale.stem.removeprefix("features_layer") not in {str(layer) for layer in layers}:
-            stale.unlink()
+    for stale in set(embedded_layers(run.workspace)) - set(layers):  # layers of an earlier run must not look current
+        features_path(run.workspace, stale).unlink()
     for layer in layers:
         with atomic_output(features_path(run.workspace, layer)) as tmp:
             matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, dims[layer]))
@@ -847,5 +848,5 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
         }
     )
     shutil.rmtree(stage.dir / _PARTS, ignore_errors=True)  # the assembled matrices hold the same rows
-    log.info("embed: %d masks from %d tiles, %s crops/s", counts["masks"], len(done), manifest["summary"]["crops_per_second"])
+    log.info("embed: %d masks from %d tiles, %s crops/s", counts["masks"], len(done), stage_summary(manifest, "embed")["crops_per_second"])
     return manifest

@@ -28,9 +28,11 @@ from roadparse.artifacts import (
     read_assignments,
     read_merge_map,
     read_objects,
+    stage_summary,
     suggested_merge_map_path,
     with_objects,
 )
+from roadparse.artifacts import merge_map_path as default_merge_map_path
 from roadparse.config import Settings
 from roadparse.executor import process_items
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
@@ -71,11 +73,7 @@ def merge_map_file(
     Raises:
         ValueError: the merge map does not exist.
     """
-    path = (
-        Path(merge_map_path)
-        if merge_map_path is not None
-        else workspace.root / settings.pseudolabel.merge_map
-    )
+    path = Path(merge_map_path) if merge_map_path is not None else default_merge_map_path(workspace, settings)
     if path.exists():
         return path
     gallery = gallery_path(workspace)
@@ -87,8 +85,9 @@ def merge_map_file(
         f"`roadparse cluster suggest {workspace.root} --labels GT_DIR` (or --zero-shot MODEL)"
     )
     raise ValueError(
-        f"{path}: merge map not found. Look at the clusters in {gallery}; {how}; "
-        f"edit it, then run `roadparse pseudolabel {workspace.root}` again"
+        f"{path}: merge map not found. Name the clusters in your browser and save the map: "
+        f"`roadparse review {workspace.root}`; or look at the clusters in {gallery} and {how}, edit it; "
+        f"then run `roadparse pseudolabel {workspace.root}` again"
     )
 
 
@@ -178,7 +177,7 @@ def run(
     """
     cluster_manifest = workspace.require_manifest("cluster")
     path = merge_map_file(workspace, settings, merge_map_path)
-    n_clusters = int(cluster_manifest["summary"]["n_clusters"])
+    n_clusters = stage_summary(cluster_manifest, "cluster")["n_clusters"]
     classes = load_classes(settings.classes)
     try:
         merge_map = read_merge_map(path, n_clusters)

@@ -21,9 +21,12 @@ import numpy as np
 from roadparse.artifacts import (
     clustering_features,
     collect_coverage,
+    embedded_layers,
     list_tiles,
     mask_rows,
     read_index,
+    sweep_results_path,
+    sweep_tables_path,
 )
 from roadparse.clustering import METHODS, cluster
 from roadparse.config import Settings
@@ -38,15 +41,6 @@ from roadparse.metrics import markdown_table, scores
 from roadparse.workspace import Workspace, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
-
-
-def embedded_layers(workspace: Workspace) -> list[int]:
-    """Returns the layers with a feature file in ``embed/``, sorted."""
-    found = (
-        p.stem.removeprefix("features_layer")
-        for p in (workspace.root / "embed").glob("features_layer*.npy")
-    )
-    return sorted(int(v) for v in found if v.isdigit())
 
 
 def _configuration(
@@ -178,9 +172,9 @@ def run(
         key: value for key, value in stage_run.items().items() if key.split("/")[1] in methods
     }
     tables = tables_markdown(results, layers, methods, classes.names)
-    atomic_write_text(workspace.root / "sweep" / "tables.md", tables)
+    atomic_write_text(sweep_tables_path(workspace), tables)
     atomic_write_json(
-        workspace.root / "sweep" / "results.json",
+        sweep_results_path(workspace),
         {"labels": str(labels_dir), "min_purity": purity, "results": results},
     )
     stage_run.finish({"configurations": len(results)})

@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, final
 
 import numpy as np
 import torch
@@ -230,6 +230,7 @@ class _Relabel:
     gsd_cm: float | None
 
 
+@final
 class RankResult(TypedDict):
     """What :func:`run` returns on the other ranks of a distributed run (rank 0 writes the manifest)."""
 
