@@ -118,6 +118,8 @@ def test_a_run_whose_pseudo_labels_won_hands_on_no_model(tmp_path: Path) -> None
     _fake_run(tmp_path, None)
     with pytest.raises(ValueError, match="hands on no model"):
         resolve_model_path(tmp_path)
+    with pytest.raises(ValueError, match="handed on none"):
+        roadparse.load_model(None)  # RunResult.model_dir of such a run
 
 
 def test_settings_objects_and_frame_lists(tmp_path: Path) -> None:

@@ -1,18 +1,19 @@
 """The Python API: a run as an object, a trained model that labels images, and exports.
 
-Example:
-    A run on your own frames, from Python or a notebook::
+A run on your own frames, from Python or a notebook:
 
-        import roadparse
+```python
+import roadparse
 
-        run = roadparse.Run("roadparse.yaml")
-        step = run.until_review()      # roi → masks → embed → cluster
-        print(step.command)            # roadparse review WORKDIR: name the clusters, Save
-        result = run.resume()          # pseudo-labels → self-training (needs the merge map)
-        model = roadparse.load_model(result.model_dir)
-        prediction = model.predict("frame.jpg")
-        model.predict_files(["frames/"], run.workdir / "predictions")
-        roadparse.export(run.workdir / "predictions", out="layers")
+run = roadparse.Run("roadparse.yaml")
+step = run.until_review()      # roi → masks → embed → cluster
+print(step.command)            # roadparse review WORKDIR: name the clusters, Save
+result = run.resume()          # pseudo-labels → self-training (needs the merge map)
+model = roadparse.load_model(result.model_dir)
+prediction = model.predict("frame.jpg")
+model.predict_files(["frames/"], run.workdir / "predictions")
+roadparse.export(run.workdir / "predictions", out="layers")
+```
 
 Every stage method resumes: a stage that already finished with the same settings and
 inputs is not run again, and an interrupted one continues where it stopped.

@@ -151,21 +151,27 @@ def _run_predict_settings(path: Path) -> PredictSettings:
 
 
 def load_model(
-    path: PathLike, *, device: str | None = None, settings: PredictSettings | Mapping[str, Any] | None = None
+    path: PathLike | None, *, device: str | None = None, settings: PredictSettings | Mapping[str, Any] | None = None
 ) -> Model:
     """Returns the trained segmenter at ``path``, ready to :meth:`~Model.predict`.
 
     Args:
         path: a model folder, a ``.pt`` training checkpoint, a self-training round folder
             (``selftrain/round_<r>``) or a run's work directory (the model its self-training hands on).
+            None (a ``RunResult.model_dir`` of a run that handed on no model) is refused with the reason.
         device: ``cpu``, ``cuda``, ``cuda:1``, ... (default: the run's ``predict.device``, ``auto``).
         settings: prediction settings (a ``PredictSettings`` or a mapping of its fields, e.g.
             ``{"window_m": 1.5}``) over those recorded with the model.
 
     Raises:
         roadparse.models.ModelLoadError: ``path`` is not a saved model or checkpoint.
-        ValueError: a work directory that hands on no model.
+        ValueError: a work directory that hands on no model, or None.
     """
+    if path is None:
+        raise ValueError(
+            "no model to load: the run handed on none (its pseudo-labels scored better than every self-training "
+            "round, see the selftrain summary's verdict); load a round's folder, WORKDIR/selftrain/round_<r>, explicitly"
+        )
     resolved = resolve_model_path(path)
     base = _run_predict_settings(resolved)
     if isinstance(settings, PredictSettings):

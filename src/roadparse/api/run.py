@@ -114,11 +114,11 @@ class Run:
         roadparse.config.ConfigError: the file is missing or not YAML, or a setting is unknown or mistyped.
 
     Example:
-        ::
-
-            run = roadparse.Run("roadparse.yaml", overrides={"roi.gsd_cm": 3})
-            run.roi()                  # RoiSummary: frames, tiles, GSD sources, problems
-            step = run.until_review()  # the other stages up to the clusters
+        ```python
+        run = roadparse.Run("roadparse.yaml", overrides={"roi.gsd_cm": 3})
+        run.roi()                  # RoiSummary: frames, tiles, GSD sources, problems
+        step = run.until_review()  # the other stages up to the clusters
+        ```
     """
 
     def __init__(
