@@ -34,6 +34,7 @@ def review_cmd(
     every request must carry). Keys: 1-7 class, d discard, Enter accept the suggestion,
     j/k next/previous, s split, v context/crop, Ctrl+S save. Ctrl-C stops the server.
     """
+    from roadparse.artifacts import continue_command
     from roadparse.review.server import ReviewServer
     from roadparse.review.session import ReviewOptions, ReviewSession
     from roadparse.workspace import Workspace
@@ -49,6 +50,7 @@ def review_cmd(
     click.echo(f"{session.n_clusters} clusters of {len(session.clusters)} masks in {workdir}")
     click.echo(f"open: {server.url}")
     click.echo("Ctrl-C stops the server; Save in the page writes " + str(session.merge_map_path))
+    click.echo(f"then continue: {continue_command(session.workspace)}")
     server.warm()
     try:
         server.serve_forever()
