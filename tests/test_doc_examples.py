@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 MARKDOWN = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted(DOCS.glob("*.md"))]
 MARKER = re.compile(r"^<!--\s*doc-test:\s*(\w+)\s*(.*?)\s*-->$")
-API_NAMES = ("roadparse.init", "roadparse.Run", "roadparse.load_model", "roadparse.export")
 
 TINY_BUDGET = {
     "selftrain.rounds": 1, "selftrain.iterations": 2, "selftrain.batch_size": 2,
@@ -98,13 +97,12 @@ def doc_folder(tmp_path, monkeypatch):
     shutil.copytree(tmp_path / "synthetic" / "frames", tmp_path / "frames")
     shutil.copyfile(tmp_path / "frames" / "frame_0000.jpg", tmp_path / "frame.jpg")
     monkeypatch.chdir(tmp_path)
-    if hasattr(roadparse, "Run"):
-        real_run = roadparse.Run
+    real_run = roadparse.Run
 
-        def tiny_run(*args: Any, overrides: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-            return real_run(*args, overrides={**TINY_BUDGET, **(overrides or {})}, **kwargs)
+    def tiny_run(*args: Any, overrides: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        return real_run(*args, overrides={**TINY_BUDGET, **(overrides or {})}, **kwargs)
 
-        monkeypatch.setattr(roadparse, "Run", tiny_run)
+    monkeypatch.setattr(roadparse, "Run", tiny_run)
     return tmp_path
 
 
@@ -118,8 +116,6 @@ def test_the_readme_has_python_examples():
 @pytest.mark.parametrize("path", FILES_WITH_EXAMPLES, ids=lambda path: path.name)
 def test_python_examples_run(path, doc_folder):
     blocks = python_blocks(path)
-    if any(name in block.code for block in blocks for name in API_NAMES) and not hasattr(roadparse, "Run"):
-        pytest.xfail("the Python API (roadparse.Run, roadparse.init) is not in this version yet")
     namespace: dict[str, Any] = {"__name__": "__doc_example__"}
     for block in blocks:
         where = f"{path.relative_to(ROOT)}:{block.line}"
