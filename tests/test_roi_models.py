@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -15,99 +13,21 @@ from roadparse.models.detectors import GroundingDinoDetector, load_detector, pro
 from roadparse.models.zero_shot import load_zero_shot_classifier
 from roadparse.stages import roi as roi_stage
 from roadparse.workspace import Workspace
+from tiny_hub import GROUNDING_DINO_QUERIES, save_clip, save_grounding_dino
 
-NUM_QUERIES = 6
+NUM_QUERIES = GROUNDING_DINO_QUERIES
 
 
 @pytest.fixture(scope="module")
 def tiny_grounding_dino(tmp_path_factory):
     """Returns the folder of a tiny random Grounding DINO (Swin + BERT) with its processor."""
-    from transformers import (
-        BertConfig,
-        BertTokenizerFast,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
-
-    folder = tmp_path_factory.mktemp("grounding_dino")
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "road", "highway", "other"]
-    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
-    tokenizer = BertTokenizerFast(vocab={word: index for index, word in enumerate(words)})
-    backbone = SwinConfig(
-        embed_dim=8,
-        depths=[1, 1, 1, 1],
-        num_heads=[1, 1, 1, 1],
-        window_size=4,
-        image_size=64,
-        out_features=["stage2", "stage3", "stage4"],
-    )
-    text = BertConfig(
-        vocab_size=len(words),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    config = GroundingDinoConfig(
-        backbone_config=backbone,
-        text_config=text,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,  # a single decoder layer breaks the shared bbox-head weight tying
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        num_queries=NUM_QUERIES,
-        max_text_len=32,
-    )
-    model = GroundingDinoForObjectDetection(config).eval()
-    processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}),
-        tokenizer=tokenizer,
-    )
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return save_grounding_dino(tmp_path_factory.mktemp("grounding_dino"))
 
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
     """Returns the folder of a tiny random CLIP with a BPE tokenizer built from vocab.json + merges.txt."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
-
-    folder = tmp_path_factory.mktemp("clip")
-    symbols = (
-        ["<|startoftext|>", "<|endoftext|>"]
-        + list("roadhigwyte")
-        + ["road</w>", "highway</w>", "other</w>", "ro"]
-    )
-    symbols += [f"{c}</w>" for c in "roadhigwyte"]
-    vocab = {symbol: index for index, symbol in enumerate(symbols)}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\nr o\n")
-    tokenizer = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
-    text = dict(vocab_size=len(vocab), hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)  # fmt: skip
-    vision = dict(
-        hidden_size=16,
-        intermediate_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
-    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).eval()
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    )
-    model.save_pretrained(folder)
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
+    return save_clip(tmp_path_factory.mktemp("clip"))
 
 
 def test_detector_loads_from_folder_and_detects(tiny_grounding_dino):

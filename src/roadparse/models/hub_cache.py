@@ -3,7 +3,7 @@
 The cache is the one ``from_pretrained`` reads with ``HF_HUB_OFFLINE=1``: ``HF_HUB_CACHE``,
 else ``HF_HOME/hub``, else ``~/.cache/huggingface/hub`` (read when called, so a changed
 environment is honoured). A model counts as cached when its ``config.json`` and a weights
-file are there (and ``preprocessor_config.json`` for models loaded with a processor); a
+file are there (and a processor config for models loaded with a processor); a
 local folder counts when it holds the same files.
 """
 
@@ -18,7 +18,8 @@ from roadparse.models import looks_like_path
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 """Any one of these is the model's weights."""
 
-PROCESSOR_FILE = "preprocessor_config.json"
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+"""Either holds the image processor's settings (``processor_config.json``: as transformers 5 saves a processor)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def hub_cache_dir() -> Path:
 
 
 def _needed(processor: bool) -> list[tuple[str, ...]]:
-    return [("config.json",), WEIGHT_FILES, *([(PROCESSOR_FILE,)] if processor else [])]
+    return [("config.json",), WEIGHT_FILES, *([PROCESSOR_FILES] if processor else [])]
 
 
 def find_model(model: str, *, processor: bool = False, cache_dir: Path | None = None) -> CachedModel:
