@@ -267,3 +267,28 @@ def test_predict_on_ray_equals_in_process_and_resumes(ray_cluster, tmp_path: Pat
     again = predict_files(model_dir, [inputs], tmp_path / "ray", load_settings(None, [*options, *RAY]))
     assert (tmp_path / "ray" / "f1_label.png").stat().st_mtime_ns == stamp
     assert without_timing(again) == without_timing(remote) and list(again["failed"]) == list(remote["failed"])
+
+
+
+def test_ray_workers_write_inside_the_drivers_lock_and_a_bad_model_changes_nothing(ray_cluster, frames, tmp_path: Path) -> None:
+    """The driver holds the work directory's lock for the stage; the actors write items without taking it
+    (one that tried would be refused, as another process): the stage finishes, the driver named as holder.
+    The actors load their models before the stage claims its folder: a bad generator id leaves the masks as they were."""
+    from roadparse.locking import holds, read_holder
+
+    workspace = Workspace(tmp_path)
+    roi.run(workspace, load_settings(None, BASE), frames)
+    with workspace.lock(command="roadparse run config.yaml"):
+        manifest = masks.run(workspace, load_settings(None, [*BASE, *RAY]))
+        holder = read_holder(tmp_path)
+        assert holder is not None and holder.pid == os.getpid() and holder.command == "roadparse run config.yaml"
+    assert manifest["summary"]["tiles"] == 12 and not manifest["failed"]
+    assert not holds(tmp_path)
+
+    def snapshot() -> dict[Path, tuple[bytes, int]]:
+        return {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (tmp_path / "masks").rglob("*") if path.is_file()}
+
+    before = snapshot()
+    with pytest.raises(ValueError, match="nonexistent"):
+        masks.run(workspace, load_settings(None, [*BASE, *RAY, "masks.generator=/nonexistent/sam-vit-base"]))
+    assert snapshot() == before

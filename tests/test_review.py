@@ -15,6 +15,7 @@ from roadparse.io.labels import IGNORE_INDEX, load_classes
 from roadparse.merge import class_table
 from roadparse.merge_split import Split, split_points
 from roadparse.review import views
+from roadparse.review.choices import BACKUPS_KEPT, backups
 from roadparse.review.server import create_app
 from roadparse.review.session import ReviewSession
 from roadparse.stages import cluster, pseudolabel
@@ -183,7 +184,8 @@ def test_concurrent_saves_leave_one_whole_map_and_a_backup(client) -> None:  # n
     assert results == [200] * 20
     saved = read_merge_map(workspace.root / "merge_map.yaml", 3)
     assert saved[ids["other"]] in ("other", "discard") and saved[ids["road"]] == "road"
-    assert read_merge_map(workspace.root / "merge_map.yaml.bak", 3)[ids["road"]] == "road"
+    kept = backups(workspace.root / "merge_map.yaml")
+    assert len(kept) == BACKUPS_KEPT and all(read_merge_map(path, 3)[ids["road"]] == "road" for path in kept)
     assert not list(workspace.root.glob(".merge_map.yaml*.tmp"))
     # an incomplete map is refused, naming the clusters left
     response = http.post(f"/api/save?token={TOKEN}", json={"clusters": {str(ids["road"]): "road"}})
@@ -355,3 +357,105 @@ def test_an_unreadable_suggestion_is_ignored_whole(
     assert all(c["suggestion"] is None and c["suggestion_note"] is None for c in state["clusters"])
     assert state["suggestion_warnings"] == []
     assert "review: ignoring the suggestion" in caplog.text and why in caplog.text
+
+
+def test_saves_keep_the_last_backups_with_their_times(client) -> None:  # noqa: ANN001
+    """Issue #27: one .bak lost a hand-edited map after two saves; the page keeps the last five, named by time."""
+    http, workspace = client
+    ids = _clusters_by_kind(workspace)
+    path = workspace.root / "merge_map.yaml"
+    path.write_text(f"# edited by hand\nclusters: {{{ids['road']}: road, {ids['other']}: other, {ids['white_marking']}: white_marking}}\n")
+    body = {"clusters": {str(ids["road"]): "road", str(ids["other"]): "discard", str(ids["white_marking"]): "white_marking"}}
+    first = http.post(f"/api/save?token={TOKEN}", json=body).get_json()
+    for _ in range(7):
+        assert http.post(f"/api/save?token={TOKEN}", json=body).status_code == 200
+    kept = backups(path)
+    assert len(kept) == BACKUPS_KEPT and first["backup"] not in map(str, kept)  # the oldest went first
+    assert all(p.name.startswith("merge_map.yaml.2") and p.name.endswith(".bak") for p in kept)
+    assert kept == sorted(kept, key=lambda p: p.stat().st_mtime_ns)
+    two_saves = http.post(f"/api/save?token={TOKEN}", json=body).get_json()  # the hand edit survives two saves
+    assert "edited by hand" not in path.read_text() and two_saves["backup"] == str(backups(path)[-1])
+
+
+def test_a_save_while_a_command_writes_the_work_directory_is_refused(client, tmp_path: Path) -> None:  # noqa: ANN001
+    import os
+    import subprocess
+    import sys
+
+    http, workspace = client
+    ids = _clusters_by_kind(workspace)
+    body = {"clusters": {str(c): n for n, c in ids.items()}}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from roadparse.locking import WorkdirLock; "
+         "lock = WorkdirLock(sys.argv[1], command='roadparse run config.yaml'); print('held', flush=True); time.sleep(60)",
+         str(workspace.root)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        response = http.post(f"/api/save?token={TOKEN}", json=body)
+        assert response.status_code == 409
+        error = response.get_json()["error"]
+        assert f"PID {holder.pid} on " in error and "(roadparse run config.yaml)" in error and "save again" in error
+        assert not (workspace.root / "merge_map.yaml").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert http.post(f"/api/save?token={TOKEN}", json=body).status_code == 200
+
+
+def test_a_negative_split_seed_is_a_clear_message(client) -> None:  # noqa: ANN001
+    http, workspace = client
+    ids = _clusters_by_kind(workspace)
+    response = http.post(f"/api/split?token={TOKEN}", json={"cluster": ids["road"], "k": 2, "seed": -1})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "split: seed must be an integer from 0 to 4294967295, got -1"
+    path = workspace.root / "map.yaml"
+    path.write_text(f"clusters: {{{ids['road']}: {{split: 2, seed: -3, parts: [road, discard]}}}}\n")
+    with pytest.raises(ValueError, match=r"cluster \d+: seed must be an integer from 0 to 4294967295, got -3"):
+        read_merge_map(path)
+
+
+SLOW_SAVE = """
+import shutil, sys, threading, time
+from pathlib import Path
+from roadparse.review import choices
+
+path = Path(sys.argv[1])
+real_copy = shutil.copyfile
+
+def slow_copy(src, dst, *args, **kwargs):
+    real_copy(src, dst, *args, **kwargs)
+    print("copying", flush=True)
+    time.sleep(3)  # SIGTERM arrives while the backup's temporary file exists
+    return dst
+
+choices.shutil.copyfile = slow_copy
+try:
+    with choices.saves_finish_on_exit():
+        threading.Thread(target=choices.save_merge_map, args=(path, "clusters: {0: road}\\n"), daemon=True).start()
+        time.sleep(60)
+except KeyboardInterrupt:
+    print("stopped", flush=True)
+"""
+
+
+def test_sigterm_during_a_save_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """Issue #27: SIGTERM during a save left a 0-byte .merge_map.yaml.bak.*.tmp; the server now finishes the
+    save in progress (the request runs on a worker thread) before it exits."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "merge_map.yaml"
+    path.write_text("clusters: {0: other}\n")
+    child = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, str(path)], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert child.stdout is not None and child.stdout.readline().strip() == "copying"
+    assert list(tmp_path.glob(".*.tmp"))  # the save is in progress
+    child.send_signal(signal.SIGTERM)
+    out, _ = child.communicate(timeout=30)
+    assert child.returncode == 0 and out.strip() == "stopped"
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert path.read_text() == "clusters: {0: road}\n" and len(backups(path)) == 1

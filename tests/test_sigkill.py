@@ -270,3 +270,37 @@ def test_a_rejected_cluster_setting_leaves_nothing_behind(reference: Reference, 
         assert stage_status(work)["cluster"].startswith("done")
     invoke(["cluster", str(work)])  # the plain command runs with the settings it had
     assert_same_as_reference("cluster", work, tmp_path, reference)
+
+
+FAILING_STARTS = {
+    # stage: arguments that fail before the stage's work starts (a model that cannot load, a refused input)
+    "roi": ["--set", "roi.mode=detector", "--set", "roi.detector=/nonexistent/grounding-dino-tiny"],
+    "masks": ["--generator", "facebook/sam-vit-base"],  # not in the (offline) cache
+    "embed": ["--encoder", "/nonexistent/dinov2-small"],
+    "cluster": ["--set", "cluster.n_clusters=1000"],  # more clusters than masks
+    "pseudolabel": ["--merge-map", "BAD_MAP"],  # a class that does not exist
+    "selftrain": ["--set", "selftrain.pretrained=true", "--set", "selftrain.backbone=/nonexistent/mit-b0"],
+}
+
+
+@pytest.mark.parametrize("stage", list(FAILING_STARTS))
+def test_a_failure_before_work_starts_leaves_a_finished_stage_as_it_was(reference: Reference, tmp_path: Path, stage: str) -> None:
+    """Issue #27: `roadparse masks WORK --generator facebook/sam-vit-base` (not in the cache) on finished masks
+    deleted the manifest and emptied the journal ("partial (0 of 6)"): every stage now loads its models and checks
+    its inputs before it claims its folder, so every file of the work directory keeps its bytes and mtime."""
+    work = tmp_path / "work"
+    shutil.copytree(reference.work, work)
+    bad_map = tmp_path / "bad_map.yaml"
+    bad_map.write_text("clusters: {0: road, 1: white_marking, 2: no_such_class}\n")
+
+    def snapshot() -> dict[str, tuple[bytes, int]]:
+        files = [p for p in work.rglob("*") if p.is_file() and p.name not in (".lock", "settings.yaml")]
+        return {str(p.relative_to(work)): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+
+    before, settings = snapshot(), (work / "settings.yaml").read_text()
+    extra = [str(bad_map) if arg == "BAD_MAP" else arg for arg in FAILING_STARTS[stage]]
+    result = CliRunner().invoke(main, [*stage_args(stage, work, reference, tmp_path / "out"), *extra])
+    assert result.exit_code == 1 and "Error: " in result.output, result.output
+    assert snapshot() == before, result.output
+    assert (work / "settings.yaml").read_text() == settings
+    assert all(state.startswith("done") for state in stage_status(work).values())

@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
+from roadparse import yamlstrict
 from roadparse.clustering import append_statistics
 from roadparse.config import ClusterSettings, Settings
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, read_label_png
@@ -289,7 +290,7 @@ def read_yaml_text(path: str | Path, what: str) -> str:
 def _parse_yaml(text: str, path: Path, what: str) -> Any:
     """Returns the parsed YAML ``text`` read from ``path``; invalid YAML is a ValueError naming it."""
     try:
-        return yaml.safe_load(text)
+        return yamlstrict.load(text)  # duplicate keys, boolean or fractional keys, aliases: refused by line
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: {what} is not valid YAML: {exc}") from None
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from roadparse import yamlstrict
 from roadparse.units import length_px
 
 log = logging.getLogger(__name__)
@@ -556,7 +557,7 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
         path = Path(path)
         source = str(path)
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            loaded = yamlstrict.load(path.read_text(encoding="utf-8"))  # duplicate keys, aliases: refused by line
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
         except IsADirectoryError:

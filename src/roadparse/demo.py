@@ -123,16 +123,16 @@ def run_demo(
         extra.append(f"selftrain.checkpoint_every={max(1, size.iterations // 3)}")
     settings = demo_settings(out, data, split["dev"], extra, naming_frames=naming_frames_of(split))
     workspace = Workspace(settings.run.workdir)
-    workspace.write_settings(dump_settings(settings))
-
-    result = PipelineResult(workspace.root)
-    run_until_merge(workspace, settings, list_images(data / "frames"), result)
-    suggested = suggested_merge_map(workspace, settings)
-    merge_map = merge_map_path(workspace, settings)
-    if suggested is None:
-        raise RuntimeError("the demo could not suggest a merge map (no dev labels)")
-    shutil.copyfile(suggested, merge_map)
-    finish_pipeline(workspace, settings, result, announce)
+    with workspace.lock():  # one writer: a second demo into the same folder fails at once, naming this one
+        workspace.write_settings(dump_settings(settings))
+        result = PipelineResult(workspace.root)
+        run_until_merge(workspace, settings, list_images(data / "frames"), result)
+        suggested = suggested_merge_map(workspace, settings)
+        merge_map = merge_map_path(workspace, settings)
+        if suggested is None:
+            raise RuntimeError("the demo could not suggest a merge map (no dev labels)")
+        shutil.copyfile(suggested, merge_map)
+        finish_pipeline(workspace, settings, result, announce)
     started = time.perf_counter()
     measured = measure_dev_frames(out, workspace, settings, data / "frames", split["dev"])
     result.seconds = {"synth": timings["synth"], **result.seconds, "predict + export": round(time.perf_counter() - started, 2)}

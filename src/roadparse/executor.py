@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from tqdm.auto import tqdm
 
 from roadparse.config import RunSettings
+from roadparse.storage import StorageError, folder_bytes, is_environment_error, storage_message
 from roadparse.workspace import StageRun, environment
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,9 @@ BatchFn = Callable[[list[Any]], list[Any]]
 """Applied to a batch of items; returns one record (or Exception for a failed item) per item, in order."""
 
 ITEM_ERRORS = (ValueError, OSError, RuntimeError, KeyError)
-"""Exceptions that mean a bad item (unreadable file, bad data), not a bug in the stage: recorded, the run goes on."""
+"""Exceptions that mean a bad item (unreadable file, bad data), not a bug in the stage: recorded, the run goes on.
+Except a full disk, a quota, a read-only file system or an I/O error (:mod:`roadparse.storage`): those stop the
+stage with a :class:`~roadparse.storage.StorageError`, the items finished before kept."""
 
 
 @runtime_checkable
@@ -56,6 +59,8 @@ class Ready:
 class Executor(Protocol):
     """Runs a task over batches; yields (batch, results or the exception that failed the whole batch)."""
 
+    def prepare(self, task: Task, batches: int) -> None: ...
+
     def map(self, task: Task, batches: Iterable[list[Any]]) -> Iterator[tuple[list[Any], list[Any] | Exception]]: ...
 
     def environments(self) -> list[dict[str, Any]]: ...
@@ -69,10 +74,15 @@ class InProcessExecutor:
     def __init__(self) -> None:
         self._loaded: tuple[Task, BatchFn] | None = None
 
-    def map(self, task: Task, batches: Iterable[list[Any]]) -> Iterator[tuple[list[Any], list[Any] | Exception]]:
-        """Loads ``task`` once (kept for later calls with the same task) and applies it to each batch."""
+    def prepare(self, task: Task, batches: int) -> None:
+        """Loads ``task`` (its models) now, so that one that cannot load fails before the stage writes anything."""
         if self._loaded is None or self._loaded[0] is not task:
             self._loaded = (task, task.load())
+
+    def map(self, task: Task, batches: Iterable[list[Any]]) -> Iterator[tuple[list[Any], list[Any] | Exception]]:
+        """Loads ``task`` once (kept for later calls with the same task) and applies it to each batch."""
+        self.prepare(task, 0)
+        assert self._loaded is not None
         fn = self._loaded[1]
         for batch in batches:
             try:
@@ -169,7 +179,6 @@ def process_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     task = fn if isinstance(fn, Task) else Ready(fn)
-    run.set_total(len(items))
     todo = [key for key in items if not run.item_done(key)]
     if len(todo) < len(items):
         log.info("%s: resuming, %d of %d %s already done", run.stage, len(items) - len(todo), len(items), unit)
@@ -181,12 +190,17 @@ def process_batches(
     executor = executor or InProcessExecutor()
     done = failed = 0
     try:
+        if groups:
+            executor.prepare(task, len(groups))  # models load before the stage claims its folder (a bad model id changes nothing)
+        run.set_total(len(items))
         with tqdm(total=len(todo), desc=desc, unit=unit, dynamic_ncols=True) as bar:
             retry: list[list[str]] = []
 
             def journal(keys: list[str], results: list[Any]) -> None:
                 nonlocal done, failed
                 for key, result in zip(keys, results, strict=True):
+                    if isinstance(result, Exception) and is_environment_error(result):
+                        raise result  # a full disk fails every item after it: stop (below), keep what is journalled
                     if isinstance(result, Exception):
                         log.warning("%s: %s failed: %s", run.stage, key, result)
                         run.record_failure(key, f"{type(result).__name__}: {result}" if not str(result) else str(result))
@@ -197,7 +211,7 @@ def process_batches(
                     bar.update(1)
 
             for keys, results in _map_keys(executor, task, items, groups):
-                if isinstance(results, Exception) and len(keys) > 1:
+                if isinstance(results, Exception) and len(keys) > 1 and not is_environment_error(results):
                     log.info("%s: a batch of %d failed (%s); retrying its %s one at a time", run.stage, len(keys), results, unit)
                     retry += [[key] for key in keys]
                     continue
@@ -205,10 +219,22 @@ def process_batches(
             for keys, results in _map_keys(executor, task, items, retry):
                 journal(keys, [results] if isinstance(results, Exception) else _checked(run.stage, results, len(keys)))
         run.worker_environments = executor.environments()
+    except Exception as exc:
+        if not is_environment_error(exc):
+            raise
+        raise stopped_by_storage(run, exc, len(items)) from exc
     finally:
         if owned:
             executor.close()
     return done, failed
+
+
+def stopped_by_storage(run: StageRun, exc: BaseException, total: int) -> StorageError:
+    """Returns the error that stops ``run`` on a full disk, quota, read-only file system or I/O error:
+    where, the free space and about how much more the items left need (from what the finished ones took)."""
+    finished = len(run.items())
+    written = folder_bytes(run.dir)
+    return StorageError(storage_message(exc, run.dir, done=finished, left=total - finished, written=written))
 
 
 def _map_keys(
@@ -308,6 +334,7 @@ class RayExecutor:
         self._actors: list[Any] = []
         self._task: Task | None = None
         self._environment_refs: list[Any] = []
+        self._setup_refs: list[Any] = []
         self._environments: dict[str, dict[str, Any]] = {}
 
     def _ray(self) -> Any:
@@ -332,7 +359,7 @@ class RayExecutor:
         remote = ray.remote(_Worker).options(num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker or None)
         threads = max(1, int(self.cpus_per_worker)) if not self.gpus_per_worker else None
         actor = remote.remote(task, threads)
-        actor.setup.remote()  # start loading now; calls on an actor run in order
+        self._setup_refs.append(actor.setup.remote())  # start loading now; calls on an actor run in order
         self._environment_refs.append(actor.environment.remote())
         return actor
 
@@ -342,7 +369,23 @@ class RayExecutor:
         self.close()
         self._task = task
         self._environment_refs, self._environments = [], {}  # another task's workers computed none of these items
+        self._setup_refs = []
         self._actors = [self._new_actor(task) for _ in range(wanted)]
+
+    def prepare(self, task: Task, batches: int) -> None:
+        """Starts the actors for ``batches`` batches and waits until each has loaded the task's models;
+        a model that cannot load raises here, before the stage writes anything (a dead actor is left to :meth:`map`)."""
+        ray = self._ray()
+        self._start(task, min(self.worker_count(), max(1, batches)))
+        refs, self._setup_refs = self._setup_refs, []
+        for ref in refs:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                raise (cause if isinstance(cause, Exception) else exc) from None
+            except ray.exceptions.RayActorError:
+                continue
 
     def map(self, task: Task, batches: Iterable[list[Any]]) -> Iterator[tuple[list[Any], list[Any] | Exception]]:
         """Yields (batch, results) as batches finish, in any order."""

@@ -18,6 +18,7 @@ mixed clusters are discarded (paper §3.2.3). This module holds the pure logic:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from roadparse.io import rle as rle_io
 from roadparse.io.labels import IGNORE_INDEX, ClassSet
 from roadparse.merge_split import DISCARD as DISCARD  # re-exported: callers name it from here
 from roadparse.merge_split import Split, SuggestedSplit, parse_split, suggest_split
+from roadparse.yamlstrict import key_line
 
 log = logging.getLogger(__name__)
 
@@ -86,25 +88,40 @@ def parse_merge_map(data: Any, where: str) -> dict[int, str | Split]:
     page's JSON); ``where`` names its source in errors.
 
     Raises:
-        ValueError: not that shape, a cluster id that is not an integer, a value that is
-            neither a class name nor a split.
+        ValueError: not that shape, a cluster id that is not an integer (a boolean, a fraction, text
+            such as ``"0.9"``), an id given twice (``0`` and ``"0"``), a value that is neither a class
+            name nor a split; with the line of the key when ``data`` was read by :mod:`roadparse.yamlstrict`.
     """
     clusters = data.get("clusters") if isinstance(data, dict) else None
     if not isinstance(clusters, dict):
         raise ValueError(f"{where}: expected 'clusters:' mapping cluster id -> class name, discard or a split")
     mapping: dict[int, str | Split] = {}
+    keys: dict[int, Any] = {}
     for key, value in clusters.items():
-        try:
-            cluster_id = int(key)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: cluster id {key!r} is not an integer") from None
+        line = key_line(clusters, key)
+        at = f"{where}{'' if line is None else f' line {line}'}"
+        cluster_id = _cluster_id(key)
+        if cluster_id is None:
+            raise ValueError(f"{at}: cluster id {key!r} is not an integer")
+        if cluster_id in keys:
+            raise ValueError(f"{at}: cluster {cluster_id} is given twice (as {keys[cluster_id]!r} and {key!r})")
+        keys[cluster_id] = key
         if isinstance(value, dict):
             mapping[cluster_id] = parse_split(value, f"{where}: cluster {cluster_id}")
         elif isinstance(value, str):
             mapping[cluster_id] = value
         else:
-            raise ValueError(f"{where}: cluster {cluster_id}: expected a class name, '{DISCARD}' or a split, got {value!r}")
+            raise ValueError(f"{at}: cluster {cluster_id}: expected a class name, '{DISCARD}' or a split, got {value!r}")
     return mapping
+
+
+def _cluster_id(key: Any) -> int | None:
+    """Returns the cluster id a merge-map key names: an int, or text of digits (the page's JSON); else None."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key
+    if isinstance(key, str) and re.fullmatch(r"-?[0-9]+", key.strip()):
+        return int(key)
+    return None
 
 
 def painting_order(areas: Sequence[int]) -> np.ndarray:

@@ -24,6 +24,9 @@ import numpy.typing as npt
 MAX_PARTS = 8
 """Most parts one cluster may be split into (a page row of buttons per part)."""
 
+MAX_SEED = 2**32 - 1
+"""Largest k-means seed (NumPy's and scikit-learn's random_state range is 0..2**32 - 1)."""
+
 DISCARD = "discard"
 """The merge-map name that leaves a cluster's (or part's) pixels unlabelled."""
 
@@ -80,7 +83,7 @@ def parse_split(value: Any, where: str) -> Split:
     if unsplit is not None and not isinstance(unsplit, str):
         raise ValueError(f"{where}: 'unsplit' must be a class name, got {unsplit!r}")
     try:
-        return Split(
+        split = Split(
             parts=tuple(str(p) for p in parts),
             seed=int(value.get("seed", 0)),
             sizes=tuple(int(s) for s in sizes) if sizes is not None else None,
@@ -88,6 +91,14 @@ def parse_split(value: Any, where: str) -> Split:
         )
     except (TypeError, ValueError):
         raise ValueError(f"{where}: 'seed' and 'sizes' must be integers") from None
+    check_seed(split.seed, where)
+    return split
+
+
+def check_seed(seed: int, where: str = "split") -> None:
+    """Raises ValueError naming ``where`` unless ``seed`` is a k-means seed (0..2**32 - 1)."""
+    if isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{where}: seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
 
 
 def split_points(points: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -97,11 +108,12 @@ def split_points(points: np.ndarray, k: int, seed: int) -> np.ndarray:
     ties go to the part holding the earliest point, so the numbering is deterministic.
 
     Raises:
-        ValueError: k is below 2, above MAX_PARTS, or larger than the number of points.
+        ValueError: k is below 2, above MAX_PARTS, or larger than the number of points; a seed outside 0..2**32 - 1.
     """
     from sklearn.cluster import KMeans
 
     points = np.asarray(points, dtype=np.float32)
+    check_seed(seed)
     if not 2 <= k <= MAX_PARTS:
         raise ValueError(f"a cluster splits into 2..{MAX_PARTS} parts, not {k}")
     if len(points) < k:

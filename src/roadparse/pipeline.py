@@ -79,12 +79,19 @@ def suggested_merge_map(workspace: Workspace, settings: Settings) -> Path | None
     return path if settings.run.dev_labels is not None and path.exists() else None
 
 
-def open_run(settings: Settings, command: Sequence[str] | None = None) -> Workspace:
+def open_run(settings: Settings, command: Sequence[str] | None = None, workspace: Workspace | None = None) -> Workspace:
     """Returns the run's work directory with the settings recorded in it (``settings.yaml``), and
-    ``command`` (argv) as the one that continues the run (None: no command can, forget any earlier one)."""
-    workspace = Workspace(settings.run.workdir)
-    workspace.write_settings(dump_settings(settings))
-    record_run_command(workspace, command)
+    ``command`` (argv) as the one that continues the run (None: no command can, forget any earlier one).
+
+    Writes under the work directory's lock (held briefly, unless this process holds it already).
+
+    Raises:
+        roadparse.locking.WorkdirBusy: another process writes the work directory.
+    """
+    workspace = workspace or Workspace(settings.run.workdir)
+    with workspace.lock():
+        workspace.write_settings(dump_settings(settings))
+        record_run_command(workspace, command)
     return workspace
 
 
@@ -125,6 +132,7 @@ def run_pipeline(
     frames: list[Path] | None = None,
     announce: Callable[[str], None] | None = None,
     command: Sequence[str] | None = None,
+    workspace: Workspace | None = None,
 ) -> PipelineResult:
     """Runs the whole COMRP pipeline with ``settings``; returns manifests, timings and metrics.
 
@@ -134,13 +142,26 @@ def run_pipeline(
     Raises:
         MergeMapMissing: clustering finished but ``WORKDIR/<pseudolabel.merge_map>`` does not exist.
         ValueError: bad inputs (no frames, no tiles, ...), with a message naming them.
+        roadparse.locking.WorkdirBusy: another process writes the work directory.
+
+    ``workspace``: the work directory at ``settings.run.workdir`` (e.g. opened with ``--retry-failed``);
+    its writer lock is held for the whole run.
     """
-    workspace = open_run(settings, command)
+    workspace = workspace or Workspace(settings.run.workdir)
+    with workspace.lock():
+        return _run_pipeline(workspace, settings, frames, announce, command)
+
+
+def _run_pipeline(
+    workspace: Workspace, settings: Settings, frames: list[Path] | None, announce: Callable[[str], None] | None,
+    command: Sequence[str] | None,
+) -> PipelineResult:
     skipped: dict[Path, str] = {}
     if frames is None:
         frames, skipped = list_frames_of(settings)
     if not frames:
         raise ValueError("no frames given")
+    open_run(settings, command, workspace)  # after the inputs are checked: a refused run changes nothing
     result = PipelineResult(workspace.root)
     run_until_merge(workspace, settings, frames, result, skipped)
     if not merge_map_path(workspace, settings).exists():

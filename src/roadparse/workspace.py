@@ -26,6 +26,8 @@ from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from pydantic import BaseModel
 
+from roadparse.locking import WorkdirLock, holds
+from roadparse.storage import ENVIRONMENT_ERRNOS, StorageError, storage_message
 from roadparse.summaries import StageSummary
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: str | Path) -> int:
+def remove_stale_temporaries(folder: str | Path, *, recursive: bool = True) -> int:
     """Removes the temporary files of atomic writes whose writer died (SIGKILL, power loss); returns how many.
 
     Only names made by :func:`atomic_output` on this host are considered, and only those
@@ -84,7 +86,7 @@ def remove_stale_temporaries(folder: str | Path) -> int:
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    for path in folder.rglob(".*.tmp"):
+    for path in folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"):
         match = _TEMPORARY.match(path.name)
         if match and match["host"] == _WRITER and not _alive(int(match["pid"])):
             with contextlib.suppress(FileNotFoundError):
@@ -297,7 +299,11 @@ class StageRun:
         self._writing = False
         self.worker_environments: list[dict[str, Any]] = []
         """Set by :func:`roadparse.executor.process_batches` when workers elsewhere computed items."""
+        self._lock: WorkdirLock | None = None
         self.manifest: StageManifest | None = workspace.finished(stage, settings, inputs)
+        if self.manifest is not None and self.manifest.get("failed") and workspace.retry_failed:
+            log.info("%s: retrying %d failed item(s)", stage, len(self.manifest["failed"]))
+            self.manifest = None  # finished items stay journalled; start() clears the failures
         if remove_stale_temporaries(self.dir):
             log.info("%s: removed the temporary files of an interrupted run", stage)
         stamp = self._journal / "_fingerprint"
@@ -314,9 +320,16 @@ class StageRun:
         Called by the first write (``set_total``, ``record_item``, ``record_failure``,
         ``finish``), so a run that fails before producing anything leaves the folder as it
         was; a stage that writes outputs before its first journal entry calls it first.
+        Models are loaded and inputs checked before it (a model id that does not load must
+        not cost a finished stage its manifest).
+
+        Raises:
+            roadparse.locking.WorkdirBusy: another process writes the work directory (this process held no lock on it).
         """
         if self._writing:
             return
+        if not holds(self.workspace.root):  # a library caller: hold the lock while this stage writes
+            self._lock = self.workspace.lock()
         if self._journal_stale:
             shutil.rmtree(self._journal, ignore_errors=True)
             self._journal_stale = False
@@ -383,6 +396,9 @@ class StageRun:
             manifest["worker_environments"] = self.worker_environments
         atomic_write_json(self.dir / MANIFEST, manifest)
         self.manifest = manifest
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         return manifest
 
 
@@ -400,8 +416,12 @@ class WorkspaceError(ValueError):
     """The work directory cannot be used; the message names it and the fix."""
 
 
-def unwritable(root: Path, exc: OSError) -> WorkspaceError:
-    """Returns the error for a work directory that cannot be created or written, naming the fix."""
+
+def unwritable(root: Path, exc: OSError) -> WorkspaceError | StorageError:
+    """Returns the error for a work directory that cannot be created or written, naming the fix
+    (a full disk, a quota, a read-only mount or an I/O error: a :class:`StorageError` saying so)."""
+    if exc.errno in ENVIRONMENT_ERRNOS:
+        return StorageError(storage_message(exc, root))
     blocking = Path(exc.filename) if exc.filename else root
     while not blocking.is_dir() and blocking != blocking.parent:
         blocking = blocking.parent  # the deepest existing folder is the one to fix
@@ -414,13 +434,28 @@ def unwritable(root: Path, exc: OSError) -> WorkspaceError:
 class Workspace:
     """A run directory: ``ROOT/<stage>/`` per stage, each with its manifest."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, *, retry_failed: bool = False):
         self.root = Path(root)
+        self.retry_failed = retry_failed
+        """When True, a finished stage whose manifest lists failed items runs again for those
+        items (``--retry-failed``); its finished items are kept."""
         self._created: list[Path] = []
         if self.root.exists() and not self.root.is_dir():
             raise WorkspaceError(f"{self.root}: work dir exists and is not a directory; give a folder as WORKDIR")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise unwritable(self.root, exc) from None
+
+    def lock(self, *, wait: bool = False, command: str | None = None) -> WorkdirLock:
+        """Returns a hold on this work directory's writer lock (a context manager; see :mod:`roadparse.locking`).
+
+        Raises:
+            roadparse.locking.WorkdirBusy: another process holds it and ``wait`` is False (the message names it).
+            WorkspaceError: the lock file cannot be created (the work directory is not writable).
+        """
+        try:
+            return WorkdirLock(self.root, wait=wait, command=command)
         except OSError as exc:
             raise unwritable(self.root, exc) from None
 

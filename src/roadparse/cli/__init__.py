@@ -7,11 +7,13 @@ are imported lazily so that one missing heavy backend never blocks the others.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import click
 
 from roadparse import __version__
 from roadparse.cli.common import settings_kept_on_success, setup_logging
+from roadparse.storage import is_environment_error, storage_message
 
 _COMMANDS = {
     # name: (module, attribute); each command lives in the module of its name
@@ -49,7 +51,13 @@ class _LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         with settings_kept_on_success(ctx):  # a failed command leaves settings.yaml as it was
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except OSError as exc:  # a full disk outside a stage's items (its manifest, a summary): one line too
+                if not is_environment_error(exc):
+                    raise
+                where = Path(exc.filename).parent if exc.filename else Path.cwd()
+                raise click.ClickException(storage_message(exc, where)) from None
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

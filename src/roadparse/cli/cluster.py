@@ -14,6 +14,7 @@ from roadparse.cli.common import (
     fail,
     open_workspace,
     resolve_settings,
+    writer_options,
 )
 
 
@@ -42,6 +43,7 @@ def cluster_cmd() -> None:
 @LABELS_OPTION
 @PURITY_OPTION
 @config_options
+@writer_options
 def cluster_run_cmd(
     workdir: Path,
     labels_dir: Path | None,
@@ -81,6 +83,7 @@ def cluster_run_cmd(
 )
 @click.option("--device", default="auto", help="torch device for --zero-shot")
 @config_options
+@writer_options
 def cluster_suggest_cmd(
     workdir: Path,
     labels_dir: Path | None,

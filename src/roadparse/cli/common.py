@@ -51,6 +51,52 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+_WAIT = "roadparse.wait"
+_RETRY_FAILED = "roadparse.retry_failed"
+
+
+def _remember(key: str) -> Callable[[click.Context, click.Parameter, bool], None]:
+    def callback(context: click.Context, parameter: click.Parameter, value: bool) -> None:
+        context.meta[key] = value
+
+    return callback
+
+
+def writer_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds ``--wait`` and ``--retry-failed`` to a command that writes a work directory.
+
+    Their values go to the context (read by :func:`open_workspace` and :func:`writer_workspace`),
+    not to the command's arguments.
+    """
+    func = click.option(
+        "--retry-failed", is_flag=True, expose_value=False, callback=_remember(_RETRY_FAILED),
+        help="process again the items a finished stage recorded as failed (e.g. after fixing a frame)",
+    )(func)
+    func = click.option(
+        "--wait", is_flag=True, expose_value=False, callback=_remember(_WAIT),
+        help="when another command is writing WORKDIR, wait for it to end instead of failing",
+    )(func)
+    return func
+
+
+def writer_workspace(workdir: Path) -> Workspace:
+    """Returns the workspace at ``workdir`` with this command's writer lock held until the command ends
+    (``--wait``: queue behind another writer) and ``--retry-failed`` applied.
+
+    A busy or unwritable work directory exits with one line naming the holder or the fix.
+    """
+    context = click.get_current_context(silent=True)
+    meta = context.meta if context is not None else {}
+    try:
+        workspace = Workspace(workdir, retry_failed=bool(meta.get(_RETRY_FAILED)))
+        lock = workspace.lock(wait=bool(meta.get(_WAIT)))
+    except ValueError as exc:
+        fail(str(exc))
+    if context is not None:  # released after the group has put back settings.yaml on failure
+        context.find_root().with_resource(lock)
+    return workspace
+
+
 def resolve_settings(config_path: Path | None, overrides: tuple[str, ...], workdir: Path | None = None) -> Settings:
     """Returns settings from the config file (or WORKDIR/settings.yaml when none is given) and overrides."""
     if config_path is None and workdir is not None and (workdir / "settings.yaml").exists():
@@ -67,12 +113,13 @@ _PREVIOUS_SETTINGS = "roadparse.previous_settings"
 def open_workspace(workdir: Path, settings: Settings) -> Workspace:
     """Returns the workspace at ``workdir`` with the resolved settings recorded in it.
 
+    The command holds the work directory's writer lock from here on (:func:`writer_workspace`).
     Should the command then fail, :func:`settings_kept_on_success` puts the previous
     ``settings.yaml`` back, so that a rejected override does not stick to the next run.
     An unwritable work directory exits with one line naming it and the fix.
     """
+    workspace = writer_workspace(workdir)
     try:
-        workspace = Workspace(workdir)
         previous = workspace.read_settings()
         workspace.write_settings(dump_settings(settings))
     except ValueError as exc:

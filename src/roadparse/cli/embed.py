@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from roadparse.cli.common import config_options, fail, open_workspace, resolve_settings
+from roadparse.cli.common import (
+    config_options,
+    fail,
+    open_workspace,
+    resolve_settings,
+    writer_options,
+)
 
 
 @click.command("embed")
@@ -16,6 +22,7 @@ from roadparse.cli.common import config_options, fail, open_workspace, resolve_s
 @click.option("--device", default=None, help="torch device: auto, cpu, cuda, cuda:1 ...")
 @click.option("--list-encoders", is_flag=True, help="list the known encoders and exit")
 @config_options
+@writer_options
 def embed_cmd(workdir: Path | None, encoder: str | None, layers: tuple[int, ...], device: str | None, list_encoders: bool,
               config_path: Path | None, overrides: tuple[str, ...]) -> None:
     """Embed every mask crop of WORKDIR (after `roadparse masks`) with DINOv2 / DINOv3 / ResNet / EfficientNet-Lite0.

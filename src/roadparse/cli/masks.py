@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from roadparse.cli.common import config_options, fail, open_workspace, resolve_settings
+from roadparse.cli.common import (
+    config_options,
+    fail,
+    open_workspace,
+    resolve_settings,
+    writer_options,
+)
 
 
 @click.command("masks")
@@ -17,6 +23,7 @@ from roadparse.cli.common import config_options, fail, open_workspace, resolve_s
 @click.option("--device", default=None, help="torch device: auto, cpu, cuda, cuda:1 ...")
 @click.option("--list-generators", is_flag=True, help="list the known mask generators and exit")
 @config_options
+@writer_options
 def masks_cmd(workdir: Path, generator: str | None, points_per_side: int | None, min_area: int | None,
               device: str | None, list_generators: bool, config_path: Path | None, overrides: tuple[str, ...]) -> None:
     """Generate the masks of every tile of WORKDIR (after `roadparse roi`) with SAM or offline superpixels.

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from roadparse.cli.common import WORKDIR, config_options, fail, open_workspace, resolve_settings
+from roadparse.cli.common import (
+    WORKDIR,
+    config_options,
+    fail,
+    open_workspace,
+    resolve_settings,
+    writer_options,
+)
 
 
 @click.command("pseudolabel")
@@ -19,6 +26,7 @@ from roadparse.cli.common import WORKDIR, config_options, fail, open_workspace, 
     help="merge map YAML (default: WORKDIR/<pseudolabel.merge_map>)",
 )
 @config_options
+@writer_options
 def pseudolabel_cmd(
     workdir: Path, merge_map: Path | None, config_path: Path | None, overrides: tuple[str, ...]
 ) -> None:

@@ -35,6 +35,7 @@ def review_cmd(
     j/k next/previous, s split, v context/crop, Ctrl+S save. Ctrl-C stops the server.
     """
     from roadparse.artifacts import continue_command
+    from roadparse.review.choices import saves_finish_on_exit
     from roadparse.review.server import ReviewServer
     from roadparse.review.session import ReviewOptions, ReviewSession
     from roadparse.workspace import Workspace
@@ -53,6 +54,7 @@ def review_cmd(
     click.echo(f"then continue: {continue_command(session.workspace)}")
     server.warm()
     try:
-        server.serve_forever()
+        with saves_finish_on_exit():  # SIGTERM as Ctrl-C; a save in progress ends whole, its temporary file removed
+            server.serve_forever()
     except KeyboardInterrupt:
         click.echo("stopped")

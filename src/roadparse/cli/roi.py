@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from roadparse.cli.common import config_options, fail, open_workspace, resolve_settings
+from roadparse.cli.common import (
+    config_options,
+    fail,
+    open_workspace,
+    resolve_settings,
+    writer_options,
+)
 
 
 @click.command("roi")
@@ -19,6 +25,7 @@ from roadparse.cli.common import config_options, fail, open_workspace, resolve_s
     help="shortcut for --set roi.mode=...: detector (Grounding DINO + CLIP, paper), offline (no weights), none (whole frames)",
 )
 @config_options
+@writer_options
 def roi_cmd(
     frames: Path,
     workdir: Path,

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from roadparse.cli.common import print_metrics, resolve_settings, summary_lines
+from roadparse.cli.common import (
+    print_metrics,
+    resolve_settings,
+    summary_lines,
+    writer_options,
+    writer_workspace,
+)
 
 
 @click.command("run")
@@ -14,6 +20,7 @@ from roadparse.cli.common import print_metrics, resolve_settings, summary_lines
 @click.option("--frames", type=click.Path(exists=True, path_type=Path), default=None, help="frames folder (overrides run.frames)")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None, help="work directory (overrides run.workdir)")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="override one setting (repeatable)")
+@writer_options
 def run_cmd(config_path: Path, frames: Path | None, workdir: Path | None, overrides: tuple[str, ...]) -> None:
     """Run every stage on the frames named in CONFIG, resuming where a previous run stopped.
 
@@ -34,8 +41,9 @@ def run_cmd(config_path: Path, frames: Path | None, workdir: Path | None, overri
     for override in overrides:
         command += ["--set", override]
     settings = resolve_settings(config_path, tuple(extra))
+    workspace = writer_workspace(Path(settings.run.workdir))
     try:
-        result = run_pipeline(settings, announce=click.echo, command=command)
+        result = run_pipeline(settings, announce=click.echo, command=command, workspace=workspace)
     except MergeMapMissing as exc:
         click.echo(str(exc))
         raise SystemExit(3) from None

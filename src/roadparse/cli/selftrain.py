@@ -12,6 +12,7 @@ from roadparse.cli.common import (
     open_workspace,
     resolve_settings,
     summary_lines,
+    writer_options,
 )
 
 
@@ -22,6 +23,7 @@ from roadparse.cli.common import (
 @click.option("--dev-tiles", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="text file of dev-split tile ids, one per line (default: every tile with ground truth)")
 @config_options
+@writer_options
 def selftrain_cmd(workdir: Path, dev_labels: Path | None, dev_tiles: Path | None,
               config_path: Path | None, overrides: tuple[str, ...]) -> None:
     """Self-train a segmenter on WORKDIR's pseudo-labels: teacher, relabel, student, ...

@@ -13,6 +13,7 @@ from roadparse.cli.common import (
     fail,
     open_workspace,
     resolve_settings,
+    writer_options,
 )
 
 
@@ -53,6 +54,7 @@ def _parse_layers(text: str | None) -> list[int] | None:
 )
 @PURITY_OPTION
 @config_options
+@writer_options
 def sweep_cmd(
     workdir: Path,
     labels_dir: Path,

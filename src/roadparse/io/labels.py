@@ -10,6 +10,7 @@ import numpy as np
 import yaml
 from PIL import Image, UnidentifiedImageError
 
+from roadparse import yamlstrict
 from roadparse.io.images import too_many_pixels_message
 from roadparse.workspace import atomic_output
 
@@ -62,7 +63,10 @@ def load_classes(path: str | Path | None = None) -> ClassSet:
             raise ValueError(f"{path}: classes file not found")
         text = path.read_text()
         source = str(path)
-    data = yaml.safe_load(text)
+    try:
+        data = yamlstrict.load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{source}: not valid YAML: {exc}") from None
     entries = data.get("classes") if isinstance(data, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{source}: expected 'classes:' followed by a list of {{name, color}}")

@@ -24,6 +24,7 @@ from typing import Any
 from flask import Flask, Response, abort, jsonify, request
 
 from roadparse.artifacts import continue_command
+from roadparse.locking import WorkdirBusy
 from roadparse.merge_split import Split, check_sizes
 from roadparse.review.choices import merge_map_text, parse_choices, save_merge_map
 from roadparse.review.session import ReviewSession
@@ -124,7 +125,14 @@ def create_app(session: ReviewSession, token: str) -> Flask:
         except ValueError as exc:
             return jsonify({"error": str(exc)}), 400
         path = session.merge_map_path
-        backup = save_merge_map(path, merge_map_text(merge_map, session.classes, sizes))
+        try:
+            with session.workspace.lock():  # briefly: no command may be writing the work directory meanwhile
+                backup = save_merge_map(path, merge_map_text(merge_map, session.classes, sizes))
+        except WorkdirBusy as exc:
+            return jsonify({"error": f"not saved: another roadparse command is writing {exc.root}: {exc.holder}; "
+                                     "save again when it has finished"}), 409
+        except ValueError as exc:  # the work directory cannot be written (named, with the fix)
+            return jsonify({"error": f"not saved: {exc}"}), 500
         log.info("review: saved %s", path)
         return jsonify(
             {

@@ -41,6 +41,7 @@ from roadparse.models.segmenters import (
     working_gsd_of,
 )
 from roadparse.models.sliding_window import labels_at_size, predict_image
+from roadparse.storage import StorageError, folder_bytes, is_environment_error, storage_message
 from roadparse.workspace import (
     atomic_output,
     atomic_write_json,
@@ -414,6 +415,9 @@ def predict_files(
                     path = Path(batch[0])
                     result = outcome if isinstance(outcome, Exception) else outcome[0]
                     bar.update(1)
+                    if isinstance(result, Exception) and is_environment_error(result):  # a full disk is not a bad input
+                        raise StorageError(storage_message(result, out_dir, done=len(results), left=len(files) - len(results),
+                                                           written=folder_bytes(out_dir))) from result
                     if isinstance(result, Exception):
                         log.warning("predict: %s failed: %s", path, result)
                         failed[str(path)] = str(result) or type(result).__name__

@@ -335,11 +335,26 @@ def _write_tiles(
     scale = layout.scale
     working_size = (max(1, round(full_size[0] * scale)), max(1, round(full_size[1] * scale)))
     tiles: list[dict[str, Any]] = []
-    seen: set[tuple[int, int, int, int]] = set()
     region_boxes = [pixel_box(np.asarray(region, dtype=np.float64) * scale, working_size) for region in regions]
     groups = tile_boxes(
         [box for box in region_boxes if box is not None], working_size, layout.tile, layout.overlap, layout.rule
     )
+    try:
+        _write_groups(path, frame, geo_info, groups, layout, full_size, frame_id, tiles_dir, tiles)
+    except BaseException:
+        for entry in tiles:  # a frame is all its tiles or none: a failed one leaves no tile behind
+            (tiles_dir.parent / entry["path"]).unlink(missing_ok=True)
+        raise
+    return tiles
+
+
+def _write_groups(
+    path: Path, frame: np.ndarray | None, geo_info: geo.GeoInfo | None, groups: list[tuple[Any, list[TileWindow]]],
+    layout: _TileLayout, full_size: tuple[int, int], frame_id: str, tiles_dir: Path, tiles: list[dict[str, Any]],
+) -> None:
+    """Cuts and writes the tiles of ``groups``, appending each one's record to ``tiles`` once it is written."""
+    scale = layout.scale
+    seen: set[tuple[int, int, int, int]] = set()
     for _, windows in groups:
         if not windows:
             continue
@@ -369,7 +384,6 @@ def _write_tiles(
                 entry["crs"] = geo_info.crs
                 entry["transform"] = list(geo.tile_transform(geo_info.transform, offset[0], offset[1], scale))
             tiles.append(entry)
-    return tiles
 
 
 def _count(values: Any) -> dict[str, int]:

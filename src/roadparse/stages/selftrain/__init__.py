@@ -283,6 +283,7 @@ def run(
     stage = workspace.begin(STAGE, stage_settings, inputs=inputs)
     if dist.is_main:
         if not stage.complete:
+            _check_model_builds(settings.selftrain, len(classes))
             stage.start()
         dist.barrier()
     if stage.manifest is not None:  # finished with these settings and inputs
@@ -319,6 +320,13 @@ def run(
         return {"summary": summary}
     log.info("self-training: %d round(s), stopped because %s. %s", summary["rounds_run"], stopped_by, summary["verdict"])
     return stage.finish(summary)
+
+
+def _check_model_builds(train: SelftrainSettings, num_classes: int) -> None:
+    """Builds the round model once and drops it, so that weights that cannot load (a mistyped backbone,
+    weights not in the cache) fail before the stage claims its folder: a finished self-training is kept."""
+    with torch.random.fork_rng(devices=[]):  # the rounds' initial weights do not depend on this build
+        build_segmenter(train.architecture, train.backbone, max(1, num_classes), train.pretrained, train.encoder_weights)
 
 
 def _summary(history: list[dict[str, Any]], stopped_by: str | None, has_dev: bool, budget: TrainingBudget) -> dict[str, Any]:
