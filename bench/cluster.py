@@ -59,7 +59,7 @@ def _spectral_nndescent(features: np.ndarray, k: int, n_neighbors: int, seed: in
 
     from roadparse.clustering import _kmeans, knn_affinity, prepare_features
 
-    points, _ = prepare_features(features, normalize=True, pca_dim=None, seed=seed)
+    points, _ = prepare_features(features, normalize=True)
     index = NNDescent(
         points, n_neighbors=n_neighbors + 1, metric="cosine", random_state=seed, n_jobs=1
     )

@@ -1,4 +1,4 @@
-"""Benchmark: the offline profile's pseudo-labels at several ground sampling distances, tile-border merging, overlap.
+"""Benchmark: the offline profile's pseudo-labels at several ground sampling distances, working GSD, overlap.
 
 The same synthetic scenes (the demo's seed and ground extent, 6 x 4 m per frame) are
 rendered at 0.25, 0.5, 1 and 2 cm/px (``roadparse synth --gsd-cm``); each is run through
@@ -8,7 +8,6 @@ the pseudo-labels scored on the dev split (mIoU %, areas summed). Rows:
 
 - ``physical``: the defaults in cm² / m (``masks.min_mask_area_cm2``, ``roi.tile_size_m`` ...);
 - ``pixels``: the old pixel defaults pinned (3000 px, Felzenszwalb scale 200 / sigma 0.5, 800 px tiles);
-- ``merged``: physical defaults with ``masks.merge_across_tiles: true``;
 - ``target``: physical defaults with ``roi.target_gsd_cm: 0.25`` (frames resampled to the paper's GSD);
 - ``shift``: physical defaults with the old ``roi.edge_rule: shift`` (the demo before the grow rule).
 
@@ -18,9 +17,8 @@ tiles``, ``run.naming_share``) or on the dev frames (``--naming dev``, the demo 
 seventh round). Also printed per
 row: the same pseudo-labels scored on the remaining frames ("held-out": neither dev nor naming), the masks' ceiling on the dev split (each mask painted with
 its majority class: what any merge map could reach with these masks), masks, the share of ground-truth objects (connected components of one
-class, at least the area filter) split over two or more masks of their class (after
-merging, an object's masks count once), and the largest share of a frame's pixels tiled
-(1.0 = each once). Run: ``python bench/gsd.py [--frames 8] [--gsds 0.25,0.5,1,2] [--rows physical,pixels,merged]``.
+class, at least the area filter) split over two or more masks of their class, and the largest share of a frame's pixels tiled
+(1.0 = each once). Run: ``python bench/gsd.py [--frames 8] [--gsds 0.25,0.5,1,2] [--rows physical,pixels,target]``.
 """
 
 from __future__ import annotations
@@ -41,7 +39,6 @@ from roadparse.artifacts import (
     mask_key,
     pseudo_label_dir,
     read_assignments,
-    read_objects,
     read_tile_masks,
 )
 from roadparse.config import Settings
@@ -66,7 +63,6 @@ GROW = "roi.edge_rule=grow"  # the default tiling; the demo profile pins the old
 ROWS = {
     "physical": [GROW],
     "pixels": [GROW, *PIXEL_DEFAULTS],
-    "merged": [GROW, "masks.merge_across_tiles=true"],
     "target": [GROW, "roi.target_gsd_cm=0.25"],  # resampled to the paper's GSD before tiling
     "shift": ["roi.edge_rule=shift"],  # the old tiling (tiles shifted inward at box ends)
 }
@@ -85,10 +81,8 @@ def _mask_classes(workspace: Workspace, settings: Settings) -> dict[tuple[str, s
 
 
 def split_share(workspace: Workspace, settings: Settings, labels_dir: Path, min_area: int) -> float:
-    """Returns the share of ground-truth objects whose pixels fall in >= 2 masks (objects) labelled with their class."""
+    """Returns the share of ground-truth objects whose pixels fall in >= 2 masks labelled with their class."""
     classes_of = _mask_classes(workspace, settings)
-    objects = read_objects(workspace)
-    unit_of = {member: rep for rep, members in objects.items() for member in members}
     by_frame: dict[str, list] = {}
     for tile in list_tiles(workspace):
         by_frame.setdefault(tile.frame, []).append(tile)
@@ -105,10 +99,10 @@ def split_share(workspace: Workspace, settings: Settings, labels_dir: Path, min_
                 return float("nan")  # split counting works on unresampled tiles only
             for record in sorted(read_tile_masks(workspace, tile.id), key=lambda r: -r["area"]):
                 key = mask_key(tile.id, record["id"])
-                label = classes_of.get(unit_of.get(key, key), IGNORE_INDEX)
+                label = classes_of.get(key, IGNORE_INDEX)
                 mask = rle.decode(record["rle"])[:height, :width]
                 window = (slice(y, y + height), slice(x, x + width))
-                unit_map[window][mask] = units.setdefault(unit_of.get(key, key), len(units))
+                unit_map[window][mask] = units.setdefault(key, len(units))
                 class_map[window][mask] = label
         for class_id in np.unique(truth):
             if class_id == IGNORE_INDEX:
@@ -170,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--gsds", default="0.25,0.5,1,2")
-    parser.add_argument("--rows", default="physical,pixels,merged")
+    parser.add_argument("--rows", default="physical,pixels,target")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="work here instead of a temporary folder (kept)")
     parser.add_argument("--seed", type=int, default=0, help="the synthetic scenes' seed")

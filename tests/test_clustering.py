@@ -235,10 +235,3 @@ def test_suggest_zero_shot_with_fake_classifier() -> None:
     suggestions = suggest_zero_shot(crops, ("road", "white_marking"), Fake())
     assert [s["class"] for s in suggestions] == ["white_marking", "road", DISCARD]
     assert suggestions[0]["purity"] == pytest.approx(0.9)
-
-
-def test_pca_reduction_keeps_the_answer(blobs: tuple[np.ndarray, np.ndarray]) -> None:
-    features, truth = blobs
-    result = cluster(features, "spectral", 5, seed=0, pca_dim=4, n_neighbors=10)
-    assert result.info["dims"] == 4
-    assert adjusted_rand_score(truth, result.labels) > 0.98

@@ -93,7 +93,7 @@ def _generator(settings: Settings, log_dir: Path, die_on: str | None = None) -> 
 
     cfg = masks_at_gsd(settings.masks, REFERENCE_GSD_CM)  # pixel sizes of the synthetic frames' GSD
     log_dir.mkdir(parents=True, exist_ok=True)
-    return _Logged(log_dir, die_on, method="felzenszwalb", scale=cfg.offline_scale, sigma=cfg.offline_sigma,
+    return _Logged(log_dir, die_on, scale=cfg.offline_scale, sigma=cfg.offline_sigma,
                    min_size=cfg.min_mask_area, min_mask_area=cfg.min_mask_area)
 
 

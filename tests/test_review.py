@@ -301,13 +301,11 @@ def test_review_endpoints_on_resampled_tiles(clustered: tuple[Workspace, Path]) 
 
 
 def test_suggested_split_is_offered_saved_and_painted(tmp_path: Path) -> None:
-    from test_auto_split import MIXED, SPLIT, _mixed_workspace
+    from test_auto_split import MIXED, clustered_with_earlier_split
 
-    workspace, labels_dir = _mixed_workspace(tmp_path)
-    settings = load_settings(overrides=[*MIXED, *SPLIT])
-    cluster.run(workspace, settings, labels_dir=labels_dir)
+    workspace, _, mixed = clustered_with_earlier_split(tmp_path)  # a split an earlier version suggested
+    settings = load_settings(overrides=MIXED)
     suggested_path = workspace.root / "cluster" / "merge_map.suggested.yaml"
-    mixed = next(c for c, v in read_merge_map(suggested_path, 2).items() if isinstance(v, Split))
     http = create_app(ReviewSession(workspace, settings), TOKEN).test_client()
     state = http.get(f"/api/state?token={TOKEN}").get_json()
     entry = next(c for c in state["clusters"] if c["id"] == mixed)

@@ -132,13 +132,10 @@ def test_review_page_shows_a_suggested_split_and_saves_it(tmp_path: Path, browse
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    from test_auto_split import MIXED, SPLIT, _mixed_workspace
+    from test_auto_split import MIXED, clustered_with_earlier_split
 
-    workspace, labels_dir = _mixed_workspace(tmp_path)
-    settings = load_settings(overrides=[*MIXED, *SPLIT])
-    cluster.run(workspace, settings, labels_dir=labels_dir)
-    suggested = read_merge_map(workspace.root / "cluster" / "merge_map.suggested.yaml", 2)
-    mixed = next(c for c, v in suggested.items() if isinstance(v, Split))
+    workspace, _, mixed = clustered_with_earlier_split(tmp_path)  # a split an earlier version suggested
+    settings = load_settings(overrides=MIXED)
     server = ReviewServer(ReviewSession(workspace, settings), port=0)
     server.start()
     try:

@@ -1,5 +1,5 @@
-"""Self-training that never makes the result worse: round 0 comparisons, rare classes, per-class relabel
-thresholds, imbalance losses and the data-scaled training budget (issue #12)."""
+"""Self-training that never makes the result worse: round 0 comparisons, per-class relabel thresholds and the
+data-scaled training budget (issue #12)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,8 @@ from click.testing import CliRunner
 from tests.test_train import make_workspace, small_settings, tiny_segformer_dir
 
 from roadparse.config import load_settings
-from roadparse.io.images import write_image
 from roadparse.io.labels import IGNORE_INDEX, load_classes, read_label_png, write_label_png
-from roadparse.stages.selftrain.augment import augment_pair
 from roadparse.stages.selftrain.budget import auto_iterations, training_budget
-from roadparse.stages.selftrain.dataset import IterationBatchSampler, TileLabelDataset
-from roadparse.stages.selftrain.losses import class_weights, segmentation_loss
-from roadparse.stages.selftrain.sampling import (
-    RareClassBatchSampler,
-    rare_class_probabilities,
-    tile_class_counts,
-)
 from roadparse.stages.selftrain.selection import best_round, lost_classes, stop_reason, verdict
 from roadparse.stages.selftrain.thresholds import (
     class_thresholds,
@@ -92,7 +83,7 @@ def test_a_round_that_loses_a_class_is_flagged_stops_and_is_not_chosen() -> None
     assert "lost classes" in stop_reason(1, 2, flagged, [zero], 0.001)
     assert best_round([zero, flagged]) == 0
     text = verdict([zero, flagged], 0)
-    assert "round 1 lost cone" in text and "selftrain.crop_sampling: rare_class" in text
+    assert "round 1 lost cone" in text and "selftrain.relabel_class_quantile" in text
 
 
 def test_the_advice_says_whether_the_round_reproduced_its_training_labels() -> None:
@@ -132,88 +123,7 @@ def test_label_fit_is_per_class_iou_against_the_training_labels(tmp_path: Path) 
     assert label_fit(before, tmp_path / "none", tiles, classes.names) is None
 
 
-# --- rare classes survive -----------------------------------------------------------------------
-
-
-def _rare_class_labels() -> list[np.ndarray]:
-    """Six 256x256 label maps: road, a white stripe (5 %), a 14x14 cone in four of them (0.2 % of all pixels)."""
-    labels = []
-    for i in range(6):
-        label = np.zeros((256, 256), dtype=np.uint8)
-        label[:, 50 + 10 * i : 63 + 10 * i] = 1
-        if i < 4:
-            label[150 + 5 * i : 164 + 5 * i, 200:214] = 5
-        labels.append(label)
-    return labels
-
-
-def test_rare_class_sampler_draws_a_0_2_percent_class_20x_more_often_than_uniform(tmp_path: Path) -> None:
-    classes = load_classes(None)
-    labels = _rare_class_labels()
-    paths = []
-    for i, label in enumerate(labels):
-        paths.append((tmp_path / f"t{i}.png", tmp_path / f"l{i}.png"))
-        write_image(paths[-1][0], np.repeat(label[..., None] * 30, 3, axis=2))
-        write_label_png(paths[-1][1], label, classes)
-    counts = tile_class_counts([label for _, label in paths], 7)
-    assert counts[:, 5].sum() / counts.sum() == pytest.approx(0.002, abs=0.0001)
-    defaults = load_settings().selftrain  # the settings' own temperature and share
-    image = torch.zeros((3, 256, 256), dtype=torch.uint8)
-
-    def holds_cone(key: tuple[int, ...]) -> bool:
-        centre = key[2] if len(key) > 2 and key[2] >= 0 else None
-        _, crop = augment_pair(image, torch.from_numpy(labels[key[0]]), (256, 256), 16, False,
-                               torch.Generator().manual_seed(key[1]), centre_class=centre)
-        return bool((crop == 5).any())
-
-    def share_with_cone(sampler: IterationBatchSampler) -> float:
-        return float(np.mean([holds_cone(key) for batch in sampler for key in batch]))
-
-    uniform = share_with_cone(IterationBatchSampler(6, 4, 150, seed=0))
-    rare_sampler = RareClassBatchSampler(counts, 4, 150, 0, defaults.rare_class_temperature, defaults.rare_class_share)
-    rare = share_with_cone(rare_sampler)
-    assert rare >= 20 * max(uniform, 1 / 600), (rare, uniform)
-    # the dataset reads the same keys from files into the same crops
-    dataset = TileLabelDataset(paths, (256, 256), 16, False)
-    key = next(k for batch in rare_sampler for k in batch if k[2] == 5)
-    assert (dataset[key][1] == 5).any()
-    # resumable: the stream from iteration k is the uninterrupted stream's tail
-    full = list(RareClassBatchSampler(counts, 2, 6, 3, 0.01, 0.5))
-    assert list(RareClassBatchSampler(counts, 2, 6, 3, 0.01, 0.5, start=4)) == full[4:]
-
-
-def test_rare_class_probabilities_grow_with_rarity() -> None:
-    p = rare_class_probabilities(np.array([0.7, 0.25, 0.048, 0.002, 0.0]), temperature=0.1)
-    assert p[4] == 0.0 and p.sum() == pytest.approx(1.0)
-    assert p[0] < p[1] < p[2] < p[3]
-
-
-def test_scale_factor_keeps_objects_and_centre_class_crops_hold_it() -> None:
-    label = torch.zeros((100, 200), dtype=torch.uint8)
-    label[90:94, 190:194] = 5  # a 4x4 object in a corner
-    image = torch.zeros((3, 100, 200), dtype=torch.uint8)
-    for seed in range(20):
-        _, crop = augment_pair(image, label, (10, 20), 32, True, torch.Generator().manual_seed(seed),
-                               scale_factor_range=(1.0, 1.5), centre_class=5)
-        assert crop.shape == (32, 32) and (crop == 5).any()  # the crop holds the object
-        # a crop larger than the resized tile shows all of it: the object is never shrunk below its native 4x4
-        _, whole = augment_pair(image, label, (10, 20), 320, False, torch.Generator().manual_seed(seed),
-                                scale_factor_range=(1.0, 1.5))
-        assert (whole == 5).sum() >= 16 and (whole != IGNORE_INDEX).sum() >= 100 * 200
-
-
-def test_class_weights_and_ohem() -> None:
-    weights = class_weights(np.array([0.64, 0.36, 0.0]), "inverse_sqrt_frequency")
-    np.testing.assert_allclose(weights, [1.25 / 1.4, (1 / 0.6) / 1.4, 1.0], rtol=1e-5)
-    assert float(np.dot([0.64, 0.36], weights[:2])) == pytest.approx(1.0)
-    assert class_weights(np.array([0.5, 0.5]), "none") is None
-    logits = torch.zeros((1, 2, 1, 4))
-    logits[0, 0, 0] = torch.tensor([4.0, 4.0, 4.0, -4.0])  # pixel 3 is the only hard one
-    labels = torch.tensor([[[0, 0, 0, 0]]])
-    per_pixel = torch.nn.functional.cross_entropy(logits, labels, reduction="none")[0, 0]
-    assert float(segmentation_loss(logits, labels)) == pytest.approx(float(per_pixel.mean()))
-    assert float(segmentation_loss(logits, labels, ohem_fraction=0.25)) == pytest.approx(float(per_pixel[3]))
-    assert float(segmentation_loss(logits, torch.full_like(labels, IGNORE_INDEX))) == 0.0
+# --- every class survives relabelling --------------------------------------------------------
 
 
 def test_per_class_thresholds_keep_every_class() -> None:
@@ -238,8 +148,7 @@ def test_stage_relabels_with_per_class_thresholds(tmp_path: Path) -> None:
     workspace, _ = make_workspace(tmp_path, n_tiles=2)
     # near-uniform probabilities after 2 iterations: a global 0.99 would unlabel every pixel
     settings = small_settings(tiny_segformer_dir(tmp_path), iterations=2, rounds=1, relabel_confidence=0.99,
-                              relabel_class_quantile=0.5, crop_sampling="rare_class",
-                              class_weights="inverse_sqrt_frequency", ohem_fraction=0.5, scale_factor_range=[0.8, 1.0])
+                              relabel_class_quantile=0.5)
     manifest = selftrain.run(workspace, settings)
     round_1 = workspace.root / "selftrain" / "round_1"
     full, confident = set(), set()

@@ -90,8 +90,6 @@ def test_unnamed_classes_say_why_a_class_has_no_cluster() -> None:
     lines = unnamed_classes(suggestions, histograms, mask_clusters, NAMES)
     assert lines == ["white_marking: 8 labelled px, but no cluster is mostly white_marking (most of them, 62%, lie in "
                      "cluster 0, which is 3% white_marking); name it from the gallery, or raise cluster.n_clusters"]
-    split = dict(_suggestion(0, DISCARD, 175), split_parts=[{"class": "road"}, {"class": "white_marking"}])
-    assert unnamed_classes([split, suggestions[1]], histograms, mask_clusters, NAMES) == []  # a split part names it
     absent = unnamed_classes(suggestions, histograms * [1, 0, 1], mask_clusters, NAMES)
     assert absent == ["white_marking: the naming labels show no white_marking, so no cluster could be voted "
                       "white_marking; name its clusters from the gallery, or label a frame that shows white_marking"]

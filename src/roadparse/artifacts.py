@@ -146,35 +146,6 @@ def read_tile_masks(workspace: Workspace, tile_id: str) -> list[dict[str, Any]]:
     return json.loads(path.read_text())["masks"]
 
 
-def objects_path(workspace: Workspace) -> Path:
-    """Returns the path of ``masks/objects.json``: masks of several tiles that are one object."""
-    return workspace.root / "masks" / "objects.json"
-
-
-def read_objects(workspace: Workspace) -> dict[tuple[str, str], list[tuple[str, str]]]:
-    """Returns the objects across tiles: representative mask key -> every member's key (the representative first).
-
-    Empty when ``masks.merge_across_tiles`` was off (no ``masks/objects.json``).
-    """
-    path = objects_path(workspace)
-    if not path.exists():
-        return {}
-    objects = json.loads(path.read_text())["objects"]
-    return {mask_key(o["tile"], o["id"]): [mask_key(t, m) for t, m in o["members"]] for o in objects}
-
-
-def with_objects(keyed: dict[tuple[str, str], Any], objects: dict[tuple[str, str], list[tuple[str, str]]]) -> dict[tuple[str, str], Any]:
-    """Returns ``keyed`` (mask key -> value) with every object member given its representative's value."""
-    if not objects:
-        return keyed
-    out = dict(keyed)
-    for representative, members in objects.items():
-        if representative in keyed:
-            for member in members[1:]:
-                out[member] = keyed[representative]
-    return out
-
-
 def features_path(workspace: Workspace, layer: int) -> Path:
     """Returns the path of the (N, D) float32 feature matrix of one encoder layer."""
     return workspace.root / "embed" / f"features_layer{layer}.npy"
@@ -555,7 +526,6 @@ def collect_coverage(
     """
     lookup = ground_truth_lookup(labels_dir)
     histograms = np.zeros((len(keys), len(classes)), dtype=np.int64)
-    keys = with_objects(keys, read_objects(workspace))  # an object's masks in other tiles count for its row
     coverages = []
     for tile in tqdm(list(tiles), desc="ground truth", unit="tiles", dynamic_ncols=True):
         ground_truth = lookup(tile)

@@ -118,12 +118,10 @@ def check_features(features: np.ndarray, n_clusters: int) -> np.ndarray:
     return features
 
 
-def prepare_features(
-    features: np.ndarray, *, normalize: bool, pca_dim: int | None, seed: int
-) -> tuple[np.ndarray, list[str]]:
-    """Returns (N, D') float32 features in the clustering space and warnings.
+def prepare_features(features: np.ndarray, *, normalize: bool) -> tuple[np.ndarray, list[str]]:
+    """Returns (N, D) float32 features in the clustering space and warnings.
 
-    L2-normalises rows (zero rows stay zero) and optionally reduces with PCA.
+    L2-normalises rows (zero rows stay zero) when ``normalize``.
     """
     notes: list[str] = []
     norms = np.linalg.norm(features, axis=1)
@@ -132,14 +130,6 @@ def prepare_features(
         notes.append(f"{n_zero} feature rows are all zero")
     if normalize:
         features = features / np.where(norms == 0, 1.0, norms)[:, None].astype(np.float32)
-    if pca_dim is not None and pca_dim < min(features.shape):
-        from sklearn.decomposition import PCA
-
-        # fitted on at most 50k rows: the components are stable long before that
-        rng = np.random.default_rng(seed)
-        fit_rows = rng.choice(len(features), size=min(len(features), 50000), replace=False)
-        pca = PCA(n_components=pca_dim, random_state=seed).fit(features[np.sort(fit_rows)])
-        features = pca.transform(features).astype(np.float32)
     features = np.ascontiguousarray(features, dtype=np.float32)
     # two random projections tell rows apart without copying the matrix (only for a warning)
     probe = np.random.default_rng(0).normal(size=(features.shape[1], 2)).astype(np.float32)
@@ -373,7 +363,6 @@ def cluster(
     *,
     seed: int = 0,
     normalize: bool = True,
-    pca_dim: int | None = None,
     n_neighbors: int = 15,
     sample_size: int = 20000,
 ) -> ClusterResult:
@@ -385,7 +374,6 @@ def cluster(
         n_clusters: over-clustering k (paper: 20).
         seed: seeds sampling, the eigensolver and k-means.
         normalize: L2-normalise rows first (distances become cosine).
-        pca_dim: reduce to this many dimensions with PCA first; None keeps all.
         n_neighbors: spectral kNN graph degree.
         sample_size: fit graph/matrix methods on at most this many points.
 
@@ -398,8 +386,8 @@ def cluster(
         )
     features = check_features(features, n_clusters)
     started = time.perf_counter()
-    points, notes = prepare_features(features, normalize=normalize, pca_dim=pca_dim, seed=seed)
-    cosine = normalize and pca_dim is None
+    points, notes = prepare_features(features, normalize=normalize)
+    cosine = normalize
     if method == "spectral":
         result = spectral(
             points,

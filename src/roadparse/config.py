@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from roadparse import yamlstrict
 from roadparse.units import length_px
@@ -33,9 +33,13 @@ class _Section(BaseModel):
     """Fields that change how a stage runs (device, batching), never what it writes: left out of
     the stage's fingerprint, so changing them resumes a run instead of redoing it."""
 
+    retired: ClassVar[dict[str, Any]] = {}
+    """Settings removed from this section (:data:`REMOVED_KEYS`) with the one value every profile gave them
+    (JSON form): put back into :meth:`identity`, so that stages finished before a removal keep their fingerprint."""
+
     def identity(self) -> dict[str, Any]:
         """Returns the settings that decide a stage's outputs (JSON-ready), for fingerprints and manifests."""
-        return self.model_dump(mode="json", exclude=set(self.execution_only))
+        return {**self.retired, **self.model_dump(mode="json", exclude=set(self.execution_only))}
 
 
 REFERENCE_GSD_CM = 0.25
@@ -89,10 +93,15 @@ class MasksSettings(_Section):
     """Stage 2: automatic mask generation (paper §3.2.1, §4.2)."""
 
     execution_only: ClassVar[frozenset[str]] = frozenset({"points_per_batch", "image_batch", "device"})
+    retired: ClassVar[dict[str, Any]] = {
+        "offline_lines": False, "offline_line_width_cm": 6.0, "offline_line_width": None, "offline_line_min_length_cm": 20.0,
+        "offline_line_min_length": None, "offline_line_threshold": 4.0, "merge_across_tiles": False,
+        "merge_border_iou": 0.5, "merge_duplicate_iou": 0.5, "offline_segments": 400, "offline_merge": 20.0,
+    }
 
     generator: str = Field(
         "facebook/sam-vit-large",
-        description="SAM / SAM-HQ / SAM 2 id or local folder, official SAM .pth (paper: SAM ViT-L), or 'felzenszwalb' / 'slic' for the offline generator",
+        description="SAM / SAM-HQ / SAM 2 id or local folder, official SAM .pth (paper: SAM ViT-L), or 'felzenszwalb' for the offline generator",
     )
     points_per_side: int = Field(16, gt=0, description="point grid per side (paper: 16x16)")
     points_per_batch: int = Field(256, gt=0, description="points decoded per batch")
@@ -123,28 +132,6 @@ class MasksSettings(_Section):
     offline_min_size: int | None = Field(
         None, ge=1, description="offline 'felzenszwalb': the same in pixels; overrides offline_min_size_cm2"
     )
-    offline_lines: bool = Field(
-        False,
-        description="offline generator: also propose thin dark lines (crack sealing, joints) as masks of their own, found by a "
-        "morphological black-hat, on top of the segments they cross (kept by length, not by the area filter)",
-    )
-    offline_line_width_cm: float = Field(6.0, gt=0, description="offline_lines: widest line in cm (the black-hat disc is wider)")
-    offline_line_width: float | None = Field(None, gt=0, description="offline_lines: the same in pixels; overrides offline_line_width_cm")
-    offline_line_min_length_cm: float = Field(20.0, gt=0, description="offline_lines: shortest line in cm")
-    offline_line_min_length: float | None = Field(None, gt=0, description="offline_lines: the same in pixels; overrides offline_line_min_length_cm")
-    offline_line_threshold: float = Field(
-        4.0, gt=0, description="offline_lines: black-hat response above the tile's median by this many robust standard deviations"
-    )
-    merge_across_tiles: bool = Field(
-        False,
-        description="after per-tile generation, group each frame's masks into objects: duplicates from overlapping tiles "
-        "and masks continuing across a shared tile border become one object, embedded once from its whole extent "
-        "(false: one mask per tile, as the paper)",
-    )
-    merge_border_iou: float = Field(0.5, gt=0, le=1, description="merge_across_tiles: masks continue each other when their pixels on the shared border agree with this IoU")
-    merge_duplicate_iou: float = Field(0.5, gt=0, le=1, description="merge_across_tiles: masks of overlapping tiles are one object when their IoU inside the overlap reaches this")
-    offline_segments: int = Field(400, gt=0, description="offline 'slic': superpixels before merging similar neighbours")
-    offline_merge: float = Field(20.0, ge=0, description="offline 'slic': merge neighbours whose mean RGB differs by less than this")
     upscale_dtype: Literal["float32", "bfloat16"] = Field(
         "float32",
         description="SAM decoder's mask upscaling after its first convolution: float32 (equal to SAM) or bfloat16 "
@@ -164,9 +151,11 @@ class EmbedSettings(_Section):
     changing them (or upgrading from a version without them) recomputes `embed/surround.npy` and `embed/texture.npy`
     without re-encoding."""
 
+    retired: ClassVar[dict[str, Any]] = {"final_norm": False}
+
     def identity(self) -> dict[str, Any]:
         """Returns the settings that decide the features (JSON-ready): execution-only and statistics-only ones left out."""
-        return self.model_dump(mode="json", exclude=set(self.execution_only | self.statistics_only))
+        return {**self.retired, **self.model_dump(mode="json", exclude=set(self.execution_only | self.statistics_only))}
 
     encoder: str = Field("facebook/dinov2-base", description="DINOv2/DINOv3/ResNet id or local path, or 'efficientnet-lite0' (offline, real ImageNet weights)")
     layers: list[int] = Field(
@@ -174,7 +163,6 @@ class EmbedSettings(_Section):
         description="hidden layers (ViT: CLS of layer 1..12) or stages (ResNet: 1 stem + 2..5 residual stages; "
         "efficientnet-lite0: 1..7 MBConv stages, 8 = 1280-d head, suggested 7) to keep; several in one pass",
     )
-    final_norm: bool = Field(False, description="ViT: apply the final layernorm to the CLS of every kept layer (false: raw hidden states, as the paper's 'hidden 12 state')")
     crop_size: int = Field(224, gt=0, description="crop resize side (paper: 224)")
     mask_background: bool = Field(False, description="grey out crop pixels outside the mask")
     colour_normalise: Literal["none", "frame"] = Field(
@@ -195,9 +183,10 @@ class EmbedSettings(_Section):
 class ClusterSettings(_Section):
     """Stage 4: over-clustering of mask embeddings (paper §3.2.3, §4.4)."""
 
-    execution_only: ClassVar[frozenset[str]] = frozenset({"suggest_split_purity", "suggest_split_max_parts", "suggest_unseen"})
-    """The split and unseen settings shape only the suggested merge map, rewritten after every run: left out of the
-    fingerprint so that setting them never re-clusters (nor repaints or retrains downstream)."""
+    execution_only: ClassVar[frozenset[str]] = frozenset({"suggest_unseen"})
+    """``suggest_unseen`` shapes only the suggested merge map, rewritten after every run: left out of the
+    fingerprint so that setting it never re-clusters (nor repaints or retrains downstream)."""
+    retired: ClassVar[dict[str, Any]] = {"pca_dim": None}
 
     method: Literal["spectral", "kmeans", "kmedoids", "agglomerative"] = Field("spectral", description="clustering method (paper: spectral)")
     n_clusters: int = Field(20, ge=2, description="over-clustering k (paper: 20)")
@@ -221,18 +210,10 @@ class ClusterSettings(_Section):
         "relative to its mean lightness, and orientation coherence; standardised) with this weight; 0: off (paper). Tells "
         "apart surfaces of one colour (asphalt, concrete pavers, lawn) at any GSD",
     )
-    pca_dim: int | None = Field(None, description="reduce to this many dimensions with PCA first (null: no PCA)")
     n_neighbors: int = Field(15, ge=2, description="spectral: neighbours in the kNN affinity graph")
     sample_size: int = Field(20000, ge=100, description="spectral/agglomerative/kmedoids: fit on at most this many points, extend to the rest")
     gallery_size: int = Field(24, ge=1, description="crops per cluster in the gallery")
     min_purity: float = Field(0.5, ge=0, le=1, description="merge-map suggestion: clusters whose majority ground-truth class covers less than this share of their pixels are 'discard' (mixed)")
-    suggest_split_purity: float | None = Field(
-        None, ge=0, le=1,
-        description="merge-map suggestion by majority vote: a cluster whose majority class covers less than this share of its "
-        "labelled pixels is tried split (k-means of its members, k = 2..suggest_split_max_parts, parts named by majority) and "
-        "split when that names at least 5 % of its labelled pixels more right; null: never split (paper)",
-    )
-    suggest_split_max_parts: int = Field(4, ge=2, le=8, description="merge-map suggestion: most parts a mixed cluster is split into (at most merge_split.MAX_PARTS, 8)")
     suggest_unseen: Literal["discard", "nearest"] = Field(
         "discard",
         description="merge-map suggestion by majority vote, for a cluster with no labelled pixel: 'discard' it, or name it after "
@@ -251,6 +232,10 @@ class SelftrainSettings(_Section):
     """Stage 5: teacher-student self-training (paper §3.3, §4.5, Table 6)."""
 
     execution_only: ClassVar[frozenset[str]] = frozenset({"device", "num_workers", "checkpoint_every", "cache_mb"})
+    retired: ClassVar[dict[str, Any]] = {
+        "crop_sampling": "uniform", "rare_class_temperature": 0.01, "rare_class_share": 0.5, "class_weights": "none",
+        "ohem_fraction": None, "scale_factor_range": None, "schedule": "poly",
+    }
 
     architecture: Literal["segformer", "deeplabv3plus"] = Field("segformer", description="segmentation network")
     backbone: str = Field("nvidia/mit-b0", description="SegFormer id/path, or a DeepLabV3+ encoder name (e.g. resnet50)")
@@ -279,26 +264,6 @@ class SelftrainSettings(_Section):
     )
     budget_min_iterations: int = Field(100, gt=0, description="iterations 'auto': lower bound")
     budget_max_iterations: int = Field(80000, gt=0, description="iterations 'auto': upper bound (paper: 80000)")
-    crop_sampling: Literal["uniform", "rare_class"] = Field(
-        "uniform",
-        description="uniform: random crops of shuffled tiles (paper); rare_class: a share of crops is centred on a pixel "
-        "of class c drawn with p(c) ~ exp((1 - f_c) / T), f_c = the class's share of labelled pixels (DACS/DAFormer)",
-    )
-    rare_class_temperature: float = Field(0.01, gt=0, description="rare_class: T (DAFormer: 0.01); larger: closer to uniform over classes by frequency")
-    rare_class_share: float = Field(0.5, ge=0, le=1, description="rare_class: share of crops centred on a drawn class (the rest uniform)")
-    class_weights: Literal["none", "inverse_sqrt_frequency"] = Field(
-        "none",
-        description="loss weight per class: none (paper) or 1/sqrt(f_c), scaled so the labelled pixels' mean weight is 1",
-    )
-    ohem_fraction: float | None = Field(
-        None, gt=0, le=1, description="online hard-example mining: average the loss over this hardest share of labelled pixels per batch; null: all (paper)"
-    )
-    scale_factor_range: tuple[float, float] | None = Field(
-        None,
-        description="random resize by a factor of the tile in this range (1: native resolution) instead of scale_range, "
-        "so thin and small objects are never shrunk below low x their width; null: scale_range (paper)",
-    )
-    schedule: Literal["poly", "cosine", "constant"] = Field("poly", description="learning-rate schedule")
     checkpoint_every: int = Field(1000, gt=0, description="save a checkpoint every N iterations")
     rounds: int = Field(2, ge=1, description="teacher + students: 1 = teacher only; paper: 2")
     relabel_confidence: float = Field(
@@ -330,14 +295,6 @@ class SelftrainSettings(_Section):
     )
     device: str = Field("auto", description="torch device")
     seed: int = Field(0, description="random seed")
-
-
-    @field_validator("scale_factor_range")
-    @classmethod
-    def _positive_increasing(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and not 0 < value[0] <= value[1]:
-            raise ValueError("needs 0 < low <= high, e.g. [1.0, 1.5]")
-        return value
 
 
 class PredictSettings(_Section):
@@ -476,21 +433,44 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return nested
 
 
+_EXPERIMENT = "an experiment that no profile used, removed with its code (docs/experiments.md)"
+
 REMOVED_KEYS: dict[tuple[str, ...], str] = {
     ("seed",): "every stage that draws random numbers has its own seed (cluster.seed, selftrain.seed)",
     ("pseudolabel", "ignore_index"): "unlabelled pixels are always 255 (the label PNGs' ignore value)",
+    **{("masks", name): _EXPERIMENT for name in MasksSettings.retired},
+    **{("embed", name): _EXPERIMENT for name in EmbedSettings.retired},
+    **{("cluster", name): _EXPERIMENT for name in ("pca_dim", "suggest_split_purity", "suggest_split_max_parts")},
+    **{("selftrain", name): _EXPERIMENT for name in SelftrainSettings.retired},
 }
-"""Keys earlier versions wrote into ``settings.yaml`` that no longer do anything: dropped with a warning."""
+"""Keys earlier versions wrote into ``settings.yaml`` that no longer do anything: dropped from a config file with
+one warning naming them; given as ``--set`` overrides they are errors."""
 
 
-def _drop_removed_keys(data: dict[str, Any], source: str) -> None:
-    for path, reason in REMOVED_KEYS.items():
+def _removed_keys_in(data: dict[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
+    """Returns the removed keys (:data:`REMOVED_KEYS`) present in ``data`` with their values, deleting them."""
+    found = []
+    for path in REMOVED_KEYS:
         node: Any = data
         for part in path[:-1]:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and path[-1] in node:
-            del node[path[-1]]
-            log.warning("%s: setting %s is no longer used and was ignored: %s", source, ".".join(path), reason)
+            found.append((path, node.pop(path[-1])))
+    return found
+
+
+def _drop_removed_keys(data: dict[str, Any], source: str) -> None:
+    """Deletes the removed keys from ``data`` (a config file's sections), with one warning naming them."""
+    found = _removed_keys_in(data)
+    if not found:
+        return
+    lines = []
+    for path, value in found:
+        retired = getattr(Settings.model_fields[path[0]].annotation, "retired", {}) if len(path) == 2 else {}
+        changed = path[-1] in retired and _yaml_scalar(value) != _yaml_scalar(retired[path[-1]])
+        note = f" (set to {_yaml_scalar(value)} here: that behaviour is gone, and stages that used it run again)" if changed else ""
+        lines.append(f"  {'.'.join(path)}: {REMOVED_KEYS[path]}{note}")
+    log.warning("%s: ignored %d setting(s) that no longer exist:\n%s", source, len(found), "\n".join(lines))
 
 
 RENAMED_SECTIONS: dict[str, str] = {"train": "selftrain"}
@@ -573,11 +553,16 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
         data = _rename_sections(loaded, source)
+        _drop_removed_keys(data, source)
     if overrides:
-        data = _deep_merge(data, _rename_sections(parse_overrides(overrides), "--set"))
+        nested = _rename_sections(parse_overrides(overrides), "--set")
+        removed = _removed_keys_in(nested)
+        if removed:
+            names = ", ".join(".".join(path) for path, _ in removed)
+            raise ConfigError(f"--set {names}: no longer a setting ({REMOVED_KEYS[removed[0][0]]})")
+        data = _deep_merge(data, nested)
         source += " + --set overrides"
     data = _apply_profile(data, source)
-    _drop_removed_keys(data, source)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

@@ -18,10 +18,8 @@ from roadparse.artifacts import (
     mask_key,
     mask_rows,
     read_assignments,
-    read_objects,
     read_tile_masks,
     tile_ground_truth,
-    with_objects,
 )
 from roadparse.config import RunSettings
 from roadparse.io import rle
@@ -143,7 +141,7 @@ def cluster_ceiling(
     votes = np.zeros((int(clusters.max()) + 1 if len(clusters) else 0, len(classes)), np.int64)
     np.add.at(votes, clusters, histograms)
     names = np.where(votes.sum(axis=1) > 0, votes.argmax(axis=1), IGNORE_INDEX)
-    mask_class = with_objects({key: int(names[clusters[row]]) for key, row in keys.items()}, read_objects(workspace))
+    mask_class = {key: int(names[clusters[row]]) for key, row in keys.items()}
     pairs = []
     for tile in tiles:
         truth = tile_ground_truth(tile, gt_labels_dir)

@@ -10,8 +10,7 @@ mixed clusters are discarded (paper §3.2.3). This module holds the pure logic:
   ground truth there), so any merge map can then be evaluated exactly without
   repainting, and every mask's ground-truth class histogram is known.
 - :func:`suggest_from_histograms` names clusters by majority vote (labels used for
-  naming only), :func:`split_mixed_suggestions` optionally splits mixed ones,
-  :func:`suggest_zero_shot` names clusters by CLIP/SigLIP on typical crops.
+  naming only), :func:`suggest_zero_shot` names clusters by CLIP/SigLIP on typical crops.
 - :func:`merge_map_yaml` writes the editable YAML.
 """
 
@@ -30,7 +29,7 @@ import yaml
 from roadparse.io import rle as rle_io
 from roadparse.io.labels import IGNORE_INDEX, ClassSet
 from roadparse.merge_split import DISCARD as DISCARD  # re-exported: callers name it from here
-from roadparse.merge_split import Split, SuggestedSplit, parse_split, suggest_split
+from roadparse.merge_split import Split, parse_split
 from roadparse.yamlstrict import key_line
 
 log = logging.getLogger(__name__)
@@ -279,58 +278,6 @@ def suggest_from_histograms(
     return suggestions
 
 
-def split_mixed_suggestions(
-    suggestions: Sequence[dict[str, Any]],
-    mask_clusters: np.ndarray,
-    histograms: np.ndarray,
-    features: np.ndarray,
-    class_names: Sequence[str],
-    min_purity: float,
-    split_purity: float,
-    max_parts: int,
-    fold_histograms: np.ndarray | None = None,
-) -> list[dict[str, Any]]:
-    """Returns the majority-vote suggestions with mixed clusters split where the split names clearly more pixels right.
-
-    A cluster with labelled pixels and purity below ``split_purity`` is tried split
-    (:func:`~roadparse.merge_split.suggest_split` on its members' rows of the (M, D)
-    clustering ``features`` and (M, C) ``histograms``). A split cluster's suggestion keeps
-    its unsplit ``class`` and gains ``split`` (the merge-map value, sizes included) and
-    ``split_parts`` (class, purity, labelled pixels and masks per part) and ``split_gain``.
-    ``fold_histograms`` ((F, M, C), the histograms per labelled frame) cross-validate each
-    split's gain (:func:`~roadparse.merge_split.cross_validated_gain`).
-    """
-    clusters = np.asarray(mask_clusters, dtype=np.int64)
-    out = []
-    for item in suggestions:
-        item = dict(item)
-        rows = np.flatnonzero(clusters == int(item["cluster"]))
-        totals = histograms[rows].sum(axis=0)
-        purity = float(totals.max() / totals.sum()) if totals.sum() else 1.0
-        found = (
-            suggest_split(
-                features[rows], histograms[rows], class_names, min_purity, max_parts,
-                folds=None if fold_histograms is None else fold_histograms[:, rows],
-            )
-            if purity < split_purity
-            else None
-        )
-        if found is not None:
-            item |= _split_evidence(found)
-            log.info("suggestion: cluster %d (purity %.2f) split into %d", item["cluster"], purity, found.split.k)
-        out.append(item)
-    return out
-
-
-def _split_evidence(found: SuggestedSplit) -> dict[str, Any]:
-    sizes = found.split.sizes or ()
-    parts = [
-        {"class": name, "purity": purity, "pixels": pixels, "masks": size}
-        for name, purity, pixels, size in zip(found.split.parts, found.purities, found.pixels, sizes, strict=True)
-    ]
-    return {"split": found.split.to_yaml_value(), "split_parts": parts, "split_gain": found.gain}
-
-
 def suggest_zero_shot(
     crops_by_cluster: dict[int, list[np.ndarray]],
     class_names: Sequence[str],
@@ -408,7 +355,7 @@ def name_unseen_clusters(
 
     With labels on a few frames, some clusters have no pixel there (a lighting or a material
     those frames lack) and the majority vote can only discard them. Here they take the class
-    of the cluster, among those named by the vote (not 'discard', not split), whose mean
+    of the cluster, among those named by the vote (not 'discard'), whose mean
     L2-normalised feature row has the highest cosine with theirs; the entry gains ``nearest``
     (that cluster) and ``similarity``. Without any such cluster nothing changes.
 
@@ -419,7 +366,7 @@ def name_unseen_clusters(
     rows = np.asarray(features, dtype=np.float64)
     rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
     labels = np.asarray(mask_clusters, dtype=np.int64)
-    donors = [item for item in suggestions if item.get("pixels") and item["class"] != DISCARD and "split" not in item]
+    donors = [item for item in suggestions if item.get("pixels") and item["class"] != DISCARD]
     out = [dict(item) for item in suggestions]
     if not donors:
         return out
@@ -431,7 +378,7 @@ def name_unseen_clusters(
 
     donor_centres = np.stack([centre(int(item["cluster"])) for item in donors])
     for item in out:
-        if item.get("pixels", 0) or "split" in item:
+        if item.get("pixels", 0):
             continue
         similarities = donor_centres @ centre(int(item["cluster"]))
         best = int(np.argmax(similarities))
@@ -443,7 +390,7 @@ def name_unseen_clusters(
 def unnamed_classes(
     suggestions: Sequence[dict[str, Any]], histograms: np.ndarray, mask_clusters: np.ndarray, class_names: Sequence[str]
 ) -> list[str]:
-    """Returns one line per class that no suggested cluster (or split part) is named, saying why and what to do.
+    """Returns one line per class that no suggested cluster is named, saying why and what to do.
 
     A vote can only name a class its labels show, and only where some cluster is mostly that
     class. A class missing from the labels, or one spread thinly over clusters that other classes
@@ -454,8 +401,6 @@ def unnamed_classes(
         mask_clusters: (M,) cluster id of each mask.
     """
     named = {str(item["class"]) for item in suggestions}
-    for item in suggestions:
-        named.update(str(part["class"]) for part in item.get("split_parts", ()))
     labels = np.asarray(mask_clusters, dtype=np.int64)
     n_clusters = max(int(labels.max()) + 1 if len(labels) else 0, len(suggestions))
     totals = np.zeros((n_clusters, len(class_names)), dtype=np.int64)
@@ -497,12 +442,6 @@ def merge_map_yaml(
         value: str | Split = str(item["class"])
         if "nearest" in item:
             evidence = f"{UNSEEN_NOTE} {item['nearest']} (cosine {item['similarity']:.3f}), {item['masks']} masks"
-        if "split" in item:
-            value = parse_split(item["split"], f"suggestion for cluster {item['cluster']}")
-            evidence = f"split ({evidence}; +{item['split_gain']} px named right): " + "; ".join(
-                f"part {i} {p['class']} purity {p['purity']:.2f}, {p['pixels']} px, {p['masks']} masks"
-                for i, p in enumerate(item["split_parts"])
-            )
         entries.append((int(item["cluster"]), value, evidence))
     header = [
         f"Suggested merge map ({source}).",

@@ -17,7 +17,7 @@ from roadparse.cli.common import (
 
 @click.command("masks")
 @click.argument("workdir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--generator", default=None, help="SAM id, folder or official .pth, or felzenszwalb / slic (same as --set masks.generator=...)")
+@click.option("--generator", default=None, help="SAM id, folder or official .pth, or felzenszwalb (same as --set masks.generator=...)")
 @click.option("--points-per-side", type=int, default=None, help="SAM point grid per side (paper: 16)")
 @click.option("--min-area", type=int, default=None, help="drop masks under this many pixels (paper: 3000)")
 @click.option("--device", default=None, help="torch device: auto, cpu, cuda, cuda:1 ...")

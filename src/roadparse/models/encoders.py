@@ -4,10 +4,8 @@ Families (detected from the loaded config's ``model_type``, so local paths work)
 
 - **ViT** (``dinov2``, ``dinov2_with_registers``, ``dinov3_vit``): the CLS token of
   hidden layer L = ``hidden_states[L][:, 0]`` (``hidden_states[0]`` is the patch
-  embedding, so layers are 1..num_hidden_layers). By default no layernorm is
-  applied, matching the paper's "hidden 12 state"; ``final_norm=True`` applies the
-  model's final layernorm to every kept layer (then the last layer equals
-  ``pooler_output``, the usual DINOv2 CLS embedding).
+  embedding, so layers are 1..num_hidden_layers). No layernorm is applied, matching
+  the paper's "hidden 12 state".
 - **ResNet** (``resnet``, e.g. ``microsoft/resnet-50``): global-average-pooled output
   of stage k, where stage 1 is the stem (embedder) and stages 2..5 the four residual
   stages, i.e. ``hidden_states[k - 1].mean((2, 3))`` -- the paper's "5-stage
@@ -109,21 +107,9 @@ class Encoder:
 class VitEncoder(Encoder):
     """CLS token of chosen hidden layers of a DINOv2 / DINOv3 ViT, from one forward pass."""
 
-    def __init__(self, *args: Any, final_norm: bool = False, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.final_norm = None
-        if final_norm:
-            self.final_norm = getattr(self.model, "layernorm", None) or getattr(self.model, "norm", None)
-        if final_norm and self.final_norm is None:
-            raise ValueError(f"encoder {self.name!r}: final_norm requested but the model has no final layernorm")
-
     def _forward(self, pixels: Any) -> dict[int, Any]:
         hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states
-        out = {}
-        for layer in self.layers:
-            cls = hidden[layer][:, 0]
-            out[layer] = self.final_norm(cls) if self.final_norm is not None else cls
-        return out
+        return {layer: hidden[layer][:, 0] for layer in self.layers}
 
 
 class ResNetEncoder(Encoder):
@@ -156,7 +142,7 @@ def _normalisation(name_or_path: str) -> tuple[tuple[float, ...], tuple[float, .
     return IMAGENET_MEAN, IMAGENET_STD
 
 
-def _load_transformers_encoder(name_or_path: str, layers: list[int], device: Any, final_norm: bool) -> Encoder:
+def _load_transformers_encoder(name_or_path: str, layers: list[int], device: Any) -> Encoder:
     from transformers import AutoConfig, AutoModel
 
     config = load_pretrained(AutoConfig, name_or_path)
@@ -173,13 +159,12 @@ def _load_transformers_encoder(name_or_path: str, layers: list[int], device: Any
     input_size = 224  # the paper's crop side; ViTs interpolate position embeddings for others
     if model_type in VIT_TYPES:
         available = list(range(1, config.num_hidden_layers + 1))
-        return VitEncoder(name_or_path, model, layers, available, device, mean, std, input_size, final_norm=final_norm)
+        return VitEncoder(name_or_path, model, layers, available, device, mean, std, input_size)
     available = list(range(1, len(config.hidden_sizes) + 2))
     return ResNetEncoder(name_or_path, model, layers, available, device, mean, std, input_size)
 
 
-def load_encoder(name_or_path: str | Path, layers: list[int], device: Any = "auto", *,
-                 final_norm: bool = False) -> Encoder:
+def load_encoder(name_or_path: str | Path, layers: list[int], device: Any = "auto") -> Encoder:
     """Returns a ready encoder for ``layers`` of the model at ``name_or_path``.
 
     Args:
@@ -187,7 +172,6 @@ def load_encoder(name_or_path: str | Path, layers: list[int], device: Any = "aut
             model, or ``efficientnet-lite0`` (offline ImageNet weights).
         layers: layers to return (see the module docstring for the numbering).
         device: ``auto``, ``cpu``, ``cuda:N`` or a ``torch.device``.
-        final_norm: ViT only: apply the final layernorm to each kept CLS token.
 
     Raises:
         ValueError: unknown family or layer (the message lists the valid ones);
@@ -209,4 +193,4 @@ def load_encoder(name_or_path: str | Path, layers: list[int], device: Any = "aut
         std = (INPUT_STD / 255.0,) * 3
         return EfficientNetLiteEncoder(EFFICIENTNET_LITE0, load_efficientnet_lite0(), layers,
                                        sorted(LAYER_CHANNELS), device, mean, std, 224)
-    return _load_transformers_encoder(name, layers, device, final_norm)
+    return _load_transformers_encoder(name, layers, device)

@@ -1,5 +1,5 @@
 """The mask-generator family: SAM (by Hugging Face id, local folder or official ``.pth``), SAM-HQ or
-SAM 2 (by Hugging Face id or local folder), or offline superpixels.
+SAM 2 (by Hugging Face id or local folder), or offline Felzenszwalb segments.
 
 Every generator has ``generate(image (H, W, 3) uint8) -> list[dict]`` and
 ``generate_batch(images) -> list[list[dict]]``; records hold ``rle``, ``bbox``
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 SAM_MODELS = ("facebook/sam-vit-base", "facebook/sam-vit-large", "facebook/sam-vit-huge")
 SAM_VARIANT_MODELS = ("syscv-community/sam-hq-vit-large", "facebook/sam2.1-hiera-large")
 """SAM-HQ ViT-L and SAM 2.1 Hiera-L; any SAM-HQ or SAM 2 id or folder works too."""
-OFFLINE_METHODS = ("felzenszwalb", "slic")
+OFFLINE_METHODS = ("felzenszwalb",)
 _SUPPORTED_TYPES = ("sam", "sam_hq", "sam2", "sam2_video")
 """Config ``model_type``s the generator runs; ``sam2_video`` (the ``facebook/sam2.1-*`` checkpoints)
 is loaded as an image ``Sam2Model``, its video memory modules unused."""
@@ -63,7 +63,7 @@ def _load_sam_model(name_or_path: str) -> Any:
             f"{name_or_path!r} is a {config.model_type!r} model; the automatic mask generator supports model types "
             f"{', '.join(_SUPPORTED_TYPES)} (SAM ViT-B/L/H: {', '.join(SAM_MODELS)}, or an official SAM .pth; "
             f"SAM-HQ and SAM 2, e.g. {', '.join(SAM_VARIANT_MODELS)}; or a folder saved from any of them), "
-            f"or the offline generators {', '.join(OFFLINE_METHODS)}"
+            f"or the offline generator {', '.join(OFFLINE_METHODS)}"
         )
     return load_pretrained(getattr(transformers, _MODEL_CLASSES[config.model_type]), name_or_path)
 
@@ -72,10 +72,8 @@ def masks_at_gsd(settings: MasksSettings, gsd_cm: float) -> MasksSettings:
     """Returns ``settings`` with every pixel size filled in for tiles at ``gsd_cm`` cm/px.
 
     A pixel setting given by the user (``min_mask_area``, ``offline_scale``, ``offline_sigma``,
-    ``offline_min_size``, ``offline_line_width``, ``offline_line_min_length``) wins over its
-    physical twin; otherwise the physical value is converted (areas by GSD², lengths by GSD);
-    ``offline_line_width`` stays None while ``offline_lines`` is off (no line proposals). At the
-    paper's 0.25 cm/px the physical defaults give the paper's pixel values (3000 px, scale 200,
+    ``offline_min_size``) wins over its physical twin; otherwise the physical value is converted
+    (areas by GSD², lengths by GSD). At the paper's 0.25 cm/px the physical defaults give the paper's pixel values (3000 px, scale 200,
     sigma 0.5).
     """
     area = settings.min_mask_area
@@ -86,11 +84,8 @@ def masks_at_gsd(settings: MasksSettings, gsd_cm: float) -> MasksSettings:
         min_size = max(1, round(area_px(settings.offline_min_size_cm2, gsd_cm)))
     scale = settings.offline_scale if settings.offline_scale is not None else area_px(settings.offline_scale_cm2, gsd_cm)
     sigma = settings.offline_sigma if settings.offline_sigma is not None else length_px(settings.offline_sigma_cm, gsd_cm)
-    line_width = (settings.offline_line_width or length_px(settings.offline_line_width_cm, gsd_cm)) if settings.offline_lines else None
-    line_length = settings.offline_line_min_length or length_px(settings.offline_line_min_length_cm, gsd_cm)
     return settings.model_copy(
-        update={"min_mask_area": area, "offline_scale": scale, "offline_sigma": sigma, "offline_min_size": min_size,
-                "offline_line_width": line_width, "offline_line_min_length": line_length}
+        update={"min_mask_area": area, "offline_scale": scale, "offline_sigma": sigma, "offline_min_size": min_size}
     )
 
 
@@ -112,16 +107,10 @@ def load_mask_generator(
         from roadparse.models.offline_masks import OfflineMaskGenerator
 
         return OfflineMaskGenerator(
-            name,
             scale=settings.offline_scale,  # type: ignore[arg-type]  # filled by at_gsd
             sigma=settings.offline_sigma,  # type: ignore[arg-type]
             min_size=settings.offline_min_size,
-            n_segments=settings.offline_segments,
-            merge_threshold=settings.offline_merge,
             min_mask_area=settings.min_mask_area,  # type: ignore[arg-type]
-            line_width=settings.offline_line_width,  # None unless offline_lines
-            line_min_length=settings.offline_line_min_length,  # type: ignore[arg-type]
-            line_threshold=settings.offline_line_threshold,
         )
     from roadparse.models.sam.amg import SamAutomaticMasks
 

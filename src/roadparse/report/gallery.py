@@ -229,7 +229,7 @@ def _merge_snippet(entries: list[dict[str, Any]]) -> str:
         suggestion = entry.get("suggestion") or {}
         comment = f"{entry['size']} masks" + (f", purity {suggestion['purity']:.2f}" if "purity" in suggestion else "")
         value: str | Split = str(suggestion.get("class", DISCARD))
-        if "split" in suggestion:  # a mixed cluster the suggestion split (cluster.suggest_split_purity)
+        if "split" in suggestion:  # a split suggested by an earlier version (clusters.json of an existing run)
             value = parse_split(suggestion["split"], f"suggestion for cluster {entry['cluster']}")
             comment += ", split: " + ", ".join(p["class"] for p in suggestion["split_parts"])
         rows.append((int(entry["cluster"]), value, comment))

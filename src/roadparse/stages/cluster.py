@@ -37,7 +37,6 @@ from roadparse.io.labels import load_classes
 from roadparse.merge import (
     merge_map_yaml,
     name_unseen_clusters,
-    split_mixed_suggestions,
     suggest_from_histograms,
     suggest_zero_shot,
     unnamed_classes,
@@ -132,7 +131,6 @@ def run(
             section.n_clusters,
             seed=section.seed,
             normalize=section.normalize,
-            pca_dim=section.pca_dim,
             n_neighbors=section.n_neighbors,
             sample_size=section.sample_size,
         )
@@ -190,11 +188,6 @@ def suggest_by_majority(
 
     The warnings (logged, and in the map's header) name each class that no cluster is
     suggested as, and why (:func:`~roadparse.merge.unnamed_classes`).
-
-    With ``cluster.suggest_split_purity`` mixed clusters are split where that names clearly
-    more labelled pixels right (:func:`~roadparse.merge.split_mixed_suggestions`): the split
-    runs on the rows the cluster stage clustered (an object across tiles is one row), as
-    ``pseudolabel`` recomputes it.
     """
     classes = load_classes(settings.classes)
     assignments = read_assignments(workspace)
@@ -202,32 +195,14 @@ def suggest_by_majority(
     clusters = assignments.column("cluster").to_numpy().astype(np.int64)
     section = settings.cluster
     tiles = tiles if tiles is not None else list_tiles(workspace)
-    folds = None
-    if section.suggest_split_purity is None:
-        _, histograms = collect_coverage(workspace, tiles, labels_dir, classes, keys)
-    else:
-        folds = fold_histograms(workspace, tiles, labels_dir, classes, keys)
-        histograms = folds.sum(axis=0)
+    _, histograms = collect_coverage(workspace, tiles, labels_dir, classes, keys)
     purity = settings.cluster.min_purity if min_purity is None else min_purity
     n_clusters = cluster_count(workspace)
     suggestions = suggest_from_histograms(clusters, histograms, n_clusters, classes.names, purity)
     source = f"majority vote of the ground truth in {labels_dir}{_frames_note(tiles)}, min purity {purity}"
     unseen = section.suggest_unseen == "nearest" and any(not item.get("pixels") for item in suggestions)
-    features = (
-        np.asarray(clustering_features(workspace, section.layer, section))
-        if section.suggest_split_purity is not None or unseen else None
-    )
-    if features is not None and section.suggest_split_purity is not None:
-        suggestions = split_mixed_suggestions(
-            suggestions, clusters, histograms, features, classes.names,
-            purity, section.suggest_split_purity, section.suggest_split_max_parts, folds,
-        )
-        source += (
-            f"; clusters under purity {section.suggest_split_purity} split into up to "
-            f"{section.suggest_split_max_parts} parts where that names more pixels right "
-            f"(cross-validated over {len(folds) if folds is not None else 0} labelled frames or tiles)"
-        )
-    if features is not None and unseen:
+    if unseen:
+        features = np.asarray(clustering_features(workspace, section.layer, section))
         suggestions = name_unseen_clusters(suggestions, clusters, features)
         source += "; clusters without a labelled pixel named after their nearest named cluster"
     warnings = unnamed_classes(suggestions, histograms, clusters, classes.names)
@@ -246,26 +221,6 @@ def _frames_note(tiles: list[Tile]) -> str:
         return ""
     shown = ", ".join(frames[:5]) + (f", ... ({len(frames) - 5} more)" if len(frames) > 5 else "")
     return f" on the labels of {len(frames)} frame{'s' if len(frames) != 1 else ''} ({shown})"
-
-
-def fold_histograms(
-    workspace: Workspace, tiles: list[Tile], labels_dir: str | Path, classes: Any, keys: dict[tuple[str, str], int]
-) -> np.ndarray:
-    """Returns (F, M, C) ground-truth histograms of every mask row per fold: per labelled frame,
-    or per labelled tile when fewer than two frames have labels (the folds that validate a split)."""
-    by_frame: dict[str, list[Tile]] = {}
-    for tile in tiles:
-        by_frame.setdefault(tile.frame, []).append(tile)
-    groups = []
-    for frame_tiles in by_frame.values():
-        _, histograms = collect_coverage(workspace, frame_tiles, labels_dir, classes, keys)
-        if histograms.any():
-            groups.append((frame_tiles, histograms))
-    if len(groups) >= 2:
-        return np.stack([histograms for _, histograms in groups])
-    folds = [collect_coverage(workspace, [tile], labels_dir, classes, keys)[1] for tile in tiles]
-    folds = [histograms for histograms in folds if histograms.any()]
-    return np.stack(folds) if folds else np.zeros((0, len(keys), len(classes)), dtype=np.int64)
 
 
 def suggest_by_zero_shot(

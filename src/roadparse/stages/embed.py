@@ -1,10 +1,7 @@
 """Stage 3, ``embed``: one embedding per mask, from its bounding-box crop (paper §3.2.2, §4.3).
 
 For every tile and each of its masks: crop the mask's box from the tile (optionally
-greying the pixels outside the mask), resize to ``crop_size`` and encode. With objects
-across tiles (``masks.merge_across_tiles``, ``masks/objects.json``) an object gets one row,
-under its first mask's key, cropped from its whole extent in the frame (the frame's tiles
-pasted together); its other masks get no row. Crops are batched across the tiles of a group,
+greying the pixels outside the mask), resize to ``crop_size`` and encode. Crops are batched across the tiles of a group,
 every forward pass padded to ``embed.batch_size`` rows, so a crop's features do not depend on
 its neighbours in the batch. Each finished tile's rows go to
 ``embed/.parts/<tile>.npz`` (atomically) and are journalled, so an interrupted run
@@ -37,9 +34,7 @@ from roadparse.artifacts import (
     features_path,
     index_path,
     list_tiles,
-    mask_key,
     read_index,
-    read_objects,
     read_statistics_record,
     read_tile_masks,
     shape_path,
@@ -190,8 +185,7 @@ class Texture:
     exposure. The fifth value is the mean orientation coherence of the 1 cm gradients over a
     4 cm window (near 0: no direction, as asphalt grain; near 1: one direction, as along a
     paver joint, a groove or the edge of a stripe). Smooth asphalt, concrete pavers and a lawn
-    can share a colour, not these. An object across tiles is read on its canvas, subsampled as
-    its crop is (:meth:`FrameObjects.canvas`), at that canvas's GSD. Pixels outside ``valid``
+    can share a colour, not these. Pixels outside ``valid``
     (padding beyond the frame) are left out of every blur (normalised convolution), so a frame
     edge does not look like texture.
     """
@@ -269,99 +263,6 @@ def mask_shape(mask: np.ndarray, gsd_cm: float) -> np.ndarray:
     return np.array([np.log10(count * gsd_cm**2), np.log10(width_px * gsd_cm), elongation], np.float32)
 
 
-@dataclass(frozen=True)
-class ObjectCanvas:
-    """An object across tiles, pasted from its frame's tiles (:meth:`FrameObjects.canvas`)."""
-
-    pixels: np.ndarray
-    """(h, w, 3) uint8, the object's box widened by the margin; zero where no tile lies"""
-    covered: np.ndarray
-    """(h, w) bool: the object's masks"""
-    box: tuple[int, int, int, int]
-    """the object's box (no margin), working pixels relative to its representative's tile"""
-    area: int
-    """the object's area in working pixels"""
-    step: int
-    """working pixels per canvas pixel (the subsampling)"""
-    inner: tuple[slice, slice]
-    """the object's own box within ``pixels`` and ``covered`` (all of them without a margin)"""
-
-
-class FrameObjects:
-    """Objects across tiles: which masks are skipped, and the crop of each object from its frame."""
-
-    MAX_CANVAS_CROPS = 4
-    """An object's canvas is subsampled to at most this many crop sides (a road spanning a frame)."""
-
-    def __init__(self, workspace: Workspace, tiles: list[Tile], gains: dict[str, tuple[float, float, float]] | None = None):
-        self.workspace = workspace
-        self.gains = gains
-        self.groups = read_objects(workspace)
-        self.followers = {member for members in self.groups.values() for member in members[1:]}
-        self.tiles = {tile.id: tile for tile in tiles}
-        self.by_frame: dict[str, list[Tile]] = {}
-        for tile in tiles:
-            self.by_frame.setdefault(tile.frame, []).append(tile)
-        self._images: dict[str, np.ndarray] = {}
-        self._masks: dict[str, dict[str, dict[str, Any]]] = {}
-
-    def _image(self, tile: Tile) -> np.ndarray:
-        if tile.id not in self._images:
-            if len(self._images) > 16:
-                self._images.pop(next(iter(self._images)))
-            self._images[tile.id] = balanced(read_image(tile.path), tile, self.gains)
-        return self._images[tile.id]
-
-    def _mask(self, key: tuple[str, str]) -> dict[str, Any]:
-        if key[0] not in self._masks:
-            if len(self._masks) > 16:
-                self._masks.pop(next(iter(self._masks)))
-            self._masks[key[0]] = {str(m["id"]): m for m in read_tile_masks(self.workspace, key[0])}
-        return self._masks[key[0]][key[1]]
-
-    def canvas(self, representative: tuple[str, str], margin_px: float = 0.0) -> ObjectCanvas:
-        """Returns the canvas of an object: its bounding box in the frame (working pixels), filled
-        from every tile of the frame under it, subsampled by an integer step when it is larger than
-        ``MAX_CANVAS_CROPS`` crop sides, and widened by ``margin_px`` working pixels on every side
-        (what lies around the object, for its surround; the subsampling and the box stay the
-        object's). ``ObjectCanvas.inner`` cuts the object's own box out of it.
-        """
-        members = self.groups[representative]
-        boxes = []
-        for tile_id, mask_id in members:
-            px, py = self.tiles[tile_id].position
-            x0, y0, x1, y1 = self._mask((tile_id, mask_id))["bbox"]
-            boxes.append((px + x0, py + y0, px + x1, py + y1))
-        ox0, oy0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-        ox1, oy1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
-        step = max(1, -(-max(ox1 - ox0, oy1 - oy0) // (self.MAX_CANVAS_CROPS * 224)))
-        margin = int(np.ceil(margin_px / step)) * step  # whole subsampled pixels
-        ux0, uy0, ux1, uy1 = ox0 - margin, oy0 - margin, ox1 + margin, oy1 + margin
-        height, width = -(-(uy1 - uy0) // step), -(-(ux1 - ux0) // step)
-        pixels = np.zeros((height, width, 3), np.uint8)
-        covered = np.zeros((height, width), bool)
-        member_tiles = {tile_id for tile_id, _ in members}
-        for tile in self.by_frame[self.tiles[representative[0]].frame]:
-            px, py = tile.position
-            cols = _aligned(max(px, ux0), min(px + tile.valid[0], ux1), ux0, step)
-            rows = _aligned(max(py, uy0), min(py + tile.valid[1], uy1), uy0, step)
-            if cols is None or rows is None:
-                continue
-            target = (slice((rows[0] - uy0) // step, (rows[1] - 1 - uy0) // step + 1),
-                      slice((cols[0] - ux0) // step, (cols[1] - 1 - ux0) // step + 1))
-            source = (slice(rows[0] - py, rows[1] - py, step), slice(cols[0] - px, cols[1] - px, step))
-            pixels[target] = self._image(tile)[source]
-            if tile.id in member_tiles:
-                for tile_id, mask_id in members:
-                    if tile_id == tile.id:
-                        covered[target] |= rle.decode(self._mask((tile_id, mask_id))["rle"])[source]
-        rx, ry = self.tiles[representative[0]].position
-        box = (ox0 - rx, oy0 - ry, ox1 - rx, oy1 - ry)
-        edge = margin // step
-        inner = (slice(edge, height - edge), slice(edge, width - edge))
-        return ObjectCanvas(pixels, covered, box, int(covered.sum()) * step * step, step, inner)
-
-
 def channel_medians(image: np.ndarray, step: int = 4) -> tuple[np.ndarray, int]:
     """Returns ((3,) per-channel median, pixel count) of an RGB tile's non-black pixels (zero padding excluded), every ``step``-th row and column."""
     pixels = image[::step, ::step].reshape(-1, 3)
@@ -418,17 +319,11 @@ def colour_gains(tiles: list[Tile]) -> dict[str, tuple[float, float, float]]:
     return frame_gains(medians)
 
 
-def _aligned(lo: int, hi: int, origin: int, step: int) -> tuple[int, int] | None:
-    """Returns [first, hi) where ``first`` is the first coordinate >= lo on the grid origin + k * step; None if empty."""
-    first = lo + (-(lo - origin)) % step
-    return (first, hi) if first < hi else None
-
-
 def tile_crops(
-    workspace: Workspace, tile: Tile, settings: EmbedSettings, objects: FrameObjects | None = None,
+    workspace: Workspace, tile: Tile, settings: EmbedSettings,
     gains: dict[str, tuple[float, float, float]] | None = None, *, with_crops: bool = True,
 ) -> TileCrops:
-    """Returns the crops of every mask of ``tile`` (with ``objects``: one per object, from its whole extent).
+    """Returns the crops of every mask of ``tile``.
 
     ``with_crops=False`` gives the per-mask statistics alone (no crop is cut; ``crops`` is empty).
 
@@ -436,8 +331,6 @@ def tile_crops(
         ValueError / OSError: unreadable tile image or mask file, or a mask that does not fit the tile.
     """
     masks = read_tile_masks(workspace, tile.id)
-    if objects is not None and objects.groups:
-        masks = [m for m in masks if mask_key(tile.id, m["id"]) not in objects.followers]
     size = settings.crop_size
     if not masks:
         empty = np.zeros((0, 4), dtype=np.int64)
@@ -454,25 +347,8 @@ def tile_crops(
     gsd = tile.gsd_cm or REFERENCE_GSD_CM
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
     valid = np.asarray(image.any(axis=2))  # zero padding beyond the frame is not surround
-    texture: Texture | None = None  # made for the first mask of the tile's own
+    texture: Texture | None = None  # made for the tile's first mask
     for i, record in enumerate(masks):
-        key = mask_key(tile.id, record.get("id", i))
-        if objects is not None and key in objects.groups:
-            # one canvas widened by the ring: the surround lies outside the object's box
-            found = objects.canvas(key, margin_px=settings.surround_cm / gsd)
-            boxes[i], areas[i], step = found.box, found.area, found.step
-            wide_lab = cv2.cvtColor(found.pixels, cv2.COLOR_RGB2LAB)
-            covered = np.ascontiguousarray(found.covered[found.inner])
-            if with_crops:
-                canvas = np.ascontiguousarray(found.pixels[found.inner])
-                crop_box = padded_box((0, 0, canvas.shape[1], canvas.shape[0]), MIN_CROP_SIDE, canvas.shape[1], canvas.shape[0])
-                crops[i] = crop_mask(canvas, crop_box, size, covered if settings.mask_background else None)
-            colours[i] = mask_colour(wide_lab[found.inner], covered)
-            shapes[i] = mask_shape(covered, gsd * step)
-            wide_valid = np.asarray(found.pixels.any(axis=2))
-            surrounds[i] = surround_colour(wide_lab, found.covered, wide_valid, settings.surround_cm / (gsd * step))
-            textures[i] = Texture(wide_lab, wide_valid, gsd * step).of(found.covered)
-            continue
         mask = rle.decode(record["rle"])
         if mask.shape != (height, width):
             raise ValueError(f"tile {tile.id}: mask {record.get('id')} is {mask.shape}, tile image is {(height, width)}")
@@ -606,20 +482,18 @@ group pads its last batch (at most 1/8 more rows) and is journalled when it fini
 
 def embed_tiles(
     workspace: Workspace, settings: EmbedSettings, layers: list[int], stage_dir: Path, run_fingerprint: str,
-    encoder: Encoder, objects: FrameObjects | None, gains: dict[str, tuple[float, float, float]] | None,
-    tiles: list[Tile],
+    encoder: Encoder, gains: dict[str, tuple[float, float, float]] | None, tiles: list[Tile],
 ) -> list[dict[str, Any] | Exception]:
     """Embeds the masks of ``tiles`` and writes each tile's part; returns one record (or error) per tile.
 
-    A tile whose image or masks cannot be read gets its exception in place of a record. With
-    ``objects`` (masks merged across tiles) an object is embedded once, from its whole extent.
+    A tile whose image or masks cannot be read gets its exception in place of a record.
     """
     batcher = _Batcher(encoder, layers, settings.batch_size)
     results: dict[str, dict[str, Any] | Exception] = {}
     finished: list[TileCrops] = []
     for tile in tiles:
         try:
-            entry = tile_crops(workspace, tile, settings, objects, gains)
+            entry = tile_crops(workspace, tile, settings, gains)
         except (ValueError, OSError, KeyError) as exc:
             results[tile.id] = exc
             continue
@@ -640,21 +514,14 @@ class EmbedTask:
     stage_dir: Path
     run_fingerprint: str
     encoder: Encoder | None = None
-    tiles: tuple[Tile, ...] = ()
-    """every tile of the stage (objects across tiles are cut from their frame's tiles)"""
     gains: dict[str, tuple[float, float, float]] | None = None
     """frame -> channel gains (``embed.colour_normalise: frame``), None: pixels as they are"""
 
     def load(self) -> Any:
         """Returns the per-group function, with the encoder loaded (or the one given)."""
         cfg = self.settings
-        encoder = self.encoder or load_encoder(cfg.encoder, self.layers, cfg.device, final_norm=cfg.final_norm)
-        objects = FrameObjects(self.workspace, list(self.tiles), self.gains)
-        if objects.groups:
-            log.info("embed: %d objects across tiles, each embedded once (%d masks folded into them)",
-                     len(objects.groups), len(objects.followers))
-        return partial(embed_tiles, self.workspace, cfg, self.layers, self.stage_dir, self.run_fingerprint, encoder,
-                       objects if objects.groups else None, self.gains)
+        encoder = self.encoder or load_encoder(cfg.encoder, self.layers, cfg.device)
+        return partial(embed_tiles, self.workspace, cfg, self.layers, self.stage_dir, self.run_fingerprint, encoder, self.gains)
 
 
 def _crop_counts(masks_manifest: StageManifest, tiles: list[Tile]) -> dict[str, int]:
@@ -756,16 +623,15 @@ def refresh_statistics(workspace: Workspace, cfg: EmbedSettings, manifest: Stage
     tile_ids = index.column("tile_id").to_pylist()
     mask_ids = [str(m) for m in index.column("mask_id").to_pylist()]
     masks_items = workspace.require_manifest("masks")["items"]
-    tiles = [tile for tile in list_tiles(workspace) if tile.id in masks_items]  # as the run had them: gains, objects
+    tiles = [tile for tile in list_tiles(workspace) if tile.id in masks_items]  # as the run had them: gains
     by_id = {tile.id: tile for tile in tiles}
     order = list(dict.fromkeys(tile_ids))
     gains = colour_gains(tiles) if cfg.colour_normalise == "frame" else None
-    objects = FrameObjects(workspace, tiles, gains)
     surrounds = np.zeros((len(tile_ids), COLOUR_DIMS), np.float32)
     textures = np.zeros((len(tile_ids), TEXTURE_DIMS), np.float32)
     row = 0
     for tile_id in tqdm(order, desc="embed: surrounds and textures", unit="tile", dynamic_ncols=True):
-        entry = tile_crops(workspace, by_id[tile_id], cfg, objects if objects.groups else None, gains, with_crops=False)
+        entry = tile_crops(workspace, by_id[tile_id], cfg, gains, with_crops=False)
         rows = mask_ids[row : row + entry.count]
         if [str(m) for m in entry.mask_ids] != rows or tile_ids[row : row + entry.count] != [tile_id] * entry.count:
             raise ValueError(f"{workspace.root / 'embed'}: the masks of tile {tile_id} no longer match the embedding; re-run `roadparse embed`")
@@ -798,7 +664,7 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
     layers = sorted(set(cfg.layers))
     if encoder is None and workspace.finished("embed", cfg, inputs) is None and settings.run.executor == "local":
         # Loaded before begin(): a mistyped encoder or layer must not invalidate a finished embedding.
-        encoder = load_encoder(cfg.encoder, layers, cfg.device, final_norm=cfg.final_norm)
+        encoder = load_encoder(cfg.encoder, layers, cfg.device)
     if encoder is not None and not set(layers) <= set(encoder.layers):
         raise ValueError(f"the given encoder gives layers {encoder.layers}, settings ask for {layers}")
     stage = workspace.begin("embed", cfg, inputs=inputs)
@@ -819,7 +685,7 @@ def run(workspace: Workspace, settings: Settings, *, encoder: Encoder | None = N
         process_batches(
             stage,
             {tile.id: tile for tile in tiles},
-            EmbedTask(workspace, cfg, layers, stage.dir, stage.fingerprint, encoder, tuple(tiles), gains),
+            EmbedTask(workspace, cfg, layers, stage.dir, stage.fingerprint, encoder, gains),
             batch_size=cfg.batch_size * GROUP_BATCHES,
             weights=counts,
             desc="embed",

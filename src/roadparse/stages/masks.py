@@ -1,11 +1,10 @@
 """Stage 2, ``masks``: automatic masks of every tile (paper §3.2.1, §4.2).
 
 Each tile of the finished ``roi`` stage goes through the mask generator (SAM ViT-L,
-16x16 grid by default, or an offline superpixel generator); masks under
+16x16 grid by default, or the offline Felzenszwalb generator); masks under
 ``min_mask_area_cm2`` (at the tile's GSD; or ``min_mask_area`` pixels) are dropped. Only a
 tile's valid part is segmented: padding past the frame edge never becomes a mask.
-With ``merge_across_tiles`` the masks of each frame are then grouped into objects
-(:mod:`roadparse.tile_merge`), written to ``masks/objects.json``. Per tile, ``masks/<tile_id>.json`` is written
+Per tile, ``masks/<tile_id>.json`` is written
 atomically in the format of docs/artifacts.md and journalled, so an interrupted run
 resumes. A tile that cannot be read is recorded as failed and the run goes on; a
 model that cannot be loaded stops the stage at once with the loader's message.
@@ -21,13 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from roadparse.artifacts import Tile, list_tiles, masks_path, objects_path, read_tile_masks
+from roadparse.artifacts import Tile, list_tiles, masks_path
 from roadparse.config import REFERENCE_GSD_CM, MasksSettings, Settings
 from roadparse.executor import BatchFn, make_executor, process_batches
 from roadparse.io import rle as rle_io
 from roadparse.io.images import read_image
 from roadparse.models.mask_generators import MaskGenerator, load_mask_generator, masks_at_gsd
-from roadparse.tile_merge import TilePlace, group_objects, match_masks
 from roadparse.workspace import StageManifest, Workspace, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -61,8 +59,7 @@ class GeneratorsByGsd:
     """
 
     _PIXEL_ATTRIBUTES = (("min_mask_area", "min_mask_area"), ("scale", "offline_scale"),
-                         ("sigma", "offline_sigma"), ("min_size", "offline_min_size"),
-                         ("line_width", "offline_line_width"), ("line_min_length", "offline_line_min_length"))
+                         ("sigma", "offline_sigma"), ("min_size", "offline_min_size"))
 
     def __init__(self, settings: MasksSettings, given: MaskGenerator | None = None):
         self.settings = settings
@@ -185,8 +182,6 @@ def run(workspace: Workspace, settings: Settings, generator: MaskGenerator | Non
     summary["min_mask_area_px"] = {
         f"{gsd:g}": pixels(gsd).min_mask_area for gsd in sorted({t.gsd_cm or REFERENCE_GSD_CM for t in tiles})
     }
-    if settings.masks.merge_across_tiles:
-        summary["objects"] = write_objects(workspace, settings.masks, tiles)
     return run_.finish(summary)
 
 
@@ -204,67 +199,3 @@ def _summary(items: dict[str, dict[str, Any]], n_tiles: int) -> dict[str, Any]:
         "flat_tiles": sum(1 for item in done if item.get("flat")),
     }
 
-
-def _place(tile: Tile) -> TilePlace:
-    return TilePlace(tile.position[0], tile.position[1], tile.valid[0], tile.valid[1])
-
-
-def _touch(first: TilePlace, second: TilePlace) -> bool:
-    """True when two tiles overlap or share an edge (not only a corner)."""
-    dx = min(first.x1, second.x1) - max(first.x, second.x)
-    dy = min(first.y1, second.y1) - max(first.y, second.y)
-    return (dx >= 0 and dy > 0) or (dx > 0 and dy >= 0)
-
-
-def _frame_objects(
-    workspace: Workspace, settings: MasksSettings, tiles: list[Tile]
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Returns the multi-mask objects of one frame's tiles and the count of links per kind."""
-    masks = [read_tile_masks(workspace, tile.id) for tile in tiles]
-    places = [_place(tile) for tile in tiles]
-    stacks: dict[int, np.ndarray] = {}
-
-    def stack(index: int) -> np.ndarray:
-        if index not in stacks:
-            if len(stacks) > 16:  # neighbours come close in row-major order: keep a few tiles decoded
-                stacks.pop(next(iter(stacks)))
-            width, height = tiles[index].valid
-            stacks[index] = np.stack([rle_io.decode(m["rle"])[:height, :width] for m in masks[index]]) if masks[
-                index] else np.zeros((0, height, width), bool)
-        return stacks[index]
-
-    links: list[tuple[int, int, int, int]] = []
-    kinds = {"duplicate": 0, "border": 0}
-    for i in range(len(tiles)):
-        for j in range(i + 1, len(tiles)):
-            if not _touch(places[i], places[j]) or not masks[i] or not masks[j]:
-                continue
-            for a, b, kind in match_masks(places[i], stack(i), places[j], stack(j),
-                                          settings.merge_border_iou, settings.merge_duplicate_iou):
-                links.append((i, a, j, b))
-                kinds[kind] += 1
-    objects = []
-    for members in group_objects([len(m) for m in masks], links):
-        keys = [[tiles[t].id, masks[t][k]["id"]] for t, k in members]
-        objects.append({"id": keys[0][1], "tile": keys[0][0], "members": keys})
-    return objects, kinds
-
-
-def write_objects(workspace: Workspace, settings: MasksSettings, tiles: list[Tile]) -> dict[str, Any]:
-    """Groups every frame's masks into objects across tiles, writes ``masks/objects.json``; returns counts."""
-    by_frame: dict[str, list[Tile]] = {}
-    for tile in tiles:
-        if masks_path(workspace, tile.id).exists():
-            by_frame.setdefault(tile.frame, []).append(tile)
-    objects: list[dict[str, Any]] = []
-    kinds = {"duplicate": 0, "border": 0}
-    for frame_tiles in by_frame.values():
-        found, frame_kinds = _frame_objects(workspace, settings, frame_tiles)
-        objects += found
-        for kind, count in frame_kinds.items():
-            kinds[kind] += count
-    merged_masks = sum(len(o["members"]) for o in objects)
-    atomic_write_json(objects_path(workspace), {"objects": objects})
-    log.info("masks: %d masks joined into %d objects across tiles (%d duplicate, %d border links)",
-             merged_masks, len(objects), kinds["duplicate"], kinds["border"])
-    return {"objects": len(objects), "masks_in_objects": merged_masks, "links": kinds}

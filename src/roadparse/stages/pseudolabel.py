@@ -27,10 +27,8 @@ from roadparse.artifacts import (
     pseudo_label_dir,
     read_assignments,
     read_merge_map,
-    read_objects,
     stage_summary,
     suggested_merge_map_path,
-    with_objects,
 )
 from roadparse.artifacts import merge_map_path as default_merge_map_path
 from roadparse.config import Settings
@@ -203,7 +201,6 @@ def run(
             strict=True,
         )
     }
-    mask_classes = with_objects(mask_classes, read_objects(workspace))  # objects across tiles: one class
     tiles = {tile.id: tile for tile in list_tiles(workspace)}
     process_items(
         stage_run,

@@ -60,7 +60,6 @@ def _configuration(
         section.n_clusters,
         seed=section.seed,
         normalize=section.normalize,
-        pca_dim=section.pca_dim,
         n_neighbors=section.n_neighbors,
         sample_size=section.sample_size,
     )

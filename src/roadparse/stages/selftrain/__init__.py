@@ -56,7 +56,6 @@ from roadparse.stages.selftrain.loop import (
     resolve_optimizer,
     train_segmenter,
 )
-from roadparse.stages.selftrain.sampling import tile_class_counts
 from roadparse.stages.selftrain.selection import best_round, lost_classes, stop_reason, verdict
 from roadparse.stages.selftrain.thresholds import (
     class_thresholds,
@@ -365,10 +364,7 @@ def _train_round(
     samples = [(t.path, source_labels / f"{t.id}.png") for t in tiles if (source_labels / f"{t.id}.png").is_file()]
     if len(samples) < len(tiles):
         log.warning("round %d: %d of %d tiles have no label in %s", round_index, len(tiles) - len(samples), len(tiles), source_labels)
-    dataset = TileLabelDataset(samples, train.scale_range, train.crop_size, train.flip, train.scale_factor_range,
-                               cache_mb=train.cache_mb)
-    needs_counts = train.crop_sampling == "rare_class" or train.class_weights != "none"
-    class_counts = tile_class_counts([label for _, label in samples], len(classes)) if needs_counts else None
+    dataset = TileLabelDataset(samples, train.scale_range, train.crop_size, train.flip, cache_mb=train.cache_mb)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train.seed + round_index)  # same initial weights on every rank and every rerun
         model = build_segmenter(train.architecture, train.backbone, len(classes), train.pretrained, train.encoder_weights)
@@ -390,7 +386,7 @@ def _train_round(
     }
     summary = train_segmenter(
         model, dataset, train, round_dir / "checkpoints" / "last.pt", segmenter_record(model, meta),
-        device, dist, callback, desc=f"round {round_index}", class_counts=class_counts,
+        device, dist, callback, desc=f"round {round_index}",
     )
     if dist.is_main:
         save_segmenter(model, round_dir / "model", meta)

@@ -27,8 +27,6 @@ def augment_pair(
     crop_size: int,
     flip: bool,
     generator: torch.Generator,
-    scale_factor_range: tuple[float, float] | None = None,
-    centre_class: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns the (3, S, S) uint8 image and (S, S) int64 label after resize, crop and flip.
 
@@ -44,19 +42,10 @@ def augment_pair(
         crop_size: side S of the crop.
         flip: allow the horizontal flip.
         generator: source of randomness.
-        scale_factor_range: (low, high) resize factors of the input (1 = native size); when given it
-            replaces ``scale_range``, so objects are never shrunk below ``low`` times their size.
-        centre_class: a class id: the crop is drawn among those holding one random pixel of this class
-            (rare-class sampling); None or a class absent after resizing: a uniform random crop.
     """
     image = tv_tensors.Image(image)
     mask = tv_tensors.Mask(label[None])
-    if scale_factor_range is not None:
-        low, high = scale_factor_range
-        factor = low + (high - low) * float(torch.rand((), generator=generator))
-        short = max(1, round(min(image.shape[-2:]) * factor))
-    else:
-        short = _randint(int(scale_range[0]), int(scale_range[1]), generator)
+    short = _randint(int(scale_range[0]), int(scale_range[1]), generator)
     image = TF.resize(image, [short], interpolation=InterpolationMode.BILINEAR, antialias=True)
     mask = TF.resize(mask, [short], interpolation=InterpolationMode.NEAREST)
     height, width = image.shape[-2:]
@@ -64,7 +53,8 @@ def augment_pair(
     if pad_right or pad_bottom:
         image = TF.pad(image, [0, 0, pad_right, pad_bottom], fill=0)
         mask = TF.pad(mask, [0, 0, pad_right, pad_bottom], fill=IGNORE_INDEX)
-    top, left = _crop_corner(mask[0], crop_size, centre_class, generator)
+    height, width = mask.shape[-2:]
+    top, left = _randint(0, height - crop_size, generator), _randint(0, width - crop_size, generator)
     image = TF.crop(image, top, left, crop_size, crop_size)
     mask = TF.crop(mask, top, left, crop_size, crop_size)
     if flip and bool(torch.rand((), generator=generator) < 0.5):
@@ -72,16 +62,3 @@ def augment_pair(
         mask = TF.horizontal_flip(mask)
     return image.as_subclass(torch.Tensor), mask[0].as_subclass(torch.Tensor).long()
 
-
-def _crop_corner(label: torch.Tensor, crop_size: int, centre_class: int | None, generator: torch.Generator) -> tuple[int, int]:
-    """Returns (top, left) of a ``crop_size`` square in the (H, W) ``label``: uniform, or holding a random
-    pixel of ``centre_class`` when it is present."""
-    height, width = label.shape
-    if centre_class is not None:
-        pixels = (label == centre_class).nonzero()
-        if len(pixels):
-            y, x = (int(v) for v in pixels[_randint(0, len(pixels) - 1, generator)])
-            top = _randint(max(0, y - crop_size + 1), min(y, height - crop_size), generator)
-            left = _randint(max(0, x - crop_size + 1), min(x, width - crop_size), generator)
-            return top, left
-    return _randint(0, height - crop_size, generator), _randint(0, width - crop_size, generator)

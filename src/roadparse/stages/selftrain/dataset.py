@@ -28,11 +28,10 @@ def sample_seed(seed: int, position: int) -> int:
 
 
 class TileLabelDataset(Dataset):
-    """(image, label) training pairs: item ``(index, augmentation_seed[, centre_class])`` -> augmented tensors.
+    """(image, label) training pairs: item ``(index, augmentation_seed)`` -> augmented tensors.
 
     Each item is a (3, S, S) float32 image in [0, 1] and a (S, S) int64 label map where
-    IGNORE_INDEX marks pixels that must not enter the loss. A ``centre_class`` >= 0 (from a
-    rare-class sampler) makes the crop hold a pixel of that class.
+    IGNORE_INDEX marks pixels that must not enter the loss.
     """
 
     def __init__(
@@ -41,7 +40,6 @@ class TileLabelDataset(Dataset):
         scale_range: tuple[int, int],
         crop_size: int,
         flip: bool,
-        scale_factor_range: tuple[float, float] | None = None,
         cache_mb: float = 0.0,
     ):
         if not samples:
@@ -50,16 +48,14 @@ class TileLabelDataset(Dataset):
         self.scale_range = scale_range
         self.crop_size = crop_size
         self.flip = flip
-        self.scale_factor_range = scale_factor_range
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._cache_left = int(cache_mb * 2**20)
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        index, seed = key[0], key[1]
-        centre_class = key[2] if len(key) > 2 and key[2] >= 0 else None
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = key
         image, label = self._pair(index)
         generator = torch.Generator().manual_seed(seed)
         image_t, label_t = augment_pair(
@@ -69,8 +65,6 @@ class TileLabelDataset(Dataset):
             self.crop_size,
             self.flip,
             generator,
-            self.scale_factor_range,
-            centre_class,
         )
         return image_t.float().div_(255.0), label_t
 

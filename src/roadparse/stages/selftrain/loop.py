@@ -1,4 +1,4 @@
-"""The training loop: optimiser and schedule per paper Table 6, AMP, checkpoints, resume, DDP.
+"""The training loop: optimiser per paper Table 6, poly schedule, AMP, checkpoints, resume, DDP.
 
 Multi-GPU: launch the command under ``torchrun``, e.g.
 ``torchrun --nproc_per_node 4 "$(which roadparse)" selftrain WORKDIR``; each process trains on its
@@ -9,7 +9,6 @@ DistributedDataParallel, and only rank 0 writes checkpoints, models and manifest
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -27,8 +26,6 @@ from roadparse.config import SelftrainSettings
 from roadparse.io.labels import IGNORE_INDEX
 from roadparse.models.segmenters import unwrap
 from roadparse.stages.selftrain.dataset import IterationBatchSampler, TileLabelDataset
-from roadparse.stages.selftrain.losses import class_weights, segmentation_loss
-from roadparse.stages.selftrain.sampling import RareClassBatchSampler, class_frequencies
 from roadparse.workspace import atomic_output
 
 log = logging.getLogger(__name__)
@@ -102,14 +99,9 @@ def make_optimizer(model: torch.nn.Module, settings: SelftrainSettings) -> torch
     return torch.optim.AdamW(params, lr=lr, betas=settings.betas, weight_decay=decay)
 
 
-def lr_factor(iteration: int, iterations: int, schedule: str) -> float:
-    """Returns the learning-rate multiplier at ``iteration``: poly (power 1), cosine or constant."""
-    progress = min(iteration / max(iterations, 1), 1.0)
-    if schedule == "poly":
-        return 1.0 - progress
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0
+def lr_factor(iteration: int, iterations: int) -> float:
+    """Returns the learning-rate multiplier at ``iteration``: poly with power 1 (MMSegmentation's schedule)."""
+    return 1.0 - min(iteration / max(iterations, 1), 1.0)
 
 
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -154,7 +146,6 @@ def train_segmenter(
     dist: DistContext | None = None,
     callback: Callable[[int, float], None] | None = None,
     desc: str = "train",
-    class_counts: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Trains ``model`` in place for ``settings.iterations`` and returns a summary dict.
 
@@ -163,8 +154,6 @@ def train_segmenter(
     states and loss history are restored, and the sampler continues at that iteration.
     A checkpoint is written every ``checkpoint_every`` iterations and at the end.
     ``callback(iteration, loss)`` runs after every step (and its checkpoint, if any).
-    ``class_counts`` ((N, C) class pixels per dataset sample, see ``stages.selftrain.sampling``) is
-    needed by ``selftrain.crop_sampling: rare_class`` and ``selftrain.class_weights``.
 
     Returns:
         iterations, seconds and iterations_per_second of this session, first/final loss
@@ -177,7 +166,7 @@ def train_segmenter(
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(settings.seed * 1000 + dist.rank)
-        return _train(model, dataset, settings, Path(checkpoint_path), record, device, dist, callback, desc, class_counts)
+        return _train(model, dataset, settings, Path(checkpoint_path), record, device, dist, callback, desc)
 
 
 def _train(
@@ -190,15 +179,9 @@ def _train(
     dist: DistContext,
     callback: Callable[[int, float], None] | None,
     desc: str,
-    class_counts: np.ndarray | None,
 ) -> dict[str, Any]:
     if settings.iterations == "auto":
         raise ValueError("selftrain.iterations is 'auto': resolve it with roadparse.stages.selftrain.budget.resolve_iterations first")
-    needs_counts = settings.crop_sampling == "rare_class" or settings.class_weights != "none"
-    if needs_counts and class_counts is None:
-        raise ValueError("selftrain.crop_sampling rare_class and selftrain.class_weights need the class counts of the training labels")
-    weights = class_weights(class_frequencies(class_counts), settings.class_weights) if class_counts is not None else None
-    weight_tensor = torch.from_numpy(weights).to(device) if weights is not None else None
     model.to(device).to(memory_format=torch.channels_last).train()  # NHWC: oneDNN and tensor cores run convolutions faster
     if dist.world_size > 1:
         if device.type == "cuda":
@@ -206,9 +189,7 @@ def _train(
         ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     optimizer = make_optimizer(model, settings)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: lr_factor(it, int(settings.iterations), settings.schedule)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, int(settings.iterations)))
     use_amp = settings.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -243,18 +224,10 @@ def _train(
                 torch.save(payload, tmp)
         dist.barrier()
 
-    sampler: IterationBatchSampler
-    if settings.crop_sampling == "rare_class":
-        assert class_counts is not None
-        sampler = RareClassBatchSampler(
-            class_counts, settings.batch_size, int(settings.iterations), settings.seed, settings.rare_class_temperature,
-            settings.rare_class_share, start=start, rank=dist.rank, world_size=dist.world_size,
-        )
-    else:
-        sampler = IterationBatchSampler(
-            len(dataset), settings.batch_size, int(settings.iterations), settings.seed,
-            start=start, rank=dist.rank, world_size=dist.world_size,
-        )
+    sampler = IterationBatchSampler(
+        len(dataset), settings.batch_size, int(settings.iterations), settings.seed,
+        start=start, rank=dist.rank, world_size=dist.world_size,
+    )
     loader = DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -271,7 +244,7 @@ def _train(
             labels = labels.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = model(images)
-            loss = segmentation_loss(logits, labels, weight_tensor, settings.ohem_fraction)
+            loss = masked_cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

@@ -85,8 +85,8 @@ def _advice(trained: list[dict[str, Any]]) -> str:
     lost = sorted({name for m in trained for name in m.get("lost_classes") or []})
     if lost:
         hints.append(
-            f"classes lost ({', '.join(lost)}): try selftrain.crop_sampling: rare_class, selftrain.class_weights: "
-            "inverse_sqrt_frequency, selftrain.relabel_class_quantile, a selftrain.scale_factor_range that does not shrink them"
+            f"classes lost ({', '.join(lost)}): try selftrain.relabel_class_quantile (every class keeps a share of its "
+            "relabelled pixels) or a longer budget (selftrain.budget_crops_per_tile)"
         )
     iterations = training.get("iterations")
     fit = first.get("fit")
