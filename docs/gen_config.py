@@ -29,7 +29,6 @@ TABLE_HEAD = "| setting | type | default | unit | meaning |\n|---|---|---|---|--
 PIXEL_FIELDS = frozenset({
     "roi.long_side", "roi.tile_size", "roi.tile_overlap",
     "masks.min_mask_area", "masks.offline_sigma", "masks.offline_min_size",
-    "masks.offline_line_width", "masks.offline_line_min_length",
     "embed.crop_size", "selftrain.crop_size", "selftrain.scale_range", "predict.window",
 })
 """Settings in pixels whose names do not say so (their physical twins end in ``_m``/``_cm``/``_cm2``)."""

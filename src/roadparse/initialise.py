@@ -256,7 +256,7 @@ def choose_gsd_settings(frames: Sequence[FrameInfo], profile: Settings) -> tuple
         choices.append(Choice("roi.tile_size", COARSE_TILE_PX, why=(
             f"a {profile.roi.tile_size_m:g} m tile would be {tile_px} px at {working:.3g} cm/px; {COARSE_TILE_PX} px tiles "
             f"({COARSE_TILE_PX * working / 100:.3g} m) instead, as the models resize tiles to 512-1024 px")))
-        if profile.masks.generator in ("felzenszwalb", "slic"):
+        if profile.masks.generator == "felzenszwalb":
             notes.append(
                 f"the offline mask generator's physical sizes were measured down to 2 cm/px; at {working:.3g} cm/px it can "
                 "propose thousands of small masks per tile: if the masks stage reports that many, set masks.min_mask_area, "

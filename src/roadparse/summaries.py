@@ -8,7 +8,7 @@ summary with :func:`roadparse.artifacts.stage_summary`, which names the stage an
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Literal, TypedDict
 
 StageName = Literal["roi", "masks", "embed", "cluster", "pseudolabel", "selftrain", "sweep"]
 """A stage that writes a manifest."""
@@ -52,8 +52,6 @@ class MasksSummary(StageCounts):
     flat_tiles: int
     min_mask_area_px: dict[str, int]
     """GSD (cm/px, as text) -> the smallest mask kept, in pixels at that GSD."""
-    objects: NotRequired[dict[str, Any]]
-    """Masks joined across tiles into objects (only when ``masks.merge_across_tiles`` is on)."""
 
 
 class EmbedSummary(StageCounts):
