@@ -31,6 +31,8 @@ _COMMANDS = {
     "selftrain": ("roadparse.cli.selftrain", "selftrain_cmd"),
     "predict": ("roadparse.cli.predict", "predict_cmd"),
     "export": ("roadparse.cli.export", "export_cmd"),
+    "report": ("roadparse.cli.report", "report_cmd"),
+    "compare": ("roadparse.cli.compare", "compare_cmd"),
     "evaluate": ("roadparse.cli.evaluate", "evaluate_cmd"),
     "run": ("roadparse.cli.run", "run_cmd"),
     "demo": ("roadparse.cli.demo", "demo_cmd"),

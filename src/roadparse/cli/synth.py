@@ -24,12 +24,26 @@ import click
 @click.option("--style", type=click.Choice(["highway", "urban"]), default="highway", show_default=True,
               help="synthetic family: highway (the demo's) or urban (streets; never used to choose settings)")
 @click.option("--tile-size", type=click.IntRange(min=16), default=800, show_default=True, help="tile side in pixels")
+@click.option("--corridor", is_flag=True,
+              help="instead: two georeferenced surveys (GeoTIFF frames, EPSG:32633) of one road corridor along a known "
+                   "centreline, the second with planted changes, and truth.json (see docs/reports.md)")
+@click.option("--length-m", type=click.FloatRange(min=30.0), default=40.0, show_default=True,
+              help="corridor length (with --corridor; --gsd-cm default 2.5 there)")
 def synth_cmd(
     out_dir: Path, n_frames: int, width: int, height: int, full_size: bool, seed: int,
-    dev_fraction: float, gsd_cm: float | None, tile_size: int, style: str,
+    dev_fraction: float, gsd_cm: float | None, tile_size: int, style: str, corridor: bool, length_m: float,
 ) -> None:
     """Generate a synthetic drone-road dataset with exact ground truth into OUT_DIR."""
     from roadparse.synth.dataset import FULL_SIZE, generate_dataset
+
+    if corridor:
+        from roadparse.synth.corridor_files import generate_corridor
+
+        truth = generate_corridor(out_dir, seed=seed, length_m=length_m, gsd_cm=gsd_cm or 2.5)
+        click.echo(f"wrote surveys a ({len(truth['frames']['a']['chainage_m'])} frames) and b "
+                   f"({len(truth['frames']['b']['chainage_m'])} frames) of a {length_m:g} m corridor, "
+                   f"centreline.gpkg and truth.json to {out_dir}")
+        return
 
     if full_size:
         width, height = FULL_SIZE
