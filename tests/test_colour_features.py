@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from roadparse.clustering import append_statistics, cluster
-from roadparse.stages.embed import mask_colour
+from roadparse.mask_statistics import mask_colour
 
 
 def test_mask_colour_is_lab_mean_and_std_under_the_mask():

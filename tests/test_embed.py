@@ -28,19 +28,13 @@ from roadparse.artifacts import (
     texture_path,
 )
 from roadparse.config import load_settings
+from roadparse.crops import BACKGROUND_RGB, MIN_CROP_SIDE, crop_mask, padded_box
 from roadparse.io import rle
 from roadparse.io.images import read_image, write_image
+from roadparse.mask_statistics import TEXTURE_DIMS, Texture, mask_shape, surround_colour
 from roadparse.models.efficientnet_lite import LAYER_CHANNELS, load_efficientnet_lite0
 from roadparse.models.encoders import IMAGENET_MEAN, IMAGENET_STD, list_encoders, load_encoder
 from roadparse.stages import embed
-from roadparse.stages.embed import (
-    TEXTURE_DIMS,
-    Texture,
-    crop_mask,
-    mask_shape,
-    padded_box,
-    surround_colour,
-)
 from roadparse.workspace import Workspace
 
 transformers = pytest.importorskip("transformers")
@@ -165,7 +159,7 @@ def test_crop_geometry() -> None:
     mask[:, :5] = True
     crop = crop_mask(image, (0, 0, 20, 20), 4, mask)
     assert crop.shape == (4, 4, 3) and crop.dtype == np.uint8
-    assert (crop[:, 0] == 0).all() and (crop[:, -1] == embed.BACKGROUND_RGB).all()
+    assert (crop[:, 0] == 0).all() and (crop[:, -1] == BACKGROUND_RGB).all()
 
 
 # --- the stage, end to end on a hand-built workspace ---------------------------------------------
@@ -240,7 +234,7 @@ def test_stage_end_to_end_with_resume(tmp_path: Path, monkeypatch: pytest.Monkey
     assert features.shape == (5, 1280) and features.dtype == np.float32
     # every row equals its crop encoded on its own: batching across tiles kept the row order
     tile3 = cv2.cvtColor(cv2.imread(str(tmp_path / "work/roi/tiles/t3.png")), cv2.COLOR_BGR2RGB)
-    crop = crop_mask(tile3, padded_box((20, 1, 47, 9), embed.MIN_CROP_SIDE, 48, 48), 32)
+    crop = crop_mask(tile3, padded_box((20, 1, 47, 9), MIN_CROP_SIDE, 48, 48), 32)
     np.testing.assert_allclose(features[4], encoder.encode(crop[None])[8][0], rtol=1e-4, atol=1e-4)
     assert not (workspace.root / "embed" / ".parts").exists()
     again = embed.run(workspace, settings, encoder=_FailingEncoder(encoder, fail_at=1))  # complete: nothing encoded

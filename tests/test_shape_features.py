@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from roadparse.clustering import append_statistics, cluster
-from roadparse.stages.embed import mask_shape
+from roadparse.mask_statistics import mask_shape
 
 
 def _strip(gsd_cm: float, width_cm: float = 12.0, length_cm: float = 300.0) -> np.ndarray:

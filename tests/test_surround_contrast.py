@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from roadparse.clustering import append_statistics, cluster
-from roadparse.stages.embed import mask_colour, surround_colour
+from roadparse.mask_statistics import mask_colour, surround_colour
 
 ASPHALT, PAINT, KERB = (70, 72, 75), (235, 235, 230), (190, 188, 180)
 

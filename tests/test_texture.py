@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from roadparse.clustering import append_statistics, cluster
-from roadparse.stages.embed import TEXTURE_DIMS, Texture
+from roadparse.mask_statistics import TEXTURE_DIMS, Texture
 
 
 def _surface(kind: str, gsd_cm: float, size_m: float = 2.0, seed: int = 0) -> np.ndarray:

@@ -37,6 +37,7 @@ from roadparse.artifacts import (
     suggested_merge_map_path,
 )
 from roadparse.config import Settings
+from roadparse.crops import MIN_CROP_SIDE, crop_mask, padded_box
 from roadparse.io import rle as rle_io
 from roadparse.io.images import read_image
 from roadparse.io.labels import IGNORE_INDEX, load_classes
@@ -286,8 +287,6 @@ class ReviewSession:
 
     def member_jpeg(self, row: int, view: str) -> bytes:
         """Returns the JPEG of one member: ``context`` (fixed ground window) or ``crop`` (the encoder's)."""
-        from roadparse.stages.embed import MIN_CROP_SIDE, crop_mask, padded_box
-
         image, mask, record = self._mask(self.check_row(row))
         if view == "crop":
             height, width = image.shape[:2]
