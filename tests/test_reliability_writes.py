@@ -264,10 +264,10 @@ def test_retry_failed_processes_the_failed_items_again(tiled: Path, monkeypatch:
 
     real_read = masks.read_image
 
-    def flaky(path: Path) -> np.ndarray:
+    def flaky(path: Path, **kwargs: bool) -> np.ndarray:
         if Path(path).name == "f1_x64_y64.png":
             raise ImageReadError(f"{path}: corrupt or truncated image: a bad read")
-        return real_read(path)
+        return real_read(path, **kwargs)
 
     with monkeypatch.context() as patch:
         patch.setattr(masks, "read_image", flaky)
@@ -354,3 +354,140 @@ def test_a_classes_file_with_a_duplicate_key_is_refused_by_line(tmp_path: Path) 
     with pytest.raises(ValueError) as error:
         load_classes(path)
     assert str(error.value) == f"{path}: not valid YAML: line 2, column 36: key 'name' is given twice (first on line 2)"
+
+
+# ---- image values as declared: no data is never labelled or measured; integers scaled by their bit depth
+
+NODATA_BLOCK = (slice(10, 60), slice(20, 120))  # 50 x 100 pixels of no data in a 128 x 192 frame
+
+
+def _geotiff(path: Path, bands: np.ndarray, nodata: float | None = None) -> Path:
+    """Writes (B, H, W) samples as a GeoTIFF in UTM 33N at 1 cm per pixel."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import Affine
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {"driver": "GTiff", "height": bands.shape[1], "width": bands.shape[2], "count": bands.shape[0],
+               "dtype": str(bands.dtype), "crs": "EPSG:32633", "transform": Affine(0.01, 0, 500000, 0, -0.01, 5000000),
+               "nodata": nodata}
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(bands)
+    return path
+
+
+def _road(seed: int = 0) -> np.ndarray:
+    """Returns a (3, 128, 192) float32 frame in 0..1: grey asphalt with a white stripe."""
+    rng = np.random.default_rng(seed)
+    frame = np.full((3, 128, 192), 0.35, np.float32) + rng.normal(0, 0.02, (3, 128, 192)).astype(np.float32)
+    frame[:, :, 90:100] = 0.9
+    return frame
+
+
+def test_nan_nodata_is_never_labelled_or_measured(tmp_path: Path) -> None:
+    """Issue #27: a GeoTIFF's NaN block was tiled, segmented, labelled and counted in areas.csv (3.0 m² of
+    guardrail from 200x100 NaN pixels). Now it is alpha 0 in the tiles, in no mask, 255 in the predictions."""
+    import csv
+
+    from roadparse.artifacts import list_tiles, read_tile_masks
+    from roadparse.io import rle
+    from roadparse.io.samples import split_alpha
+
+    frame = _road()
+    frame[:, NODATA_BLOCK[0], NODATA_BLOCK[1]] = np.nan
+    path = _geotiff(tmp_path / "frames" / "nan.tif", frame)
+    work = tmp_path / "work"
+    assert CliRunner().invoke(main, ["roi", str(path.parent), str(work), *ROI]).exit_code == 0
+    result = CliRunner().invoke(main, ["masks", str(work), *MASKS])
+    assert result.exit_code == 0, result.output
+    workspace = Workspace(work)
+    nodata_seen = 0
+    for tile in list_tiles(workspace):
+        rgb, nodata = split_alpha(read_image_with_alpha(tile.path))
+        x, y = tile.position
+        expected = np.zeros((64, 64), bool)
+        block = expected[max(0, 10 - y) : max(0, 60 - y), max(0, 20 - x) : max(0, 120 - x)]
+        block[...] = True
+        assert np.array_equal(nodata if nodata is not None else np.zeros((64, 64), bool), expected), tile.id
+        nodata_seen += int(expected.sum())
+        for record in read_tile_masks(workspace, tile.id):
+            assert not (rle.decode(record["rle"]) & expected).any(), (tile.id, record["id"])
+    assert nodata_seen == 50 * 100
+
+    model = _tiny_model(tmp_path)
+    out = tmp_path / "predictions"
+    result = CliRunner().invoke(main, ["predict", str(model), str(path), "--out", str(out),
+                                       "--set", "predict.window=64", "--set", "predict.device=cpu", "--gsd-cm", "1"])
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    labels = np.asarray(Image.open(out / "nan_label.png"))
+    assert (labels[NODATA_BLOCK] == 255).all() and (labels != 255).sum() == 128 * 192 - 50 * 100
+    rows = list(csv.DictReader((out / "areas.csv").open()))
+    assert sum(int(row["pixels"]) for row in rows) == 128 * 192 - 50 * 100
+    assert sum(float(row["area_m2"]) for row in rows) == pytest.approx((128 * 192 - 50 * 100) * 1e-4, rel=1e-3)
+
+
+def read_image_with_alpha(path: Path) -> np.ndarray:
+    from roadparse.io.images import read_image
+
+    return read_image(path, keep_nodata=True)
+
+
+def _tiny_model(root: Path) -> Path:
+    from roadparse.io.labels import load_classes
+    from roadparse.models.segmenters import build_segmenter, save_segmenter
+    from test_train import tiny_segformer_dir
+
+    classes = load_classes(None)
+    model = build_segmenter("segformer", str(tiny_segformer_dir(root, len(classes))), len(classes), pretrained=False)
+    save_segmenter(model, root / "model", {"class_names": list(classes.names), "class_colors": [list(c) for c in classes.colors]})
+    return root / "model"
+
+
+def test_a_nodata_value_and_an_alpha_channel_are_no_data_too(tmp_path: Path) -> None:
+    from roadparse.io.geo import read_window
+    from roadparse.io.samples import split_alpha
+
+    samples = (_road() * 3000).astype(np.uint16) + 1
+    samples[:, NODATA_BLOCK[0], NODATA_BLOCK[1]] = 0
+    tif = _geotiff(tmp_path / "value.tif", samples, nodata=0)
+    rgb, nodata = split_alpha(read_window(tif, (0, 0, 192, 128), keep_nodata=True))
+    assert nodata is not None and nodata.sum() == 50 * 100 and nodata[NODATA_BLOCK].all()
+    expected = float(samples[:, ~nodata].mean()) / 4095 * 255  # 12-bit by the data's range, not 1/257
+    assert expected > 60 and abs(float(rgb[~nodata].mean()) - expected) < 1
+
+    rgba = np.dstack([np.full((128, 192, 3), 90, np.uint8), np.full((128, 192), 255, np.uint8)])
+    rgba[NODATA_BLOCK[0], NODATA_BLOCK[1], 3] = 0
+    png = tmp_path / "alpha.png"
+    write_image(png, rgba)
+    _, nodata = split_alpha(read_image_with_alpha(png))
+    assert nodata is not None and nodata.sum() == 50 * 100 and nodata[NODATA_BLOCK].all()
+
+
+def test_twelve_bit_samples_are_scaled_by_their_bit_depth_with_a_note(tmp_path: Path) -> None:
+    """Issue #27: 12-bit data in uint16 was scaled by 1/257 (mean 11 instead of 72) with only a generic note."""
+    tifffile = pytest.importorskip("tifffile")
+    from roadparse.io.images import read_image, sample_scaling
+
+    rng = np.random.default_rng(0)
+    samples = rng.integers(0, 2312, (128, 192), dtype=np.uint16)  # mean 1156 of 4095: 72 of 255
+    plain = tmp_path / "frames" / "twelve.tif"
+    plain.parent.mkdir()
+    tifffile.imwrite(plain, samples)
+    image = read_image(plain)
+    assert abs(float(image.mean()) - 72) < 1
+    scaling = sample_scaling(plain)
+    assert scaling is not None and scaling.high == 4095
+    assert scaling.note() == "uint16 samples scaled to 8 bit by 255/4095 (12-bit by the data's range: maximum 2311, no bit depth in the file)"
+    declared = tmp_path / "declared.tif"
+    tifffile.imwrite(declared, samples, extratags=[(281, "H", 1, 8191, True)])  # MaxSampleValue: 13-bit data
+    assert abs(float(read_image(declared).mean()) - 1156 / 8191 * 255) < 1
+    assert "the file's MaxSampleValue 8191" in sample_scaling(declared).note()  # type: ignore[union-attr]
+
+    work = tmp_path / "work"
+    result = CliRunner().invoke(main, ["roi", str(plain.parent), str(work), *ROI])
+    assert result.exit_code == 0, result.output
+    import json
+
+    record = json.loads((work / "roi" / "manifest.json").read_text())["items"]["twelve"]
+    assert f"{scaling.note()} for the tiles" in record["warnings"]

@@ -114,8 +114,11 @@ def _write_holder(fd: int, command: str | None) -> None:
         "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     data = (json.dumps(record) + "\n").encode()
-    os.ftruncate(fd, 0)  # written in place: replacing the file would hand waiters another inode's lock
-    os.pwrite(fd, data, 0)
+    try:
+        os.ftruncate(fd, 0)  # written in place: replacing the file would hand waiters another inode's lock
+        os.pwrite(fd, data, 0)
+    except OSError as exc:  # a full disk: the lock holds all the same, only its holder goes unnamed
+        log.debug("cannot record the lock's holder: %s", exc)
 
 
 def _unsupported(exc: OSError) -> bool:

@@ -12,6 +12,7 @@ Transforms are GDAL-style affine coefficients ``(a, b, c, d, e, f)`` mapping pix
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from roadparse.io.images import bands_to_rgb_uint8
+from roadparse.io.samples import Declared, SampleScale, nodata_pixels, sample_scale, with_alpha
 
 GEO_SUFFIXES = (".tif", ".tiff")
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -98,20 +100,64 @@ def tile_transform(
     return (a / scale, b / scale, a * x + b * y + c, d / scale, e / scale, d * x + e * y + f)
 
 
-def read_window(path: str | Path, box: tuple[int, int, int, int]) -> np.ndarray:
-    """Returns the full-resolution pixels of box (x0, y0, x1, y1) as (h, w, 3) uint8, reading only that window."""
-    rasterio = _rasterio()
-    from rasterio.windows import Window
+def frame_scaling(path: str | Path) -> SampleScale | None:
+    """Returns how the GeoTIFF's samples are scaled to 8 bit, the same for every window of it: declared
+    (``NBITS``) or from the range of a decimated read (no-data left out); None for 8-bit samples.
 
-    x0, y0, x1, y1 = box
+    Raises:
+        GeoReadError: rasterio is missing, or the file cannot be read by it.
+    """
+    path = Path(path)
+    stat = path.stat()
+    return _frame_scaling(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _frame_scaling(path: str, mtime_ns: int, size: int) -> SampleScale | None:
+    rasterio = _rasterio()
+    from rasterio.enums import Resampling
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             with rasterio.open(path) as source:
-                data = source.read(window=Window(x0, y0, x1 - x0, y1 - y0))
+                if source.dtypes[0] == "uint8":
+                    return None
+                nbits = source.tags(ns="IMAGE_STRUCTURE").get("NBITS")
+                declared = Declared(None, int(nbits) if nbits else None, source.nodata)
+                step = max(1.0, max(source.width, source.height) / 2048)
+                shape = (source.count, max(1, round(source.height / step)), max(1, round(source.width / step)))
+                data = np.moveaxis(source.read(out_shape=shape, resampling=Resampling.nearest), 0, -1)[..., :3]
+        except rasterio.errors.RasterioIOError as exc:
+            raise GeoReadError(f"{path}: cannot read: {exc}") from None
+    nodata = nodata_pixels(data, declared)
+    return sample_scale(data, declared, None if nodata is None else ~nodata)
+
+
+def read_window(path: str | Path, box: tuple[int, int, int, int], *, keep_nodata: bool = False) -> np.ndarray:
+    """Returns the full-resolution pixels of box (x0, y0, x1, y1) as (h, w, 3) uint8, reading only that window.
+
+    Samples are scaled as :func:`frame_scaling` says (the same in every window). With ``keep_nodata``, a
+    window with no-data pixels (the file's nodata value or mask, an alpha band, NaN) comes back as
+    (h, w, 4), alpha 0 where there is no data (see :func:`roadparse.io.samples.with_alpha`).
+    """
+    rasterio = _rasterio()
+    from rasterio.windows import Window
+
+    x0, y0, x1, y1 = box
+    window = Window(x0, y0, x1 - x0, y1 - y0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with rasterio.open(path) as source:
+                data = np.moveaxis(source.read(window=window), 0, -1)
+                mask = source.dataset_mask(window=window) if keep_nodata else None
         except rasterio.errors.RasterioIOError as exc:
             raise GeoReadError(f"{path}: cannot read window {box}: {exc}") from None
-    return bands_to_rgb_uint8(np.moveaxis(data, 0, -1))
+    rgb = bands_to_rgb_uint8(data, frame_scaling(path))
+    if mask is None:
+        return rgb
+    return with_alpha(rgb, nodata_pixels(data, alpha=mask))
 
 
 def read_reduced(path: str | Path, long_side: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -137,4 +183,4 @@ def read_reduced(path: str | Path, long_side: int) -> tuple[np.ndarray, tuple[in
                 data = source.read(out_shape=out_shape, resampling=Resampling.bilinear)
         except rasterio.errors.RasterioIOError as exc:
             raise GeoReadError(f"{path}: cannot read: {exc}") from None
-    return bands_to_rgb_uint8(np.moveaxis(data, 0, -1)), (width, height)
+    return bands_to_rgb_uint8(np.moveaxis(data, 0, -1), frame_scaling(path)), (width, height)

@@ -13,6 +13,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from roadparse.io.samples import (
+    Declared,
+    SampleScale,
+    declared_in_tags,
+    nodata_pixels,
+    sample_scale,
+    scaled_to_uint8,
+    with_alpha,
+)
 from roadparse.workspace import atomic_output
 
 log = logging.getLogger(__name__)
@@ -161,52 +170,80 @@ def too_many_pixels_message(path: Path) -> str:
     )
 
 
-def to_rgb_uint8(image: Image.Image) -> np.ndarray:
-    """Returns a PIL image as (H, W, 3) uint8 RGB: 16-bit scaled, grey/palette expanded, alpha dropped."""
+_SAMPLE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+"""PIL modes of one band of 16-bit, 32-bit or float samples (scaled to 8 bit by :mod:`roadparse.io.samples`)."""
+
+
+def declared_samples(image: Image.Image) -> Declared:
+    """Returns what a PIL image's TIFF tags declare about its samples (nothing for other formats)."""
+    tags = getattr(image, "tag_v2", None)
+    return declared_in_tags(dict(tags)) if tags is not None else Declared()
+
+
+def _pil_samples(image: Image.Image, declared: Declared) -> tuple[np.ndarray, np.ndarray | None, SampleScale | None]:
+    """Returns ((H, W, 3) uint8 RGB, (H, W) bool no-data pixels or None, the scale of 16-bit/float samples or None)."""
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        hi = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
-        array = np.clip(array / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(array[..., None], 3, axis=2)
-    if mode == "RGBA" or (mode == "P" and "transparency" in image.info) or mode == "LA":
-        image = image.convert("RGBA").convert("RGB")
-    elif mode != "RGB":
-        image = image.convert("RGB")
-    return np.asarray(image, dtype=np.uint8)
+    if mode in _SAMPLE_MODES:
+        array = np.asarray(image)
+        nodata = nodata_pixels(array, declared)
+        scale = sample_scale(array, declared, None if nodata is None else ~nodata)
+        grey = scaled_to_uint8(array, scale)
+        return np.repeat(grey[..., None], 3, axis=2), nodata, scale
+    alpha = None
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+        rgb, alpha = np.ascontiguousarray(rgba[..., :3]), rgba[..., 3]
+    else:
+        rgb = np.asarray(image if mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
+    return rgb, nodata_pixels(rgb, declared, alpha), None
 
 
-def _read_tiff_array(path: Path) -> np.ndarray | None:
-    """Reads multi-band or 16-bit RGB TIFFs PIL cannot convert; None when PIL can do it."""
+def to_rgb_uint8(image: Image.Image, declared: Declared | None = None) -> np.ndarray:
+    """Returns a PIL image as (H, W, 3) uint8 RGB: 16-bit and float samples scaled by their bit depth or
+    maximum (:func:`roadparse.io.samples.sample_scale`), grey/palette expanded, alpha dropped.
+
+    ``declared``: what the file's tags say (read them before any transpose, which drops them).
+    """
+    return _pil_samples(image, declared_samples(image) if declared is None else declared)[0]
+
+
+def _read_tiff_array(path: Path) -> tuple[np.ndarray, Declared] | None:
+    """Reads multi-band or 16-bit RGB TIFFs PIL cannot convert, with their declared samples; None without tifffile."""
     try:
         import tifffile  # optional
     except ImportError:
         return None
-    data = tifffile.imread(path)
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages.first
+        tags = {tag.code: tag.value for tag in page.tags.values()}
+        data = page.asarray()
     if data.ndim == 3 and data.shape[0] in (3, 4) and data.shape[2] not in (3, 4):
         data = np.moveaxis(data, 0, -1)
-    return data
+    return data, declared_in_tags(tags)
 
 
-def bands_to_rgb_uint8(data: np.ndarray) -> np.ndarray:
+def bands_to_rgb_uint8(data: np.ndarray, scale: SampleScale | None = None) -> np.ndarray:
     """Returns (H, W, 3) uint8 RGB from (H, W) or (H, W, B) samples of any integer or float type.
 
-    The first three bands (one or two bands: the first as grey); 16-bit samples scaled by
-    65535, other non-uint8 types by their maximum; NaN counts as 0. The one converter of
-    raster samples to RGB (TIFFs PIL cannot convert, GeoTIFF windows, predict inputs).
+    The first three bands (one or two bands: the first as grey); non-uint8 samples scaled by
+    ``scale`` (default: :func:`roadparse.io.samples.sample_scale` of these samples: their bit
+    depth by their range, floats by their maximum); NaN counts as 0. The one converter of raster
+    samples to RGB (TIFFs PIL cannot convert, GeoTIFF windows, predict inputs).
     """
     if data.ndim == 2:
         data = data[..., None]
     data = data[..., :3] if data.shape[2] >= 3 else np.repeat(data[..., :1], 3, axis=2)
     if data.dtype != np.uint8:
-        high = 65535.0 if data.dtype == np.uint16 else max(float(np.nanmax(data)), 1.0)
-        scaled = np.nan_to_num(data.astype(np.float64)) / high * 255.0 + 0.5
-        data = np.clip(scaled, 0, 255).astype(np.uint8)
+        data = scaled_to_uint8(data, scale or sample_scale(data))
     return np.ascontiguousarray(data)
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, *, keep_nodata: bool = False) -> np.ndarray:
     """Returns the image at ``path`` as (H, W, 3) uint8 RGB, EXIF orientation applied.
+
+    With ``keep_nodata``, an image with no-data pixels (alpha 0, NaN, the TIFF's GDAL nodata
+    value) comes back as (H, W, 4): alpha 0 (and black) where there is no data, 255 elsewhere
+    (:func:`roadparse.io.samples.split_alpha` splits it).
 
     Raises:
         ImageReadError: missing, empty, corrupt, truncated or non-image file.
@@ -214,14 +251,40 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     image = _open(path)
     try:
+        declared = declared_samples(image)  # before the transpose, which drops the tags
         image = ImageOps.exif_transpose(image)
-        return to_rgb_uint8(image)
+        rgb, nodata, _ = _pil_samples(image, declared)
     except (OSError, ValueError, SyntaxError) as exc:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            data = _read_tiff_array(path)
-            if data is not None:
-                return bands_to_rgb_uint8(data)
-        raise ImageReadError(f"{path}: corrupt or truncated image: {exc}") from None
+        found = _read_tiff_array(path) if path.suffix.lower() in (".tif", ".tiff") else None
+        if found is None:
+            raise ImageReadError(f"{path}: corrupt or truncated image: {exc}") from None
+        data, declared = found
+        nodata = nodata_pixels(data, declared)
+        rgb = bands_to_rgb_uint8(data, sample_scale(data, declared, None if nodata is None else ~nodata))
+    return with_alpha(rgb, nodata) if keep_nodata else rgb
+
+
+def sample_scaling(path: str | Path) -> SampleScale | None:
+    """Returns how the 16-bit or float samples of the image at ``path`` are scaled to 8 bit (as
+    :func:`read_image` does), or None for 8-bit images and unreadable files."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            if image.mode in _SAMPLE_MODES:
+                return _pil_samples(image, declared_samples(image))[2]
+            if image.mode != "RGB" or path.suffix.lower() not in (".tif", ".tiff"):
+                return None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        pass
+    try:
+        found = _read_tiff_array(path) if path.suffix.lower() in (".tif", ".tiff") else None
+    except (OSError, ValueError):  # read_image names the problem
+        return None
+    if found is None or found[0].dtype == np.uint8:
+        return None
+    data, declared = found
+    nodata = nodata_pixels(data, declared)
+    return sample_scale(data, declared, None if nodata is None else ~nodata)
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -263,9 +326,10 @@ def read_image_reduced(path: str | Path, long_side: int = 1024) -> tuple[np.ndar
             image.draft("RGB", (max(1, int(full_w * scale)), max(1, int(full_h * scale))))
         if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
             full_w, full_h = full_h, full_w
+        declared = declared_samples(image)  # before the transpose, which drops the tags
         image = ImageOps.exif_transpose(image)
         target = reduced_size(full_w, full_h, long_side)
-        rgb = image if image.mode == "RGB" else Image.fromarray(to_rgb_uint8(image))
+        rgb = image if image.mode == "RGB" else Image.fromarray(to_rgb_uint8(image, declared))
         rgb = rgb.resize(target, Image.Resampling.BILINEAR, reducing_gap=None)
         return np.asarray(rgb, dtype=np.uint8), (full_w, full_h)
     except (OSError, ValueError, SyntaxError) as exc:
@@ -273,7 +337,8 @@ def read_image_reduced(path: str | Path, long_side: int = 1024) -> tuple[np.ndar
 
 
 def resample_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Returns an (H, W, 3) uint8 image resized to ``size`` (w, h): area averaging down, bicubic up.
+    """Returns an (H, W, 3) (or RGBA, alpha 0: no data) uint8 image resized to ``size`` (w, h): area averaging
+    down, bicubic up.
 
     The one resampling of frames to a working GSD (``roi.target_gsd_cm`` tiles, ``predict.resample``).
     """
@@ -282,11 +347,14 @@ def resample_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (image.shape[1], image.shape[0]) == size:
         return image
     shrink = size[0] < image.shape[1]
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    if resized.ndim == 3 and resized.shape[2] == 4:  # an alpha of no data: a pixel touching any is no data
+        resized[..., 3] = np.where(resized[..., 3] == 255, 255, 0)
+    return resized
 
 
 def write_image(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
-    """Writes (H, W, 3) uint8 RGB atomically; the format follows the suffix (PNG, JPEG, TIFF)."""
+    """Writes (H, W, 3) uint8 RGB (or RGBA: PNG, TIFF) atomically; the format follows the suffix (PNG, JPEG, TIFF)."""
     path = Path(path)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}.get(path.suffix.lower())
     if fmt is None:

@@ -25,6 +25,7 @@ from roadparse.config import REFERENCE_GSD_CM, MasksSettings, Settings
 from roadparse.executor import BatchFn, make_executor, process_batches
 from roadparse.io import rle as rle_io
 from roadparse.io.images import read_image
+from roadparse.io.samples import split_alpha
 from roadparse.models.mask_generators import MaskGenerator, load_mask_generator, masks_at_gsd
 from roadparse.workspace import StageManifest, Workspace, atomic_write_json
 
@@ -100,9 +101,25 @@ def _pad_records(records: list[dict[str, Any]], height: int, width: int) -> list
     return padded
 
 
+def _without_nodata(records: list[dict[str, Any]], nodata: np.ndarray, min_area: int) -> list[dict[str, Any]]:
+    """Returns the records with their no-data pixels ((h, w) bool) taken out; masks left under ``min_area`` are dropped."""
+    kept = []
+    for record in records:
+        mask = rle_io.decode(record["rle"])
+        data = mask & ~nodata
+        area = int(data.sum())
+        if area == int(mask.sum()):
+            kept.append(record)
+        elif area and area >= min_area:
+            kept.append({**record, "rle": rle_io.encode(data), "area": area, "bbox": list(rle_io.bbox_xyxy(data))})
+    return kept
+
+
 def _process_tiles(workspace: Workspace, generators: GeneratorsByGsd, tiles: list[Tile]) -> list[dict[str, Any]]:
-    """Writes the masks of a batch of tiles (one generator call per GSD for all that are not flat); returns their records."""
-    images = [read_image(tile.path) for tile in tiles]
+    """Writes the masks of a batch of tiles (one generator call per GSD for all that are not flat); returns their records.
+
+    A tile's no-data pixels (alpha 0, from a GeoTIFF's nodata, NaN or an alpha band) are in no mask."""
+    images, nodata = zip(*(split_alpha(read_image(tile.path, keep_nodata=True)) for tile in tiles), strict=True)
     valid_parts = [image[: tile.valid[1], : tile.valid[0]] for tile, image in zip(tiles, images, strict=True)]
     flat = [is_flat(part) for part in valid_parts]
     generated: dict[int, list[dict[str, Any]]] = {}
@@ -115,6 +132,10 @@ def _process_tiles(workspace: Workspace, generators: GeneratorsByGsd, tiles: lis
     for index, (tile, image, is_single) in enumerate(zip(tiles, images, flat, strict=True)):
         height, width = image.shape[:2]
         found = generated.get(index, [])
+        if nodata[index] is not None:
+            valid_height, valid_width = valid_parts[index].shape[:2]
+            min_area = generators.pixels(tile.gsd_cm).min_mask_area or 0
+            found = _without_nodata(found, nodata[index][:valid_height, :valid_width], min_area)
         if valid_parts[index].shape[:2] != (height, width):
             found = _pad_records(found, height, width)
         records = [] if is_single else _with_ids(tile.id, found)

@@ -33,6 +33,7 @@ from roadparse.io.images import (
     write_image,
 )
 from roadparse.io.labels import IGNORE_INDEX, ClassSet, load_classes, write_label_png
+from roadparse.io.samples import nodata_pixels, sample_scale, split_alpha, with_alpha
 from roadparse.models import resolve_device
 from roadparse.models.segmenters import (
     MODEL_WEIGHTS,
@@ -72,11 +73,13 @@ class GeoReference:
         return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d) * factor**2
 
 
-def read_input(path: Path) -> tuple[np.ndarray, GeoReference | None]:
+def read_input(path: Path, *, keep_nodata: bool = False) -> tuple[np.ndarray, GeoReference | None]:
     """Returns ((H, W, 3) uint8 RGB, its geo-reference or None) of an image file.
 
     TIFFs are opened with rasterio (optional ``geo`` extra) to find a CRS and transform;
-    without rasterio they are read as plain images and the geo-reference is lost.
+    without rasterio they are read as plain images and the geo-reference is lost. With
+    ``keep_nodata``, an input with no-data pixels (nodata value or mask, NaN, alpha 0) comes
+    back as (H, W, 4), alpha 0 where there is no data (:func:`roadparse.io.samples.split_alpha`).
     """
     if path.suffix.lower() in (".tif", ".tiff"):
         try:
@@ -89,9 +92,13 @@ def read_input(path: Path) -> tuple[np.ndarray, GeoReference | None]:
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with rasterio.open(path) as source:
                     if source.crs is not None or not source.transform.is_identity:
-                        bands = source.read(indexes=[1, 2, 3] if source.count >= 3 else [1])
-                        return bands_to_rgb_uint8(np.moveaxis(bands, 0, -1)), GeoReference(source.crs, source.transform)
-    return read_image(path), None
+                        bands = np.moveaxis(source.read(indexes=[1, 2, 3] if source.count >= 3 else [1]), 0, -1)
+                        mask = source.dataset_mask() if keep_nodata else None
+                        reference = GeoReference(source.crs, source.transform)
+                        nodata = nodata_pixels(bands, alpha=mask) if keep_nodata else None
+                        scale = sample_scale(bands, valid=None if nodata is None else ~nodata) if bands.dtype != np.uint8 else None
+                        return with_alpha(bands_to_rgb_uint8(bands, scale), nodata), reference
+    return read_image(path, keep_nodata=keep_nodata), None
 
 
 def exif_georeference(path: Path) -> tuple[GeoReference | None, str | None]:
@@ -300,11 +307,15 @@ def predict_one(
     plan = plan_resampling(path, input_gsd(path, settings), model_gsd_cm, settings)
     if plan.note:
         log.warning(plan.note)
-    image, geo = read_input(path)
+    pixels, geo = read_input(path, keep_nodata=True)
+    image, nodata = split_alpha(pixels)
     geo_refused = None
     if geo is None:
         geo, geo_refused = exif_georeference(path)
     labels, confidence = predict_labels(model, image, plan, settings, device)
+    if nodata is not None:  # no data is never labelled, so never measured (areas, exports)
+        labels[nodata] = IGNORE_INDEX
+        confidence[nodata] = 0
     write_label_png(out_dir / f"{path.stem}_label.png", labels, classes)
     write_confidence_png(out_dir / f"{path.stem}_confidence.png", confidence)
     write_image(out_dir / f"{path.stem}_overlay.jpg", overlay(image, labels, classes), quality=90)

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from roadparse.config import RoiSettings, Settings
 from roadparse.executor import make_executor, process_items
@@ -54,6 +53,7 @@ from roadparse.io.images import (
     read_image,
     read_image_reduced,
     resample_image,
+    sample_scaling,
     write_image,
 )
 from roadparse.models.offline_roi import find_road
@@ -202,21 +202,9 @@ def _frame_notes(path: Path) -> tuple[geo.GeoInfo | None, list[str]]:
             notes.append(
                 "rasterio is not installed: TIFF read without georeferencing (pip install rasterio)"
             )
-        try:
-            with Image.open(path) as image:
-                mode = image.mode
-        except (OSError, Image.DecompressionBombError):  # read_image names the problem
-            mode = None
-        dtype = info.dtype if info else None
-        if mode in ("I;16", "I;16B", "I;16L", "I", "F") or dtype in (
-            "uint16",
-            "int16",
-            "float32",
-            "float64",
-        ):
-            notes.append(
-                f"{dtype or mode} samples scaled to 8 bit (16-bit by 1/257, float by the maximum) for the tiles"
-            )
+        scaling = geo.frame_scaling(path) if info is not None else sample_scaling(path)
+        if scaling is not None:
+            notes.append(f"{scaling.note()} for the tiles")
     return info, notes
 
 
@@ -305,13 +293,13 @@ def _working_source(
     y1 = max(w.y + w.valid_height for w in windows)
     if layout.scale == 1:
         if geo_info is not None:
-            return geo.read_window(path, (x0, y0, x1, y1)), (x0, y0)
+            return geo.read_window(path, (x0, y0, x1, y1), keep_nodata=True), (x0, y0)
         return frame, (0, 0)  # type: ignore[return-value]
     # frame pixels under the working box, read whole (with a margin for rounding), then resampled
     fx0, fy0 = int(x0 / layout.scale), int(y0 / layout.scale)
     fx1 = min(full_size[0], int(np.ceil(x1 / layout.scale)))
     fy1 = min(full_size[1], int(np.ceil(y1 / layout.scale)))
-    part = geo.read_window(path, (fx0, fy0, fx1, fy1)) if geo_info is not None else frame[fy0:fy1, fx0:fx1]  # type: ignore[index]
+    part = geo.read_window(path, (fx0, fy0, fx1, fy1), keep_nodata=True) if geo_info is not None else frame[fy0:fy1, fx0:fx1]  # type: ignore[index]
     size = (max(1, round((fx1 - fx0) * layout.scale)), max(1, round((fy1 - fy0) * layout.scale)))
     return np.ascontiguousarray(resample_image(part, size)), (round(fx0 * layout.scale), round(fy0 * layout.scale))
 
@@ -327,7 +315,7 @@ def _write_tiles(
 ) -> list[dict[str, Any]]:
     if not regions.size:
         return []
-    frame = None if geo_info is not None else read_image(path)  # the one full-resolution decode
+    frame = None if geo_info is not None else read_image(path, keep_nodata=True)  # the one full-resolution decode
     if frame is not None and (frame.shape[1], frame.shape[0]) != tuple(full_size):
         raise ImageReadError(
             f"{path}: full-resolution size {frame.shape[1]}x{frame.shape[0]} differs from its header {full_size[0]}x{full_size[1]}"
@@ -368,7 +356,7 @@ def _write_groups(
             tile_id = f"{frame_id}_x{offset[0]}_y{offset[1]}"
             relative = f"{TILES_DIR}/{tile_id}.png"
             local = dataclasses.replace(window, x=window.x - origin[0], y=window.y - origin[1])
-            write_image(tiles_dir.parent / relative, cut_tile(source, local))
+            write_image(tiles_dir.parent / relative, _without_full_alpha(cut_tile(source, local), window))
             entry: dict[str, Any] = {
                 "id": tile_id,
                 "path": relative,
@@ -384,6 +372,13 @@ def _write_groups(
                 entry["crs"] = geo_info.crs
                 entry["transform"] = list(geo.tile_transform(geo_info.transform, offset[0], offset[1], scale))
             tiles.append(entry)
+
+
+def _without_full_alpha(tile: np.ndarray, window: TileWindow) -> np.ndarray:
+    """Returns the tile as RGB unless its valid part has no-data pixels (then RGBA, alpha 0: no data)."""
+    if tile.shape[2] == 4 and tile[: window.valid_height, : window.valid_width, 3].all():
+        return np.ascontiguousarray(tile[..., :3])
+    return tile
 
 
 def _count(values: Any) -> dict[str, int]:

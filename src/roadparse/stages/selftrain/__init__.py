@@ -40,6 +40,7 @@ from roadparse.io.labels import (
     read_label_png,
     write_label_png,
 )
+from roadparse.io.samples import split_alpha
 from roadparse.metrics import confusion_matrix, scores
 from roadparse.models.segmenters import (
     build_segmenter,
@@ -145,7 +146,7 @@ def relabel_tiles(
         path = labels_dir / f"{tile.id}.png"
         if path.is_file():
             continue
-        image = read_image(tile.path)
+        image, nodata = split_alpha(read_image(tile.path, keep_nodata=True))
         predicted = predict_image(
             model, image, window or settings.predict.window_pixels(None), settings.predict.overlap,
             settings.predict.batch_size, device,
@@ -155,6 +156,8 @@ def relabel_tiles(
         valid_w, valid_h = tile.valid
         labels[valid_h:] = IGNORE_INDEX
         labels[:, valid_w:] = IGNORE_INDEX
+        if nodata is not None:  # the frame's no-data pixels are never labelled
+            labels[nodata] = IGNORE_INDEX
         if probabilities is not None:
             with atomic_output(confidence_dir / f"{tile.id}.png") as tmp:
                 Image.fromarray(quantise_confidence(probabilities.max(axis=0))).save(tmp, format="PNG")
