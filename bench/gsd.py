@@ -17,8 +17,8 @@ tiles``, ``run.naming_share``) or on the dev frames (``--naming dev``, the demo 
 seventh round). Also printed per
 row: the same pseudo-labels scored on the remaining frames ("held-out": neither dev nor naming), the masks' ceiling on the dev split (each mask painted with
 its majority class: what any merge map could reach with these masks), masks, the share of ground-truth objects (connected components of one
-class, at least the area filter) split over two or more masks of their class, and the largest share of a frame's pixels tiled
-(1.0 = each once). Run: ``python bench/gsd.py [--frames 8] [--gsds 0.25,0.5,1,2] [--rows physical,pixels,target]``.
+    parser.add_argument("--gsds", default="0.25,0.5,1,2,3")
+    parser.add_argument("--rows", default="physical")
 """
 
 from __future__ import annotations
@@ -134,6 +134,8 @@ def run_case(data: Path, out: Path, split: dict, overrides: list[str], gsd: floa
     dev = dev_tiles(workspace, settings.run)
     scores = score_label_dir(pseudo_label_dir(workspace), dev, data / "labels", names)["scores"]
     masks_summary = result.manifests["masks"]["summary"]
+    # ground under the tiles' valid parts (each pixel once with the default grow tiles)
+    tiled_m2 = sum(t.valid[0] * t.valid[1] * ((t.gsd_cm or gsd) / 100) ** 2 for t in list_tiles(workspace))
     min_area = next(iter(masks_summary["min_mask_area_px"].values()))
     ceiling = mask_ceiling(workspace, dev, data / "labels", names)["scores"]
     # the clusters named by every frame's labels: the best any merge map could do with these clusters
@@ -156,6 +158,9 @@ def run_case(data: Path, out: Path, split: dict, overrides: list[str], gsd: floa
         "split": split_share(workspace, settings, data / "labels", max(min_area, 1)),
         "processed": result.manifests["roi"]["summary"]["max_processed_share"],
         "tiles": result.manifests["roi"]["summary"]["tiles"],
+        "tiled_m2": tiled_m2,
+        "masks_per_m2": masks_summary["masks"] / tiled_m2,
+        "embed_s_per_m2": result.seconds["embed"] / tiled_m2,
         "seconds": seconds,
     }
 
@@ -163,8 +168,8 @@ def run_case(data: Path, out: Path, split: dict, overrides: list[str], gsd: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--gsds", default="0.25,0.5,1,2")
-    parser.add_argument("--rows", default="physical,pixels,target")
+    parser.add_argument("--gsds", default="0.25,0.5,1,2,3")
+    parser.add_argument("--rows", default="physical")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="work here instead of a temporary folder (kept)")
     parser.add_argument("--seed", type=int, default=0, help="the synthetic scenes' seed")
@@ -195,7 +200,7 @@ def main() -> None:
                 continue
             results.setdefault(row, {})[f"{gsd:g}"] = result
             print(f"{row:9s} {gsd:5g} cm/px: mIoU {result['miou']:6.2f}  held-out {result['held_out']:6.2f}  clusters' ceiling {result['cluster_ceiling']:6.2f}  masks' ceiling {result['ceiling']:6.2f}  masks {result['masks']:5d}  "
-                  f"split {100 * result['split']:5.1f} %  tiled {100 * result['processed']:5.1f} %  {result['seconds']:.0f} s",
+                  f"{result['masks_per_m2']:.2f} masks/m²  embed {result['embed_s_per_m2']:.3f} s/m²  split {100 * result['split']:5.1f} %  tiled {100 * result['processed']:5.1f} %  {result['seconds']:.0f} s",
                   flush=True)
     print()
     print("| settings | " + " | ".join(f"{g:g} cm/px" for g in gsds) + " |")
@@ -211,6 +216,14 @@ def main() -> None:
             delta = f" ({r['miou'] - reference:+.2f})" if reference is not None else ""
             cells.append(f"{r['miou']:.2f}{delta}; held-out {r['held_out']:.2f}; clusters' ceiling {r['cluster_ceiling']:.2f}; masks' ceiling {r['ceiling']:.2f}; {r['masks']} masks; split {100 * r['split']:.1f} %; tiled {100 * r['processed']:.0f} %")
         print(f"| {row} | " + " | ".join(cells) + " |")
+    print()
+    print("| settings | GSD cm/px | masks per m² | embed s per m² | pseudo-label mIoU % (dev) | held-out | masks' ceiling |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        for gsd in gsds:
+            r = results[row][f"{gsd:g}"]
+            if "failed" not in r:
+                print(f"| {row} | {gsd:g} | {r['masks_per_m2']:.2f} | {r['embed_s_per_m2']:.3f} | {r['miou']:.2f} | {r['held_out']:.2f} | {r['ceiling']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if args.keep is None:

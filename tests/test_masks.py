@@ -76,6 +76,22 @@ def test_offline_generator_rejects_bad_input():
         OfflineMaskGenerator().generate(np.zeros((8, 8), np.uint8))
 
 
+@pytest.mark.slow  # segments 12 m² at 0.25 cm/px (about 30 s); bench/gsd.py measures the same on 8 frames per GSD
+def test_offline_masks_per_m2_hold_across_gsds() -> None:
+    """The same synthetic ground at 0.25, 1 and 3 cm/px gives masks per m² within 2x of 0.25 cm/px's
+    (a Felzenszwalb scale converted by GSD², as before, gave about 3x at 1 and 3 cm/px)."""
+    from roadparse.synth.scene import render_frame
+
+    density = {}
+    for gsd in (0.25, 1.0, 3.0):
+        width, height = round(300 / gsd), round(200 / gsd)  # 3 x 2 m
+        generator = load_mask_generator(MasksSettings(generator="felzenszwalb"), gsd_cm=gsd)
+        count = sum(len(generator.generate(render_frame(np.random.default_rng([7, seed]), width, height, gsd)[0]))
+                    for seed in range(2))
+        density[gsd] = count / (2 * width * height * (gsd / 100) ** 2)
+    assert all(0.5 <= density[gsd] / density[0.25] <= 2 for gsd in (1.0, 3.0)), density
+
+
 def test_flat_image_gives_one_mask_or_none():
     black = np.zeros((80, 80, 3), np.uint8)
     assert len(OfflineMaskGenerator(min_mask_area=7000).generate(black)) == 0

@@ -120,12 +120,12 @@ class MasksSettings(_Section):
     min_mask_area: int | None = Field(
         None, ge=0, description="drop masks under this many pixels; overrides min_mask_area_cm2 (null: from cm², 3000 px at 0.25 cm/px)"
     )
-    offline_scale_cm2: float = Field(
-        12.5, gt=0, description="offline generator: Felzenszwalb scale times the pixel area in cm² (larger: fewer, bigger segments; 200 at 0.25 cm/px)"
+    offline_scale: float = Field(
+        200.0, gt=0,
+        description="offline generator: Felzenszwalb scale in pixels, the same at every GSD (larger: fewer, bigger segments). "
+        "Held in pixels, not converted by GSD²: masks per m² then stay within 2x from 0.25 to 3 cm/px (docs/benchmarks.md)",
     )
-    offline_scale: float | None = Field(None, gt=0, description="offline generator: Felzenszwalb scale for pixels; overrides offline_scale_cm2")
-    offline_sigma_cm: float = Field(0.125, ge=0, description="offline generator: Gaussian smoothing before segmentation in cm (0.5 px at 0.25 cm/px)")
-    offline_sigma: float | None = Field(None, ge=0, description="offline generator: smoothing in pixels; overrides offline_sigma_cm")
+    offline_sigma: float = Field(0.5, ge=0, description="offline generator: Gaussian smoothing before segmentation in pixels, the same at every GSD")
     offline_min_size_cm2: float | None = Field(
         None, gt=0, description="offline 'felzenszwalb': smaller components (cm²) are merged into a neighbour (null: the mask area filter)"
     )
@@ -442,6 +442,9 @@ REMOVED_KEYS: dict[tuple[str, ...], str] = {
     **{("embed", name): _EXPERIMENT for name in EmbedSettings.retired},
     **{("cluster", name): _EXPERIMENT for name in ("pca_dim", "suggest_split_purity", "suggest_split_max_parts")},
     **{("selftrain", name): _EXPERIMENT for name in SelftrainSettings.retired},
+    ("masks", "offline_scale_cm2"): "the Felzenszwalb scale is masks.offline_scale pixels at every GSD (converted by GSD² it "
+    "over-segmented coarse frames)",
+    ("masks", "offline_sigma_cm"): "the Felzenszwalb smoothing is masks.offline_sigma pixels at every GSD",
 }
 """Keys earlier versions wrote into ``settings.yaml`` that no longer do anything: dropped from a config file with
 one warning naming them; given as ``--set`` overrides they are errors."""

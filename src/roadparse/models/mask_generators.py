@@ -16,7 +16,7 @@ import numpy as np
 
 from roadparse.config import REFERENCE_GSD_CM, MasksSettings
 from roadparse.models import load_pretrained, looks_like_path, resolve_device
-from roadparse.units import area_px, length_px
+from roadparse.units import area_px
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,14 @@ def _load_sam_model(name_or_path: str) -> Any:
 def masks_at_gsd(settings: MasksSettings, gsd_cm: float) -> MasksSettings:
     """Returns ``settings`` with every pixel size filled in for tiles at ``gsd_cm`` cm/px.
 
-    A pixel setting given by the user (``min_mask_area``, ``offline_scale``, ``offline_sigma``,
-    ``offline_min_size``) wins over its physical twin; otherwise the physical value is converted
-    (areas by GSD², lengths by GSD). At the paper's 0.25 cm/px the physical defaults give the paper's pixel values (3000 px, scale 200,
-    sigma 0.5).
+    A pixel setting given by the user (``min_mask_area``, ``offline_min_size``) wins over its
+    physical twin; otherwise the physical value is converted (areas by GSD², lengths by GSD). The
+    Felzenszwalb scale and smoothing (``offline_scale``, ``offline_sigma``) stay in pixels at every
+    GSD: that law was measured, not assumed. Converted by GSD² (scale 200 at 0.25 cm/px → 1.4 at
+    3 cm/px) they split the highway family's coarse frames into 6-7x as many masks per m² as at
+    0.25 cm/px; held in pixels, masks per m² stay within 2x from 0.25 to 3 cm/px
+    (docs/benchmarks.md). At the paper's 0.25 cm/px the defaults give the paper's pixel values
+    (3000 px, scale 200, sigma 0.5).
     """
     area = settings.min_mask_area
     if area is None:
@@ -82,11 +86,7 @@ def masks_at_gsd(settings: MasksSettings, gsd_cm: float) -> MasksSettings:
     min_size = settings.offline_min_size
     if min_size is None and settings.offline_min_size_cm2 is not None:
         min_size = max(1, round(area_px(settings.offline_min_size_cm2, gsd_cm)))
-    scale = settings.offline_scale if settings.offline_scale is not None else area_px(settings.offline_scale_cm2, gsd_cm)
-    sigma = settings.offline_sigma if settings.offline_sigma is not None else length_px(settings.offline_sigma_cm, gsd_cm)
-    return settings.model_copy(
-        update={"min_mask_area": area, "offline_scale": scale, "offline_sigma": sigma, "offline_min_size": min_size}
-    )
+    return settings.model_copy(update={"min_mask_area": area, "offline_min_size": min_size})
 
 
 def load_mask_generator(
@@ -94,7 +94,7 @@ def load_mask_generator(
 ) -> MaskGenerator:
     """Returns the generator named by ``settings.generator`` configured from ``settings`` for tiles at ``gsd_cm``.
 
-    Physical sizes (``min_mask_area_cm2``, ``offline_scale_cm2``, ...) become pixels at
+    Physical sizes (``min_mask_area_cm2``, ``offline_min_size_cm2``, ...) become pixels at
     ``gsd_cm`` (see :func:`masks_at_gsd`); pixel settings given by the user win.
 
     Raises:
@@ -107,8 +107,8 @@ def load_mask_generator(
         from roadparse.models.offline_masks import OfflineMaskGenerator
 
         return OfflineMaskGenerator(
-            scale=settings.offline_scale,  # type: ignore[arg-type]  # filled by at_gsd
-            sigma=settings.offline_sigma,  # type: ignore[arg-type]
+            scale=settings.offline_scale,
+            sigma=settings.offline_sigma,
             min_size=settings.offline_min_size,
             min_mask_area=settings.min_mask_area,  # type: ignore[arg-type]
         )

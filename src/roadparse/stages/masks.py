@@ -53,14 +53,13 @@ def _with_ids(tile_id: str, records: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 class GeneratorsByGsd:
-    """One mask generator per tile GSD: pixel sizes (area filter, offline scale) follow each tile's GSD.
+    """One mask generator per tile GSD: pixel sizes (area filter, offline min size, line sizes) follow each tile's GSD.
 
     The model is loaded once; other GSDs get a shallow copy with their pixel sizes set. A
     generator passed in (tests, notebooks) is used as is for every GSD.
     """
 
-    _PIXEL_ATTRIBUTES = (("min_mask_area", "min_mask_area"), ("scale", "offline_scale"),
-                         ("sigma", "offline_sigma"), ("min_size", "offline_min_size"))
+    _PIXEL_ATTRIBUTES = (("min_mask_area", "min_mask_area"), ("min_size", "offline_min_size"))
 
     def __init__(self, settings: MasksSettings, given: MaskGenerator | None = None):
         self.settings = settings
