@@ -232,4 +232,5 @@ def test_generators_by_gsd_convert_pixel_sizes_per_gsd() -> None:
     fine, coarse = by_gsd.get(0.25), by_gsd.get(1.0)  # the second is a copy of the first with its own pixel sizes
     assert isinstance(fine, OfflineMaskGenerator) and isinstance(coarse, OfflineMaskGenerator)
     assert (fine.min_mask_area, fine.scale, fine.sigma) == (3000, 200.0, 0.5)  # the paper's pixels at 0.25 cm/px
-    assert (coarse.min_mask_area, coarse.scale, coarse.sigma) == (188, 12.5, 0.125)
+    # the area filter follows the GSD; the Felzenszwalb scale and smoothing stay in pixels (masks per m² within 2x)
+    assert (coarse.min_mask_area, coarse.scale, coarse.sigma) == (188, 200.0, 0.5)
