@@ -7,34 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.export_data import CLASSES, CONE, ROAD, SEALING, WHITE, write_prediction
 
-from roadparse.io.labels import load_classes, write_label_png
+from roadparse.io.labels import write_label_png
 
 pyogrio = pytest.importorskip("pyogrio")
 pytest.importorskip("shapely")
 pytest.importorskip("rasterio")
-
-CLASSES = load_classes()
-ROAD, WHITE, SEALING, CONE = (CLASSES.index(n) for n in ("road", "white_marking", "crack_sealing", "traffic_cone"))
-GSD_CM = 0.5  # 10 m = 2000 px, 4 cm = 8 px, 1 m² = 200 x 200 px
-
-
-def write_prediction(pred_dir: Path, labels: dict[str, np.ndarray], geo: dict[str, dict] | None = None,
-                     confidence: int = 230) -> Path:
-    """Writes a prediction folder as `roadparse predict` does: label + confidence PNGs and summary.json."""
-    from PIL import Image
-
-    pred_dir.mkdir(parents=True, exist_ok=True)
-    records = []
-    for stem, label in labels.items():
-        write_label_png(pred_dir / f"{stem}_label.png", label, CLASSES)
-        Image.fromarray(np.full(label.shape, confidence, np.uint8), mode="L").save(pred_dir / f"{stem}_confidence.png")
-        records.append({"input": f"/frames/{stem}.png", "width": label.shape[1], "height": label.shape[0],
-                        "pixel_area_m2": (GSD_CM / 100) ** 2, "run_key": "abc123", **(geo or {}).get(stem, {})})
-    summary = {"model": "/runs/w/train/round_1/model", "classes": list(CLASSES.names), "images": records, "failed": {}}
-    (pred_dir / "summary.json").write_text(json.dumps(summary))
-    return pred_dir
-
 
 def scene() -> np.ndarray:
     """Returns (600, 2200) labels: road with a 10 m x 4 cm sealing line, a 1 m² marking square and two cones."""
@@ -69,13 +48,22 @@ def test_gpkg_layers_line_length_square_area_and_measurements(tmp_path: Path) ->
     assert len(geometry) == 1 and record["area_m2"] == pytest.approx(1.0, abs=0.02)
     assert shapely.from_wkb(geometry[0]).area == pytest.approx(1.0, abs=0.02)
     assert record["confidence"] == pytest.approx(230 / 255, abs=1e-3)
-    assert meta["crs"] is None  # no georeference: local metres
+    assert meta["crs"].startswith("LOCAL_CS[")  # no georeference: local metres, said so
     survey = json.loads((tmp_path / "out" / "measurements.json").read_text())["survey"]
     assert survey["traffic_cone_count"] == 2 and survey["crack_sealing_m"] == pytest.approx(10.0, abs=0.1)
     assert survey["white_marking_m"] > 0 and survey["area_m2.white_marking"] == pytest.approx(1.0)
     assert (tmp_path / "out" / "measurements_frames.csv").read_text().startswith("frame,area_m2.road")
     assert "<table>" in (tmp_path / "out" / "measurements.html").read_text()
     assert result["layers"]["traffic_cone"] == 2
+
+
+def read_features(path: Path, layer: str) -> list[tuple[object, dict]]:
+    """Returns (shapely geometry, attributes) of every feature of a layer."""
+    import shapely
+
+    meta, _, geometry, fields = pyogrio.raw.read(path, layer=layer)
+    return [(shapely.from_wkb(g), {k: f[i] for k, f in zip(meta["fields"], fields, strict=True)})
+            for i, g in enumerate(geometry)]
 
 
 def test_polygon_split_by_tile_border_is_one_feature(tmp_path: Path) -> None:
@@ -92,13 +80,13 @@ def test_polygon_split_by_tile_border_is_one_feature(tmp_path: Path) -> None:
         {"id": "f_x400_y0", "path": "tiles/f_x400_y0.png", "offset": [400, 0], "size": [2000, 600], "valid": [1800, 600]},
     ]}}}
     (work / "roi" / "manifest.json").write_text(json.dumps(manifest))
-    export_vectors(pred, tmp_path / "layers", "geojson", workdir=work)
-    square = json.loads((tmp_path / "layers" / "white_marking.geojson").read_text())["features"]
+    export_vectors(pred, tmp_path / "layers.gpkg", "gpkg", workdir=work)
+    square = read_features(tmp_path / "layers.gpkg", "white_marking")
     assert len(square) == 1
-    assert square[0]["properties"]["area_m2"] == pytest.approx(1.0) and square[0]["properties"]["tile"] == "f_x0_y0,f_x400_y0"
-    lines = json.loads((tmp_path / "layers" / "crack_sealing_centreline.geojson").read_text())["features"]
-    assert len(lines) == 1 and lines[0]["properties"]["length_m"] == pytest.approx(10.0, abs=0.1)
-    cones = json.loads((tmp_path / "layers" / "traffic_cone.geojson").read_text())["features"]
+    assert square[0][1]["area_m2"] == pytest.approx(1.0) and square[0][1]["tile"] == "f_x0_y0,f_x400_y0"
+    lines = read_features(tmp_path / "layers.gpkg", "crack_sealing_centreline")
+    assert len(lines) == 1 and lines[0][1]["length_m"] == pytest.approx(10.0, abs=0.1)
+    cones = read_features(tmp_path / "layers.gpkg", "traffic_cone")
     assert len(cones) == 2  # the padding (painted as cones) is cut off at the tile's valid width
 
 
@@ -122,15 +110,6 @@ def test_geotiff_predictions_keep_crs_in_gpkg_and_shapefile(tmp_path: Path) -> N
     assert CRS.from_user_input(pyogrio.read_info(tmp_path / "shp" / "road.shp")["crs"]).to_epsg() == 32633
 
 
-def test_skeleton_lines_diagonal_is_one_line() -> None:
-    from roadparse.stages.export.vectors import skeleton_lines
-
-    skeleton = np.eye(50, dtype=bool)
-    skeleton[10, 11] = True  # an L-shaped step: no triangle, still one line
-    lines = skeleton_lines(skeleton)
-    assert len(lines) == 1 and lines[0].length == pytest.approx(49 * 2**0.5, abs=1.0)
-
-
 def test_coco_roundtrip_with_pycocotools(tmp_path: Path) -> None:
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
@@ -143,7 +122,7 @@ def test_coco_roundtrip_with_pycocotools(tmp_path: Path) -> None:
     labels[20:30, 60:70] = CONE
     labels[40:, :] = 255
     pred = write_prediction(tmp_path / "pred", {"a": labels, "b": np.flipud(labels).copy()})
-    export_coco(pred, tmp_path / "coco.json")
+    export_coco(pred, tmp_path / "coco.json", min_area_m2=0.0)
     coco = COCO(str(tmp_path / "coco.json"))
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CLASSES.names)
     for image in coco.loadImgs(coco.getImgIds()):
@@ -215,7 +194,7 @@ def test_coco_of_a_resampled_workdir_is_in_frame_pixels(tmp_path: Path) -> None:
     labels_dir.mkdir(parents=True)
     write_label_png(labels_dir / "f_x0_y0.png", left, CLASSES)
     write_label_png(labels_dir / "f_x200_y0.png", right, CLASSES)
-    result = export_coco(work, tmp_path / "pl.json")
+    result = export_coco(work, tmp_path / "pl.json", min_area_m2=0.0)
     data = json.loads((tmp_path / "pl.json").read_text())
     assert result["images"] == 1 and data["images"][0] == {"id": 1, "file_name": "f.jpg", "width": 400, "height": 200,
                                                            "gsd_cm": 0.25}
@@ -232,7 +211,6 @@ def test_coco_of_a_resampled_workdir_is_in_frame_pixels(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("gsd_cm", [None, 0.25])
 def test_vectors_of_resampled_tiles_lie_on_the_frame_in_metres(tmp_path: Path, gsd_cm: float | None) -> None:
-    import shapely
 
     from roadparse.stages.export.run import export_vectors
 
@@ -243,10 +221,42 @@ def test_vectors_of_resampled_tiles_lie_on_the_frame_in_metres(tmp_path: Path, g
     for record in summary["images"]:
         record["pixel_area_m2"] = 1e-6  # predict's setting, wrong for these tiles: the workdir's GSD wins
     (pred / "summary.json").write_text(json.dumps(summary))
-    result = export_vectors(pred, tmp_path / "layers", "geojson", workdir=work, gsd_cm=gsd_cm)
-    (square,) = json.loads((tmp_path / "layers" / "white_marking.geojson").read_text())["features"]
-    assert square["properties"]["area_m2"] == pytest.approx(0.01)
-    assert square["properties"]["tile"] == "f_x0_y0,f_x200_y0"
-    bounds = shapely.geometry.shape(square["geometry"]).bounds  # local metres, y up from the frame's top-left
+    result = export_vectors(pred, tmp_path / "layers.gpkg", "gpkg", workdir=work, gsd_cm=gsd_cm)
+    ((geometry, square),) = read_features(tmp_path / "layers.gpkg", "white_marking")
+    assert square["area_m2"] == pytest.approx(0.01)
+    assert square["tile"] == "f_x0_y0,f_x200_y0"
+    bounds = geometry.bounds  # local metres, y up from the frame's top-left
     assert bounds == pytest.approx((180 * 0.0025, -60 * 0.0025, 220 * 0.0025, -20 * 0.0025))
     assert result["measurements"]["f"]["area_m2.road"] == pytest.approx(400 * 200 * 0.0025**2 - 0.01)
+
+
+def test_coco_leaves_out_regions_under_the_mask_area_filter_and_gives_gsd_everywhere(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from roadparse.cli import main
+    from roadparse.stages.export.run import export_coco
+
+    labels = np.full((200, 300), ROAD, np.uint8)
+    labels[20:60, 20:60] = CONE  # 1600 px at 0.5 cm/px: 400 cm², kept
+    labels[100:120, 100:120] = CONE  # 400 px: 100 cm², under the 187.5 cm² of masks.min_mask_area_cm2
+    labels[150, 150] = labels[10, 250] = SEALING  # one-pixel specks
+    pred = write_prediction(tmp_path / "pred", {"a": labels})
+    result = CliRunner().invoke(main, ["export", str(pred), "--format", "coco", "--out", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["images"][0]["gsd_cm"] == pytest.approx(0.5)
+    assert sorted(a["area"] for a in data["annotations"]) == [1600, 300 * 200 - 1600 - 400 - 2]
+    assert all(a["area_m2"] == pytest.approx(a["area"] * 0.005**2) for a in data["annotations"])
+    assert data["info"]["min_area_m2"] == pytest.approx(0.01875) and data["info"]["left_out"] == 3
+    assert "3 region(s) under 0.01875 m² left out" in result.output
+    assert export_coco(pred, tmp_path / "all.json", min_area_m2=0.0)["annotations"] == 5
+    # a work directory's own mask filter (pixels at a GSD, as the masks stage records it) is the default
+    work = tmp_path / "work"
+    (work / "masks").mkdir(parents=True)
+    (work / "masks" / "manifest.json").write_text(json.dumps({"summary": {"min_mask_area_px": {"0.5": 100}}}))
+    (work / "pseudolabel" / "labels").mkdir(parents=True)
+    write_label_png(work / "pseudolabel" / "labels" / "t.png", labels, CLASSES)
+    result_work = export_coco(work, tmp_path / "w.json", gsd_cm=0.5)
+    images = json.loads((tmp_path / "w.json").read_text())["images"]
+    assert result_work["min_area_m2"] == pytest.approx(0.0025) and result_work["annotations"] == 3
+    assert images[0]["gsd_cm"] == 0.5

@@ -163,7 +163,7 @@ def measure_dev_frames(
     predictions = out / "predictions"
     predict_files(model, frames, predictions, settings)
     exported = export_vectors(predictions, predictions / "survey.gpkg", "gpkg", gsd_cm=settings.predict.gsd_cm)
-    return str(measurements_html(exported["measurements"]))
+    return str(measurements_html(exported["measurements"], exported["survey"], exported["survey_totals"]))
 
 
 def write_demo_report(

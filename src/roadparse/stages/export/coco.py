@@ -3,11 +3,15 @@
 Readable by pycocotools and by the COCO importers of CVAT (Datumaro) and other labelling
 tools, so pseudo-labels or predictions can be corrected where people already label.
 Category ids are class id + 1 (COCO reserves 0); predictions carry a ``score`` (mean
-class probability of the region) when confidence maps exist.
+class probability of the region) when confidence maps exist. Images that know their ground
+sampling distance carry ``gsd_cm``, their annotations ``area_m2``, and regions smaller than
+the minimum area (in m², converted to pixels with the image's GSD) are left out.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,8 @@ import numpy as np
 
 from roadparse.io.labels import IGNORE_INDEX, ClassSet
 from roadparse.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,33 +63,50 @@ def region_rle(band: np.ndarray, x0: int, width: int) -> dict[str, Any]:
     return {"size": [height, width], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
+def min_region_pixels(min_area_m2: float, gsd_cm: float | None) -> int:
+    """Returns the fewest pixels a region of at least ``min_area_m2`` has at ``gsd_cm`` (1 when the GSD is unknown)."""
+    if gsd_cm is None or min_area_m2 <= 0:
+        return 1
+    return max(1, math.ceil(min_area_m2 / (gsd_cm / 100.0) ** 2 - 1e-9))
+
+
 def coco_dataset(
-    images: list[LabelImage], classes: ClassSet, description: str = "roadparse labels", coordinates: str | None = None
+    images: list[LabelImage], classes: ClassSet, description: str = "roadparse labels", coordinates: str | None = None,
+    min_area_m2: float = 0.0,
 ) -> dict[str, Any]:
     """Returns a COCO instances dict: images, categories, one annotation per region of each class.
 
     ``area`` and ``bbox`` are in the label's pixels (COCO's convention); images with a known
-    GSD also carry ``gsd_cm`` and their annotations ``area_m2``. ``coordinates``, when given,
-    says in ``info`` which pixels the annotations are in.
+    GSD also carry ``gsd_cm`` and their annotations ``area_m2``, and their regions under
+    ``min_area_m2`` are left out (``info`` says how many, and the minimum). ``coordinates``,
+    when given, says in ``info`` which pixels the annotations are in.
     """
     from scipy import ndimage
 
     annotations: list[dict[str, Any]] = []
     records = []
+    left_out, unknown_gsd = 0, []
     for image_id, image in enumerate(images, start=1):
         height, width = image.labels.shape
         record: dict[str, Any] = {"id": image_id, "file_name": image.file_name, "width": width, "height": height}
         if image.gsd_cm is not None:
             record["gsd_cm"] = image.gsd_cm
+        elif min_area_m2 > 0:
+            unknown_gsd.append(image.file_name)
         records.append(record)
+        smallest = min_region_pixels(min_area_m2, image.gsd_cm)
         for class_id in range(len(classes)):
             components, count = ndimage.label(image.labels == class_id)
+            sizes = np.bincount(components.ravel(), minlength=count + 1)
             for component, box in enumerate(ndimage.find_objects(components), start=1):
                 if box is None:
                     continue
+                if sizes[component] < smallest:
+                    left_out += 1
+                    continue
                 rows, cols = box
                 band = components[:, cols] == component
-                area = int(band.sum())
+                area = int(sizes[component])
                 annotation = {
                     "id": len(annotations) + 1, "image_id": image_id, "category_id": class_id + 1,
                     "segmentation": region_rle(band, cols.start, width), "area": area,
@@ -95,13 +118,17 @@ def coco_dataset(
                     region = components[box] == component
                     annotation["score"] = round(float(image.confidence[box][region].mean()) / 255.0, 4)
                 annotations.append(annotation)
+    if unknown_gsd:
+        log.warning("%d image(s) without a known GSD (%s...): no minimum area applied to them; pass --gsd-cm",
+                    len(unknown_gsd), unknown_gsd[0])
     categories = [{"id": i + 1, "name": name, "supercategory": "road"} for i, name in enumerate(classes.names)]
-    info = {"description": description, **({"coordinates": coordinates} if coordinates else {})}
+    info = {"description": description, **({"coordinates": coordinates} if coordinates else {}),
+            "min_area_m2": min_area_m2, "left_out": left_out}
     return {"info": info, "images": records, "categories": categories, "annotations": annotations}
 
 
 def prediction_images(pred_dir: Path, summary: dict[str, Any]) -> list[LabelImage]:
-    """Returns the label maps of a ``roadparse predict`` folder, named by their input file."""
+    """Returns the label maps of a ``roadparse predict`` folder, named by their input file, with their GSD."""
     from PIL import Image
 
     from roadparse.io.labels import read_label_png
@@ -113,8 +140,16 @@ def prediction_images(pred_dir: Path, summary: dict[str, Any]) -> list[LabelImag
         if (pred_dir / f"{stem}_confidence.png").is_file():
             with Image.open(pred_dir / f"{stem}_confidence.png") as source:
                 confidence = np.asarray(source)
-        images.append(LabelImage(Path(record["input"]).name, read_label_png(pred_dir / f"{stem}_label.png"), confidence))
+        images.append(LabelImage(Path(record["input"]).name, read_label_png(pred_dir / f"{stem}_label.png"), confidence,
+                                 gsd_cm=_record_gsd_cm(record)))
     return images
+
+
+def _record_gsd_cm(record: dict[str, Any]) -> float | None:
+    """Returns the GSD of a ``roadparse predict`` record: from its pixel area (the georeference's when it has one)."""
+    if record.get("pixel_area_m2"):
+        return round(100.0 * float(record["pixel_area_m2"]) ** 0.5, 6)
+    return float(record["gsd_cm"]) if record.get("gsd_cm") else None
 
 
 def label_folder_images(label_dir: Path, image_suffix: str = ".png") -> list[LabelImage]:

@@ -2,9 +2,10 @@
 sealing, number of traffic cones, metres of lane marking per type.
 
 Areas come from pixel counts; lengths from the exported centre-lines; a cone is one
-exported region of the cone class. Survey figures are sums over frames: frames that
-overlap on the ground count the overlap twice (export from an orthomosaic, or from
-non-overlapping frames, for survey totals).
+exported region of the cone class. Survey figures of georeferenced frames count the ground
+once (:mod:`roadparse.stages.export.survey`); without georeference they are sums over
+frames, and frames that overlap on the ground count the overlap twice: the files say which
+(:data:`SUMMED`, or the note :func:`ground_once_note` returns).
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ from roadparse.workspace import atomic_write_json, atomic_write_text
 
 SEALING_CLASS = "crack_sealing"
 CONE_CLASS = "traffic_cone"
+SUMMED = ("sum over frames: the frames have no georeference, so ground that frames share (drone surveys overlap "
+          "60-80 %) is counted once per frame; export georeferenced frames, or an orthomosaic, to count it once")
+"""What the survey figures are when they are plain sums over frames."""
+
+
+def ground_once_note(crs_name: str) -> str:
+    """Returns what the survey figures are when frames in the CRS ``crs_name`` were shared out (ground counted once)."""
+    return (f"ground counted once: each frame measures only the ground nearest its centre in {crs_name} "
+            "(overlaps of frames are not added twice); cones seen in several frames are counted once")
 
 
 def frame_measurements(raster: FrameRaster, layers: dict[str, Layer], classes: ClassSet) -> dict[str, float | int]:
@@ -48,28 +58,39 @@ def frame_measurements(raster: FrameRaster, layers: dict[str, Layer], classes: C
 
 
 def survey_measurements(frames: dict[str, dict[str, float | int]]) -> dict[str, float | int]:
-    """Returns the sums over frames of every measurement (keys of all frames)."""
+    """Returns the sums over frames of every measurement (keys of all frames): overlaps count once per frame."""
     keys = list(dict.fromkeys(key for values in frames.values() for key in values))
     return {key: round(sum(values.get(key, 0) for values in frames.values()), 4) for key in keys}
 
 
-def write_measurements(out_dir: str | Path, frames: dict[str, dict[str, float | int]]) -> list[Path]:
-    """Writes ``measurements.json`` (frames and survey), ``measurements_frames.csv`` (a row per
-    frame), ``measurements_survey.csv`` (one row) and ``measurements.html``; returns their paths."""
+def write_measurements(out_dir: str | Path, frames: dict[str, dict[str, float | int]],
+                       survey: dict[str, float | int] | None = None, note: str = SUMMED) -> list[Path]:
+    """Writes ``measurements.json`` (frames, survey and what the survey figures are), ``measurements_frames.csv``
+    (a row per frame), ``measurements_survey.csv`` (one row; its ``totals`` column says how the figures were
+    made) and ``measurements.html``; returns their paths.
+
+    Args:
+        out_dir: folder to write to.
+        frames: frame → its measurements.
+        survey: the survey figures (default: the sums over frames).
+        note: what the survey figures are (:data:`SUMMED`, or :func:`ground_once_note`).
+    """
     out_dir = Path(out_dir)
-    survey = survey_measurements(frames)
-    keys = list(survey)
+    survey = survey if survey is not None else survey_measurements(frames)
+    keys = list(dict.fromkeys([*survey, *(key for values in frames.values() for key in values)]))
     paths = [out_dir / name for name in ("measurements.json", "measurements_frames.csv", "measurements_survey.csv",
                                          "measurements.html")]
-    atomic_write_json(paths[0], {"frames": frames, "survey": survey})
-    for path, rows in ((paths[1], [{"frame": f, **v} for f, v in frames.items()]), (paths[2], [{"frame": "survey", **survey}])):
+    atomic_write_json(paths[0], {"frames": frames, "survey": survey, "survey_totals": note})
+    tables: tuple[tuple[Path, list[dict[str, Any]], list[str]], ...] = ((paths[1], [{"frame": f, **v} for f, v in frames.items()], []),
+              (paths[2], [{"frame": "survey", **survey, "totals": note}], ["totals"]))
+    for path, rows, extra in tables:
         table = io.StringIO()
-        writer = csv.DictWriter(table, fieldnames=["frame", *keys], restval=0, lineterminator="\n")
+        writer = csv.DictWriter(table, fieldnames=["frame", *keys, *extra], restval=0, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(path, table.getvalue())
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>roadparse measurements</title></head><body>"
-            f"<h1>Measurements</h1>{measurements_html(frames)}</body></html>")
+            f"<h1>Measurements</h1>{measurements_html(frames, survey, note)}</body></html>")
     atomic_write_text(paths[3], page)
     return paths
 
@@ -97,13 +118,17 @@ def _chart(survey: dict[str, float | int]) -> str:
     return f"<img alt='measurements chart' src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"
 
 
-def measurements_html(frames: dict[str, dict[str, Any]]) -> str:
-    """Returns an HTML fragment for reports: a table (a row per frame, the survey total last) and a bar chart."""
-    survey = survey_measurements(frames)
-    keys = list(survey)
+def measurements_html(frames: dict[str, dict[str, Any]], survey: dict[str, float | int] | None = None,
+                      note: str = SUMMED) -> str:
+    """Returns an HTML fragment for reports: a table (a row per frame, the survey last) and a bar chart.
+
+    ``survey`` defaults to the sums over frames; ``note`` says what the survey figures are.
+    """
+    survey = survey if survey is not None else survey_measurements(frames)
+    keys = list(dict.fromkeys([*survey, *(key for values in frames.values() for key in values)]))
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
     rows = [f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{values.get(k, 0):g}</td>" for k in keys) + "</tr>"
             for name, values in [*frames.items(), ("survey", survey)]]
-    note = ("<p class='note'>Areas in m² from pixel counts; lengths in m along exported centre-lines; "
-            "survey = sum over frames (overlapping frames count their overlap twice).</p>")
-    return f"{note}<table><tr><th>frame</th>{head}</tr>{''.join(rows)}</table>{_chart(survey)}"
+    text = ("<p class='note'>Areas in m² from pixel counts; lengths in m along exported centre-lines; "
+            f"survey: {html.escape(note)}.</p>")
+    return f"{text}<table><tr><th>frame</th>{head}</tr>{''.join(rows)}</table>{_chart(survey)}"
