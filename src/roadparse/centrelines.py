@@ -59,7 +59,8 @@ class SkeletonGraph:
 
     def centroid(self, node: int) -> np.ndarray:
         """Returns the (x, y) centre of a node's pixels."""
-        return self.pixels[self.node == node][:, ::-1].mean(axis=0) + 0.5
+        centre: np.ndarray = self.pixels[self.node == node][:, ::-1].mean(axis=0) + 0.5
+        return centre
 
 
 def _neighbour_index(linear: np.ndarray, offset: int) -> np.ndarray:
@@ -323,7 +324,8 @@ def centre_line_skeleton(mask: np.ndarray, spur_factor: float = SPUR_FACTOR) -> 
     if widest * EDGE_SMOOTHING >= 0.7:  # blur the edge's pixel noise away before thinning (fewer spurs)
         outline = mask & (box_blur(mask, widest * EDGE_SMOOTHING) > 0.5)
         outline = fill_holes(outline, (4.0 * widest) ** 2)
-    return prune_spurs(skeletonize(outline), local, spur_factor), mask, local
+    skeleton = np.asarray(skeletonize(outline), dtype=np.bool_)  # type: ignore[no-untyped-call]  # scikit-image has no annotations
+    return prune_spurs(skeleton, local, spur_factor), mask, local
 
 
 def box_blur(mask: np.ndarray, sigma: float) -> np.ndarray:

@@ -117,7 +117,7 @@ def read_survey(survey: str | Path) -> Survey:
     import shapely
 
     path = find_gpkg(survey)
-    names = [str(name) for name, _ in pyogrio.list_layers(path)]
+    names = [str(name) for name, kind in pyogrio.list_layers(path) if kind is not None]  # not layer_styles
     polygons: dict[str, tuple[list[Any], dict[str, np.ndarray]]] = {}
     crs = None
     for name in names:
