@@ -79,7 +79,7 @@ def frame_labels(workspace: Workspace, frame: Path) -> np.ndarray:
     return canvas
 
 
-def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, long_side: int = 640) -> None:
+def overlay_png(image: np.ndarray, labels: np.ndarray, path: Path, long_side: int = 960) -> None:
     """Writes the image with its road pixels (pseudo-labels) tinted, side by side with the labels' colours, as a small PNG."""
     classes = load_classes_from(CLASSES)
     colours = classes.colorize(labels)

@@ -2,7 +2,8 @@
 
 A check on real pixels, not tuning data: the run is ``bench/nitrdrone.py``'s (the offline profile
 as a new user gets it, the merge map suggested from the frames' own labels); the test asks for a
-road the pseudo-labels find on both frames. Slow (about 20 minutes on 2 shared cores);
+road the pseudo-labels find on both frames (measured: 89.7 / 81.2 % road IoU). Slow (about 2 minutes on
+an idle 2-core machine, 20 under load);
 ``python bench/nitrdrone.py`` runs the same and prints road IoU and seconds per megapixel.
 """
 
