@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.export_data import CLASSES, ROAD, SEALING, WHITE, ragged_marking
+from tests.export_data import CLASSES, ROAD, SEALING, WHITE
 
 from roadparse.centrelines import (
     centre_line_paths,
@@ -14,6 +14,7 @@ from roadparse.centrelines import (
     smooth_path,
     trim_end,
 )
+from roadparse.synth.ragged import ragged_marking
 
 pytest.importorskip("shapely")
 pytest.importorskip("rasterio")
@@ -109,3 +110,12 @@ def test_a_blob_gets_one_line_along_its_long_axis() -> None:
     mask[15:25, 10:50] = True  # 40 x 10 px
     (path,) = centre_line_paths(mask)
     assert path_length(path) == pytest.approx(40.0, rel=0.03)
+
+
+def test_worn_dash_whose_end_splits_in_two_prongs_is_one_line() -> None:
+    """A 2 m x 15 cm dash at 0.5 cm/px with a 50 cm slot worn down the middle of one end: one line, 2 m."""
+    labels = np.full((80, 460), ROAD, np.uint8)
+    labels[25:55, 30:430] = WHITE
+    labels[36:44, 330:430] = ROAD  # two prongs of 5.5 cm, 50 cm long
+    ((line, length, _),) = export_centre_lines(labels, 0.5, "white_marking")
+    assert line.geom_type == "LineString" and length == pytest.approx(2.0, rel=0.03)

@@ -5,7 +5,8 @@ stops about half a width short of each end; measured as it is, a ragged 15 cm ma
 out tens of per cent too long and far too narrow. :func:`centre_line_paths` therefore:
 
 1. fills holes smaller than the region is wide (specks of road inside a marking) and evens
-   the edge with a blur of :data:`EDGE_SMOOTHING` × the largest half-width before thinning;
+   the edge with a blur of :data:`EDGE_SMOOTHING` × the largest half-width before thinning
+   (not where the blur would cut the region in two at a thin neck);
 2. prunes spurs: end branches (from a free end to a junction) shorter than ``spur_factor``
    times the local width (twice the largest distance to the edge near the junction),
    repeatedly, so a bump on the edge adds nothing and a real branch (a fork of crack
@@ -322,8 +323,9 @@ def centre_line_skeleton(mask: np.ndarray, spur_factor: float = SPUR_FACTOR) -> 
     local = ndimage.maximum_filter(half_width, size=2 * reach + 1, mode="constant")
     outline = mask
     if widest * EDGE_SMOOTHING >= 0.7:  # blur the edge's pixel noise away before thinning (fewer spurs)
-        outline = mask & (box_blur(mask, widest * EDGE_SMOOTHING) > 0.5)
-        outline = fill_holes(outline, (4.0 * widest) ** 2)
+        blurred = fill_holes(mask & (box_blur(mask, widest * EDGE_SMOOTHING) > 0.5), (4.0 * widest) ** 2)
+        if ndimage.label(blurred, structure=np.ones((3, 3), dtype=bool))[1] == 1:  # unless it cuts a thin neck
+            outline = blurred
     skeleton = np.asarray(skeletonize(outline), dtype=np.bool_)  # type: ignore[no-untyped-call]  # scikit-image has no annotations
     return prune_spurs(skeleton, local, spur_factor), mask, local
 
@@ -337,12 +339,50 @@ def box_blur(mask: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.uniform_filter(once, size, mode="constant")
 
 
-def centre_line_paths(mask: np.ndarray, spur_factor: float = SPUR_FACTOR) -> list[np.ndarray]:
+def longest_route(graph: SkeletonGraph) -> list[int]:
+    """Returns the indices of the branches on the longest route through a skeleton graph, end to end.
+
+    The route between the two nodes furthest apart along the skeleton (two sweeps of
+    shortest paths: exact for a tree, which a pruned skeleton of a region without large
+    holes is). A graph that is one loop without nodes is its own route.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    lengths = [path_length(graph.pixels[b].astype(np.float64)) for b in graph.branches]
+    best: dict[tuple[int, int], tuple[float, int]] = {}
+    for index, branch in enumerate(graph.branches):
+        first, last = int(graph.node[branch[0]]), int(graph.node[branch[-1]])
+        if first < 0 or first == last:
+            continue  # a loop
+        key = (min(first, last), max(first, last))
+        if key not in best or lengths[index] < best[key][0]:
+            best[key] = (lengths[index], index)
+    if not best:
+        return [int(np.argmax(lengths))]
+    count = int(graph.node.max()) + 1
+    pairs = np.array(list(best), dtype=np.int64)
+    weights = np.array([length for length, _ in best.values()]) + 1e-9
+    network = coo_matrix((weights, (pairs[:, 0], pairs[:, 1])), shape=(count, count)).tocsr()
+    distances = dijkstra(network, directed=False, indices=int(pairs[0, 0]))
+    start = int(np.nanargmax(np.where(np.isinf(distances), -1, distances)))
+    distances, previous = dijkstra(network, directed=False, indices=start, return_predecessors=True)
+    node = int(np.nanargmax(np.where(np.isinf(distances), -1, distances)))
+    route = []
+    while previous[node] >= 0:
+        route.append(best[(min(node, int(previous[node])), max(node, int(previous[node])))][1])
+        node = int(previous[node])
+    return route[::-1]
+
+
+def centre_line_paths(mask: np.ndarray, spur_factor: float = SPUR_FACTOR, branching: bool = True) -> list[np.ndarray]:
     """Returns the centre-line of one (h, w) bool region as (N, 2) float64 (x, y) polylines.
 
     A dash or a line is one polyline from end to end; a forked region (a crack sealing with a
     branch longer than it is wide) has one polyline per branch, meeting at the fork; a ring
-    is one closed polyline. See the module docstring for the steps. An empty mask gives none.
+    is one closed polyline. With ``branching`` False a region is one line: the longest route
+    through its skeleton (:func:`longest_route`; a lane marking whose worn end splits in two
+    prongs is measured once). See the module docstring for the steps. An empty mask gives none.
     """
     import shapely
 
@@ -353,6 +393,8 @@ def centre_line_paths(mask: np.ndarray, spur_factor: float = SPUR_FACTOR) -> lis
     graph = skeleton_graph(skeleton)
     if not graph.branches:  # a region a pixel or two across: a line along its long axis
         return _dot_line(mask, graph.pixels[0]) if len(graph.pixels) else []
+    if not branching and len(graph.branches) > 1:
+        graph = SkeletonGraph(graph.pixels, graph.node, [graph.branches[i] for i in longest_route(graph)])
     degree = graph.degrees()
     junctions = {n: tuple(graph.centroid(n)) for n in np.flatnonzero(degree >= 2).tolist()}
     lines = []

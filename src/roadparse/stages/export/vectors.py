@@ -5,7 +5,8 @@ is one feature: its exact pixel-edge polygon (rasterio), simplified with shapely
 tolerance in cm; area and confidence come from the pixels. Thin linear classes (crack
 sealing, lane markings) also get a centre-line feature per region
 (:func:`roadparse.centrelines.centre_line_paths`: the skeleton without spurs, smoothed and
-run out to the region's ends), with its length and the mean width (area / length).
+run out to the region's ends; one line end to end, except for :data:`BRANCHING_CLASSES`,
+whose forks are kept), with its length and the mean width (area / length).
 :mod:`roadparse.stages.export.gis` writes the layers.
 """
 
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 LINEAR_CLASSES = ("crack_sealing", "white_marking", "yellow_marking")
 """Classes that also get centre-lines (names not among the classes are ignored)."""
+BRANCHING_CLASSES = ("crack_sealing",)
+"""Linear classes whose regions may fork (sealing follows cracks); a region of any other is one line end to end."""
 
 
 @dataclass
@@ -59,13 +62,14 @@ def _component_polygons(raster: FrameRaster, components: np.ndarray) -> dict[int
     return polygons
 
 
-def _centre_line(mask: np.ndarray, raster: FrameRaster, offset: tuple[int, int], tolerance: float) -> Any | None:
+def _centre_line(mask: np.ndarray, raster: FrameRaster, offset: tuple[int, int], tolerance: float,
+                 branching: bool) -> Any | None:
     """Returns the simplified centre-line (LineString or MultiLineString) of one region's (h, w) bool mask."""
     import shapely
 
     from roadparse.centrelines import centre_line_paths
 
-    paths = [path for path in centre_line_paths(mask) if len(path) >= 2]
+    paths = [path for path in centre_line_paths(mask, branching=branching) if len(path) >= 2]
     if not paths:
         return None
     merged = shapely.line_merge(shapely.MultiLineString(paths))
@@ -124,7 +128,7 @@ def frame_layers(
                                                      pixels=int(pixels[component - 1]))
             if name in linear_classes:
                 mask = components[box] == component
-                line = _centre_line(mask, raster, (box[1].start, box[0].start), tolerance)
+                line = _centre_line(mask, raster, (box[1].start, box[0].start), tolerance, name in BRANCHING_CLASSES)
                 if line is not None and line.length > 0:
                     layers.setdefault(f"{name}_centreline", Layer(f"{name}_centreline")).add(
                         line, **common, length_m=round(line.length, 4), width_cm=round(100.0 * area / line.length, 3))
