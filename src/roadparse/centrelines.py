@@ -347,7 +347,6 @@ def longest_route(graph: SkeletonGraph) -> list[int]:
     holes is). A graph that is one loop without nodes is its own route.
     """
     from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import dijkstra
 
     lengths = [path_length(graph.pixels[b].astype(np.float64)) for b in graph.branches]
     best: dict[tuple[int, int], tuple[float, int]] = {}
@@ -364,15 +363,22 @@ def longest_route(graph: SkeletonGraph) -> list[int]:
     pairs = np.array(list(best), dtype=np.int64)
     weights = np.array([length for length, _ in best.values()]) + 1e-9
     network = coo_matrix((weights, (pairs[:, 0], pairs[:, 1])), shape=(count, count)).tocsr()
-    distances = dijkstra(network, directed=False, indices=int(pairs[0, 0]))
-    start = int(np.nanargmax(np.where(np.isinf(distances), -1, distances)))
-    distances, previous = dijkstra(network, directed=False, indices=start, return_predecessors=True)
-    node = int(np.nanargmax(np.where(np.isinf(distances), -1, distances)))
+    start, _ = _farthest(network, int(pairs[0, 0]))
+    node, previous = _farthest(network, start)
     route = []
     while previous[node] >= 0:
         route.append(best[(min(node, int(previous[node])), max(node, int(previous[node])))][1])
         node = int(previous[node])
     return route[::-1]
+
+
+def _farthest(network: object, start: int) -> tuple[int, np.ndarray]:
+    """Returns (the node furthest from ``start`` along a weighted graph, (nodes,) predecessors towards ``start``)."""
+    from scipy.sparse.csgraph import dijkstra
+
+    distances, previous = dijkstra(network, directed=False, indices=start, return_predecessors=True)  # type: ignore[call-overload]
+    reachable = np.where(np.isinf(distances), -1.0, distances)
+    return int(np.argmax(reachable)), np.asarray(previous)
 
 
 def centre_line_paths(mask: np.ndarray, spur_factor: float = SPUR_FACTOR, branching: bool = True) -> list[np.ndarray]:
