@@ -158,7 +158,12 @@ def test_dead_worker_is_retried_and_resume_redoes_nothing(ray_cluster, local_run
     logs = tmp_path / "calls"
     manifest = masks.run(workspace, settings, generator=_generator(settings, logs, die_on=digests[victim]))
     assert (logs / "died").exists() and not manifest["failed"] and len(manifest["items"]) == 12
-    assert _calls(logs) == {digest: 1 for digest in digests.values()}  # the victim once, after the death
+    calls = _calls(logs)
+    assert calls[digests[victim]] == 1  # the victim once, after the death
+    # every other tile once; a tile the dying worker finished but whose reply died with it is redone (at
+    # least once, never journalled twice): under load that can be one more tile, never a stage's worth
+    assert set(calls) == set(digests.values()) and all(n in (1, 2) for n in calls.values())
+    assert sum(calls.values()) - len(calls) <= 1
     for tile_id in digests:
         name = f"masks/{tile_id}.json"
         assert (tmp_path / name).read_bytes() == (local_run / name).read_bytes()
