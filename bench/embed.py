@@ -10,12 +10,26 @@ between the batched and the one-at-a-time features (they must agree).
     python bench/embed.py                                   # 64 crops, batch 32
     python bench/embed.py --crops 16 --single-crops 8       # quick
     python bench/embed.py --encoders efficientnet-lite0 --device cuda
+
+With ``--stage WORKDIR`` (a work directory whose ``roi`` and ``masks`` stages are finished, e.g.
+``roadparse run`` on the demo profile), it times the ``embed`` stage against its encoder alone
+on the same crops instead: each repeat runs the stage on a fresh copy of the two stages with
+the run's settings (``WORKDIR/settings.yaml``), the encoder's batches recorded, then encodes
+the recorded batches again back to back in the same process; the ratio of the two crop rates
+(the stage's as its manifest reports it) is what the per-tile statistics, the crops and the
+assembly cost on top of the network.
+
+    python bench/embed.py --stage demo-out/run --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,8 +67,40 @@ def time_encoding(encoder: Encoder, crops: np.ndarray, batch_size: int, layer: i
     return time.perf_counter() - start, np.concatenate(parts)
 
 
+def stage_against_encoder(workdir: Path, repeat: int, sample_batches: int) -> None:
+    """Prints, per repeat, the embed stage's crops/s, its encoder's alone on the same batches, and their ratio."""
+    from roadparse.config import load_settings
+    from roadparse.stages import embed
+    from roadparse.workspace import Workspace
+    from throughput import RecordingEncoder
+
+    settings = load_settings(workdir / "settings.yaml", ["embed.device=cpu"])
+    encoder = load_encoder(settings.embed.encoder, sorted(set(settings.embed.layers)), "cpu")
+    print(f"{workdir}: encoder {settings.embed.encoder}, batch {settings.embed.batch_size}, "
+          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'repeat':>6} {'crops':>6} {'stage s':>8} {'stage crops/s':>14} {'encoder crops/s':>16} {'ratio':>6}")
+    ratios = []
+    for index in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            for stage in ("roi", "masks"):
+                shutil.copytree(workdir / stage, Path(tmp) / stage)
+            recording = RecordingEncoder(encoder, sample_batches)
+            start = time.perf_counter()
+            summary = embed.run(Workspace(Path(tmp)), settings, encoder=recording)["summary"]  # type: ignore[arg-type]
+            seconds = time.perf_counter() - start
+        crops = summary["crops_encoded_now"]
+        alone = crops / (recording.calls * recording.alone_seconds_per_batch())
+        ratios.append(summary["crops_per_second"] / alone)
+        print(f"{index + 1:>6} {crops:>6} {seconds:>8.1f} {summary['crops_per_second']:>14.2f} {alone:>16.2f} {ratios[-1]:>6.2f}",
+              flush=True)
+    print(f"median ratio {float(np.median(ratios)):.2f} (load average now {os.getloadavg()[0]:.1f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", type=Path, default=None, help="work directory: the embed stage against its encoder")
+    parser.add_argument("--repeat", type=int, default=3, help="with --stage: runs of the stage")
+    parser.add_argument("--sample-batches", type=int, default=8, help="with --stage: batches re-encoded to time the encoder")
     parser.add_argument("--crops", type=int, default=64, help="crops encoded in the batched run")
     parser.add_argument("--single-crops", type=int, default=None, help="crops encoded one at a time (default: --crops)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -64,6 +110,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.stage is not None:
+        stage_against_encoder(args.stage, args.repeat, args.sample_batches)
+        return
     device = resolve_device(args.device)
     single_n = args.single_crops or args.crops
     crops = np.random.default_rng(0).integers(0, 256, size=(args.crops, 224, 224, 3), dtype=np.uint8)

@@ -109,6 +109,16 @@ class MaskStack:
         labels = np.repeat(np.arange(len(self)), self.counts)
         return (ys + self.boxes[labels, 1]) * self.shape[1] + xs + self.boxes[labels, 0]
 
+    @cached_property
+    def labels(self) -> np.ndarray | None:
+        """(H * W,) int64 index of the mask each pixel is in (``len(self)`` where none), row-major; None when masks
+        overlap (then a pixel has no one mask)."""
+        labels = np.full(self.shape[0] * self.shape[1], len(self), np.int64)
+        labels[self.flat_index] = np.repeat(np.arange(len(self)), self.counts)
+        if int(np.count_nonzero(labels < len(self))) != len(self.flat_index):
+            return None
+        return labels
+
     def sums(self, values: np.ndarray) -> np.ndarray:
         """Returns (n, ...) per-mask sums of ``values``, (N, ...) given in the order of :attr:`flat_index`.
 
@@ -150,15 +160,24 @@ def colour_statistics(lab: np.ndarray, stack: MaskStack) -> np.ndarray:
     sum rounds, and the mean is off the exact one by up to ~0.6 Lab units (:func:`surround_statistics`
     sums exactly).
     """
-    pixels = lab.reshape(-1, 3)[stack.flat_index].astype(np.float32)
+    channels = np.ascontiguousarray(lab.reshape(-1, 3)[stack.flat_index].T, dtype=np.float32)  # (3, N)
     out = np.zeros((len(stack), COLOUR_DIMS), np.float32)
     start = 0
     for index, count in enumerate(stack.counts.tolist()):
         if count:
-            own = pixels[start : start + count]
-            out[index] = np.concatenate([own.mean(axis=0), own.std(axis=0)]) / 128.0
+            out[index] = _float32_mean_and_std(channels[:, start : start + count]) / np.float32(128.0)
         start += count
     return out
+
+
+def _float32_mean_and_std(channels: np.ndarray) -> np.ndarray:
+    """Returns (6,) float32: NumPy's ``mean(axis=0)`` and ``std(axis=0)`` of the (n, 3) float32 pixels given as
+    (3, n), bit for bit: running float32 sums, pixel after pixel (a cumulative sum's last value is that sum)."""
+    count = np.float32(channels.shape[1])
+    mean = np.cumsum(channels, axis=1)[:, -1] / count
+    deviation = channels - mean[:, None]
+    deviation *= deviation
+    return np.concatenate([mean, np.sqrt(np.cumsum(deviation, axis=1)[:, -1] / count)])
 
 
 def surround_statistics(lab: np.ndarray, stack: MaskStack, valid: np.ndarray, width_px: float) -> np.ndarray:
@@ -260,10 +279,15 @@ class Texture:
 
     def of_stack(self, stack: MaskStack) -> np.ndarray:
         """Returns (n, 5) float32: the texture under each mask of ``stack`` (zeros for an empty mask)."""
-        index = stack.flat_index
         images = (self.lightness, *self.bands, self.coherence)
+        labels = stack.labels
         # float64 sums in a fixed order: a float32 mean's last bit depends on the array's alignment
-        totals = stack.sums(np.stack([image.reshape(-1)[index] for image in images], axis=1).astype(np.float64))
+        if labels is not None:  # masks that tile the image: one pass over each image, no gathering
+            totals = np.stack([np.bincount(labels, weights=image.reshape(-1), minlength=len(stack) + 1)[: len(stack)]
+                               for image in images], axis=1)
+        else:
+            index = stack.flat_index
+            totals = stack.sums(np.stack([image.reshape(-1)[index] for image in images], axis=1).astype(np.float64))
         out = np.zeros((len(stack), TEXTURE_DIMS), np.float32)
         present = stack.counts > 0
         count = stack.counts[present].astype(np.float64)
