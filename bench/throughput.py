@@ -1,10 +1,11 @@
 """Benchmark: seconds per megapixel of frames, per stage, from frames to the review step.
 
-The offline profile (``roadparse/data/demo.yaml``: offline road finder, Felzenszwalb masks,
+The offline profile (``profile: offline``: offline road finder, Felzenszwalb masks,
 EfficientNet-Lite0 crops, spectral clustering) runs roi → masks → embed → cluster on
 
-* synthetic highway frames at each ``--gsds`` (``roadparse synth --gsd-cm``), the profile's
-  ``roi.gsd_cm`` set to the frames' GSD;
+* synthetic highway frames at each ``--gsds`` (``roadparse synth --gsd-cm``), with ``roi.gsd_cm``
+  set to the frames' GSD and, as ``roadparse init`` does where a 2 m tile would be under 100 px,
+  512 px tiles;
 * the real frames of ``--real`` (default ``../shared/data/nitrdrone``, two frames without EXIF)
   with ``roi.mode: none`` and the GSD a new user would guess (``--real-gsd``, 1 cm/px);
 
@@ -34,16 +35,17 @@ import json
 import os
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from roadparse.config import Settings, load_settings
+from roadparse.config import Settings, load_profile, load_settings
+from roadparse.initialise import COARSE_TILE_PX, MIN_TILE_PX
 from roadparse.io.images import list_images, read_image
 from roadparse.models.encoders import Encoder, load_encoder
 from roadparse.stages import cluster, embed, masks, roi
+from roadparse.units import length_px
 from roadparse.workspace import Workspace
 
 STAGES = ("roi", "masks", "embed", "cluster")
@@ -119,13 +121,17 @@ def run_profile(settings: Settings, frames: list[Path], sample_batches: int,
     }
 
 
-def offline_settings(workdir: Path, frames: Path, overrides: list[str], profile: Path | None) -> Settings:
-    """Returns the offline profile (the package's demo.yaml, or ``profile``) on ``frames``, on the CPU."""
-    base = [f"run.frames={frames}", f"run.workdir={workdir}", "embed.device=cpu", "masks.device=cpu", *overrides]
-    if profile is not None:
-        return load_settings(profile, base)
-    with resources.as_file(resources.files("roadparse.data").joinpath("demo.yaml")) as path:
-        return load_settings(path, base)
+def offline_settings(workdir: Path, frames: Path, gsd_cm: float, overrides: list[str], profile: Path | None) -> Settings:
+    """Returns the offline profile (or the settings file ``profile``) on ``frames`` at ``gsd_cm``, on the CPU, with
+    the tile size ``roadparse init`` would choose."""
+    base = [f"run.frames={frames}", f"run.workdir={workdir}", f"roi.gsd_cm={gsd_cm}", "embed.device=cpu",
+            "masks.device=cpu", *overrides]
+    settings = load_settings(profile, base) if profile is not None else load_profile("offline", base)
+    tile_px = settings.roi.tile_size or round(length_px(settings.roi.tile_size_m * 100, gsd_cm))
+    if settings.roi.tile_size is None and tile_px < MIN_TILE_PX:
+        base.append(f"roi.tile_size={COARSE_TILE_PX}")
+        settings = load_settings(profile, base) if profile is not None else load_profile("offline", base)
+    return settings
 
 
 def print_row(name: str, mp: float, result: dict[str, Any]) -> None:
@@ -164,7 +170,7 @@ def main() -> None:
     parser.add_argument("--style", default="highway", choices=["highway", "urban"])
     parser.add_argument("--real", default=str(REAL), help="folder of real frames (images/ inside, or the frames); 'none'")
     parser.add_argument("--real-gsd", type=float, default=1.0, help="the GSD a user would guess for the real frames")
-    parser.add_argument("--profile", type=Path, default=None, help="profile YAML (default: the package's demo.yaml)")
+    parser.add_argument("--profile", type=Path, default=None, help="a settings file instead of the offline profile")
     parser.add_argument("--sample-batches", type=int, default=8, help="encoder batches kept to time the encoder alone")
     parser.add_argument("--paper", action="store_true", help="also the paper profile's masks and embed on one tile")
     parser.add_argument("--keep", type=Path, default=None, help="keep the work folders here (default: a temporary folder)")
@@ -186,7 +192,7 @@ def main() -> None:
             generate_dataset(data, n_frames=args.frames, width=args.width, height=args.height, seed=0, gsd_cm=gsd,
                              progress=False, style=args.style, dev_fraction=0.0)
             frames = list_images(data / "frames")
-            settings = offline_settings(root / f"run-{gsd:g}", data / "frames", [f"roi.gsd_cm={gsd}"], args.profile)
+            settings = offline_settings(root / f"run-{gsd:g}", data / "frames", gsd, [], args.profile)
             mp = megapixels(frames)
             result = run_profile(settings, frames, args.sample_batches)
             print_row(f"{args.style} {gsd:g} cm/px", mp, result)
@@ -195,7 +201,7 @@ def main() -> None:
             real = Path(args.real)
             folder = real / "images" if (real / "images").is_dir() else real
             frames = list_images(folder)
-            settings = offline_settings(root / "run-real", folder, ["roi.mode=none", f"roi.gsd_cm={args.real_gsd}"], args.profile)
+            settings = offline_settings(root / "run-real", folder, args.real_gsd, ["roi.mode=none"], args.profile)
             mp = megapixels(frames)
             result = run_profile(settings, frames, args.sample_batches)
             print_row(f"{real.name} (guess {args.real_gsd:g})", mp, result)

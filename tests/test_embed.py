@@ -441,3 +441,16 @@ def test_a_new_surround_width_or_an_old_embedding_recomputes_surrounds_and_textu
     embed.run(workspace, thirty)
     cluster.run(workspace, thirty)
     assert [i.get("surround_cm") for i in cluster_inputs] == [20.0, None, 30.0]
+
+
+def test_the_encoder_runs_efficientnet_with_its_batch_norms_folded() -> None:
+    plain = load_efficientnet_lite0()
+    encoder = load_encoder("efficientnet-lite0", [7, 8], "cpu")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in encoder.model.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())  # training keeps them
+    crops = _crops(3, 64, seed=2)
+    folded = encoder.encode(crops)
+    with torch.no_grad():
+        maps = plain.feature_maps((torch.from_numpy(crops).permute(0, 3, 1, 2).float() - 127.0) / 128.0, {7, 8})
+    for layer in (7, 8):
+        np.testing.assert_allclose(folded[layer], maps[layer].mean(dim=(2, 3)).numpy(), rtol=1e-4, atol=1e-4)

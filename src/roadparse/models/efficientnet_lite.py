@@ -25,6 +25,7 @@ Input: RGB scaled as ``(x - 127) / 128`` (the TF Lite preprocessing), 224x224.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from pathlib import Path
@@ -142,6 +143,23 @@ class EfficientNetLite0(nn.Module):
         head = len(STAGES) + 1
         maps[head] = F.relu6(self._bn1(self._conv_head(out)))
         return maps
+
+    def folded(self) -> EfficientNetLite0:
+        """Returns an inference copy with every batch norm folded into the convolution before it (and replaced by
+        an identity): the same features within float rounding, about 1.3x faster on a 2-core AVX2 CPU
+        (bench/encoder_speedups.py); not for training, whose batch norms must stay."""
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        model = copy.deepcopy(self).eval()
+        pairs: list[tuple[nn.Module, str, str]] = [(model, "_conv_stem", "_bn0"), (model, "_conv_head", "_bn1")]
+        for block in model._blocks:
+            if block.expand:
+                pairs.append((block, "_expand_conv", "_bn0"))
+            pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+        for owner, conv, norm in pairs:
+            setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, norm)))
+            setattr(owner, norm, nn.Identity())
+        return model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Returns (B, num_classes) ImageNet logits of a (B, 3, H, W) scaled input."""
