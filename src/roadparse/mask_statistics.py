@@ -11,7 +11,7 @@ depend on the process, the thread or the memory that made it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -217,9 +217,7 @@ def shape_statistics(stack: MaskStack, gsd_cm: float) -> np.ndarray:
     Unlike the pixel sizes of a crop, these do not change with the ground sampling distance:
     the same dash is the same row at 0.25 and at 2 cm/px (``cluster.shape_weight``). Zeros for an empty mask.
     """
-    ys, xs = stack._local
-    coordinates = np.stack([xs, ys, xs * xs, ys * ys, xs * ys], axis=1)
-    moments = stack.sums(coordinates).tolist()  # exact integer sums, in each mask's own box
+    moments = _coordinate_moments(stack)
     out = np.zeros((len(stack), SHAPE_DIMS), np.float32)
     for index, window in enumerate(stack.windows):
         n = int(stack.counts[index])
@@ -232,7 +230,7 @@ def shape_statistics(stack: MaskStack, gsd_cm: float) -> np.ndarray:
         # stays under 2^30 (masks up to ~1,800 px square)
         width_px = max(4.0 * (float(distances[inside > 0].sum(dtype=np.float64)) / n - 0.5), 1.0)
         # the 2 x 2 sample covariance (as np.cov) from exact integer sums, its eigenvalues in closed form
-        sx, sy, sxx_sum, syy_sum, sxy_sum = moments[index]
+        sx, sy, sxx_sum, syy_sum, sxy_sum = (int(v) for v in moments[index])
         pairs = n * max(n - 1, 1)
         sxx = (n * sxx_sum - sx * sx) / pairs
         syy = (n * syy_sum - sy * sy) / pairs
@@ -242,6 +240,30 @@ def shape_statistics(stack: MaskStack, gsd_cm: float) -> np.ndarray:
         elongation = 0.5 * np.log((major + 1 / 12) / (minor + 1 / 12))  # + a pixel's own variance
         out[index] = (np.log10(n * gsd_cm**2), np.log10(width_px * gsd_cm), elongation)
     return out
+
+
+def _coordinate_moments(stack: MaskStack) -> np.ndarray:
+    """Returns (n, 5) exact integer sums of x, y, x², y², xy over each mask's pixels (the covariance from them does
+    not depend on the origin): int64 over each mask's own box, or, when the masks tile the image, float64 holding
+    integers below 2^53 from one bincount over the image per moment."""
+    labels = stack.labels
+    if labels is None:
+        ys, xs = stack._local
+        return stack.sums(np.stack([xs, ys, xs * xs, ys * ys, xs * ys], axis=1))
+    n = len(stack)
+    return np.stack([np.bincount(labels, weights=w, minlength=n + 1)[:n] for w in _pixel_moments(stack.shape)], axis=1)
+
+
+@lru_cache(maxsize=2)
+def _pixel_moments(shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Returns (x, y, x², y², xy) of every pixel of an image of ``shape``, row-major, float64 (read-only)."""
+    height, width = shape
+    xs = np.tile(np.arange(width, dtype=np.float64), height)
+    ys = np.repeat(np.arange(height, dtype=np.float64), width)
+    moments = (xs, ys, xs * xs, ys * ys, xs * ys)
+    for moment in moments:
+        moment.flags.writeable = False
+    return moments
 
 
 class Texture:
