@@ -201,7 +201,9 @@ def test_dead_worker_is_retried_and_resume_redoes_nothing(ray_cluster, local_run
 
 def test_embed_features_do_not_depend_on_batch_size_or_split(ray_cluster, local_run: Path, tmp_path: Path) -> None:
     """Same batch size and threads, tiles grouped differently: the same bytes. Other batch sizes and
-    thread counts: equal within 1e-5 (kernel blocking follows the batch shape), the same clusters."""
+    thread counts: equal within float32 rounding (kernel blocking follows the batch shape and the CPU's
+    vector width: up to 1.5e-5 on features of magnitude ~3 measured on an AVX-512 CI machine, so 1e-4
+    here), the same clusters."""
     reference = {layer: read_features(Workspace(local_run), layer) for layer in (7, 8)}
     index = read_index(Workspace(local_run)).to_pydict()
     threads = torch.get_num_threads()
@@ -222,7 +224,7 @@ def test_embed_features_do_not_depend_on_batch_size_or_split(ray_cluster, local_
             features = read_features(workspace, layer)
             if batch_size == 4:
                 assert features.tobytes() == expected.tobytes()
-            np.testing.assert_allclose(features, expected, rtol=0, atol=1e-5)
+            np.testing.assert_allclose(features, expected, rtol=0, atol=1e-4)
             ari = adjusted_rand_score(
                 cluster(expected, "kmeans", 4, seed=0).labels, cluster(features, "kmeans", 4, seed=0).labels
             )
