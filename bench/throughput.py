@@ -221,7 +221,9 @@ def paper_tile(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     frames = list_images(data / "frames")
     settings = load_settings(None, [f"run.frames={data / 'frames'}", f"run.workdir={root / 'run-paper'}", "roi.mode=none",
                                     "roi.gsd_cm=0.25", f"masks.generator={sam}", f"embed.encoder={dinov2}",
-                                    "masks.device=cpu", "embed.device=cpu", "cluster.n_clusters=2"])
+                                    "masks.device=cpu", "embed.device=cpu", "cluster.n_clusters=2",
+                                    # random weights score every mask low: keep them all, as bench/masks.py does
+                                    "masks.pred_iou_thresh=0", "masks.stability_score_thresh=0"])
     result = run_profile(settings, frames, args.sample_batches)
     print_row("paper, 1 tile (random w.)", megapixels(frames), result)
     print(f"paper profile: {result['crops']} crops, DINOv2 ViT-B {result['encoder_crops_per_s']:.2f} crops/s alone, "

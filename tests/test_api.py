@@ -96,6 +96,11 @@ def test_run_review_resume_predict_export(tmp_path: Path) -> None:
     assert exported.frames == 1 and exported.annotations is not None and exported.annotations > 0
     assert (tmp_path / "layers" / "export.gpkg").is_file() and (tmp_path / "layers" / "coco.json").is_file()
     assert all(path.exists() for path in exported.files)
+    coco = json.loads((tmp_path / "layers" / "coco.json").read_text())
+    assert all("gsd_cm" in image for image in coco["images"])  # the predictions' GSD (#29.6), as the CLI writes
+    assert all(annotation["area_m2"] >= coco["info"]["min_area_m2"] > 0 for annotation in coco["annotations"])
+    nothing = roadparse.export(predictions, out=tmp_path / "big", formats="coco", min_area_m2=1e6)
+    assert nothing.annotations == 0  # the API's minimum area reaches COCO too
 
 
 def _fake_run(root: Path, model: str | None) -> None:

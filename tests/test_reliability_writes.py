@@ -426,6 +426,11 @@ def test_nan_nodata_is_never_labelled_or_measured(tmp_path: Path) -> None:
     assert sum(int(row["pixels"]) for row in rows) == 128 * 192 - 50 * 100
     assert sum(float(row["area_m2"]) for row in rows) == pytest.approx((128 * 192 - 50 * 100) * 1e-4, rel=1e-3)
 
+    import roadparse  # the Python API's predict gives the same labels, no data included
+
+    prediction = roadparse.load_model(model, device="cpu", settings={"window": 64}).predict(path, gsd_cm=1)
+    assert np.array_equal(prediction.labels, labels) and (prediction.confidence[NODATA_BLOCK] == 0).all()
+
 
 def read_image_with_alpha(path: Path) -> np.ndarray:
     from roadparse.io.images import read_image

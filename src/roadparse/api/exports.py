@@ -38,7 +38,7 @@ def export(
     workdir: PathLike | None = None,
     gsd_cm: float | None = None,
     simplify_cm: float = 1.0,
-    min_area_m2: float = 0.001,
+    min_area_m2: float | None = None,
     linear_classes: Sequence[str] | None = None,
     classes: PathLike | None = None,
 ) -> ExportResult:
@@ -51,16 +51,23 @@ def export(
             ``export_geojson/``, ``export_shp/``, ``coco.json`` and the measurements beside the layers.
         formats: one or several of ``gpkg``, ``geojson``, ``shp``, ``coco``.
         workdir: the work directory whose roi tiles were predicted: tiles are joined into their frames.
-        gsd_cm: frame pixel size (cm) for inputs without a CRS (default: the tiles' or ``predict.gsd_cm``).
+        gsd_cm: frame pixel size (cm) for inputs without a CRS or a recorded GSD (default: the tiles' or
+            ``predict.gsd_cm``); COCO's ``area_m2`` of label PNGs comes from it.
         simplify_cm: polygon simplification tolerance, cm.
-        min_area_m2: regions smaller than this are left out.
+        min_area_m2: regions smaller than this are left out (default: 0.001 m² in the GIS layers; in COCO the
+            masks' area filter of the run, ``masks.min_mask_area_cm2``, as ``roadparse export``).
         linear_classes: classes that also get centre-lines (default: sealing and markings).
         classes: a classes YAML (default: the classes the predictions name).
 
     Raises:
         ValueError: no predictions, frames in different CRSs, a geographic CRS, or an unknown format.
     """
-    from roadparse.stages.export.run import default_output, export_coco, export_vectors
+    from roadparse.stages.export.run import (
+        MIN_LAYER_AREA_M2,
+        default_output,
+        export_coco,
+        export_vectors,
+    )
     from roadparse.stages.export.vectors import LINEAR_CLASSES
 
     source = Path(predictions)
@@ -75,11 +82,12 @@ def export(
     for fmt in chosen:
         target = default_output(folder, fmt)
         if fmt == "coco":
-            written = export_coco(source, target, classes_path)
+            written = export_coco(source, target, classes_path, min_area_m2=min_area_m2, gsd_cm=gsd_cm)
             annotations = int(written["annotations"])
         else:
             written = export_vectors(
-                source, target, fmt, workdir=None if workdir is None else Path(workdir), gsd_cm=gsd_cm, simplify_cm=simplify_cm, min_area_m2=min_area_m2,
+                source, target, fmt, workdir=None if workdir is None else Path(workdir), gsd_cm=gsd_cm, simplify_cm=simplify_cm,
+                min_area_m2=MIN_LAYER_AREA_M2 if min_area_m2 is None else min_area_m2,
                 linear_classes=tuple(linear_classes) if linear_classes is not None else LINEAR_CLASSES,
                 classes_path=classes_path,
             )

@@ -27,10 +27,11 @@ class Prediction:
     """One image labelled by a :class:`Model`."""
 
     labels: np.ndarray
-    """(H, W) uint8 class ids, indices into ``class_names``."""
+    """(H, W) uint8 class ids, indices into ``class_names``; 255 where a file has no data (a
+    GeoTIFF's nodata value or mask, NaN, alpha 0), as the label PNG of ``roadparse predict``."""
     confidence: np.ndarray
     """(H, W) float32 in [0, 1]: the winning class's probability (in steps of 1/255, as the
-    confidence PNG of ``roadparse predict``)."""
+    confidence PNG of ``roadparse predict``); 0 where there is no data."""
     class_names: list[str]
     """The classes the model predicts, by id."""
 
@@ -77,20 +78,25 @@ class Model:
             ValueError: the array is not (H, W, 3) uint8, or the file cannot be read.
         """
         from roadparse.io.gsd import FrameGsd
+        from roadparse.io.labels import IGNORE_INDEX
+        from roadparse.io.samples import split_alpha
         from roadparse.stages.predict import input_gsd, plan_resampling, predict_labels, read_input
 
         settings = self.settings if gsd_cm is None else self.settings.model_copy(update={"gsd_cm": gsd_cm})
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(f"image: expected an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}")
-            pixels, name = image, Path("array")
+            pixels, name, nodata = image, Path("array"), None
             gsd = FrameGsd(settings.gsd_cm, "setting") if settings.gsd_cm else FrameGsd(0.0, "default")
         else:
             path = Path(image)
-            pixels, _ = read_input(path)
+            pixels, nodata = split_alpha(read_input(path, keep_nodata=True)[0])
             name, gsd = path, input_gsd(path, settings)
         plan = plan_resampling(name, gsd, self.working_gsd_cm, settings)
         labels, confidence = predict_labels(self._net, pixels, plan, settings, self._device)
+        if nodata is not None:  # no data is never labelled (as predict_files)
+            labels[nodata] = IGNORE_INDEX
+            confidence[nodata] = 0
         return Prediction(labels, confidence.astype(np.float32) / np.float32(255.0), self.class_names)
 
     def predict_files(self, inputs: Sequence[PathLike], out: PathLike) -> dict[str, Any]:
