@@ -250,7 +250,13 @@ def vit_and_sam(sam: bool, vit: bool, rounds: int) -> None:
     if sam:
         config = SamVisionConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                                  global_attn_indexes=[5, 11, 17, 23])
-        models["SAM ViT-L image encoder"] = (SamVisionModel(config).eval(), torch.randn(1, 3, 1024, 1024),
+        encoder = SamVisionModel(config).eval()
+        # transformers' initialisation leaves this encoder's output near 1e-20 (cosines underflow to 0);
+        # PyTorch's default initialisation of each layer keeps activations of order 1, as trained weights do
+        for module in encoder.modules():
+            if module is not encoder and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        models["SAM ViT-L image encoder"] = (encoder, torch.randn(1, 3, 1024, 1024),
                                             lambda out: out.last_hidden_state)
     print(f"{'model':<26} {'variant':<10} {'speed-up':>9} {'cosine':>9}")
     for label, (model, pixels, pick) in models.items():

@@ -10,7 +10,7 @@ Each implementation runs in a fresh process of its own (same weights, from a fil
 allocator settings roadparse makes (``retain_freed_memory``) are process-wide and would
 otherwise also speed up whatever runs after it, and each starts from the same state.
 
-    python bench/masks.py --models vit_b,vit_l --repeat 1 [--skip-pipeline] [--bf16] [--size 800]
+    python bench/masks.py --models vit_b,vit_l --repeat 1 [--skip-pipeline] [--bf16] [--encoder-bf16] [--size 800]
 """
 
 from __future__ import annotations
@@ -90,8 +90,9 @@ def run_official(sam, image, points):
     return timed["encoder"], total - timed["encoder"], [m["segmentation"] for m in masks]
 
 
-def run_ours(model, image, points, upscale_dtype="float32"):
-    generator = SamAutomaticMasks(model, points_per_side=points, points_per_batch=256, upscale_dtype=upscale_dtype, **SETTINGS)
+def run_ours(model, image, points, upscale_dtype="float32", encoder_dtype="float32"):
+    generator = SamAutomaticMasks(model, points_per_side=points, points_per_batch=256, upscale_dtype=upscale_dtype,
+                                  encoder_dtype=encoder_dtype, **SETTINGS)
     start = time.perf_counter()
     embedding, sizes = generator.embed([image])
     encoder = time.perf_counter() - start
@@ -172,8 +173,9 @@ def worker(args: argparse.Namespace) -> None:
         if args.worker == "pipeline":
             run = lambda: run_pipeline(model, image, args.points)  # noqa: E731
         else:
-            dtype = "bfloat16" if args.worker == "roadparse-bf16" else "float32"
-            run = lambda: run_ours(model, image, args.points, dtype)  # noqa: E731
+            upscale = "bfloat16" if args.worker == "roadparse-bf16" else "float32"
+            encoder = "bfloat16" if args.worker == "roadparse-encoder-bf16" else "float32"
+            run = lambda: run_ours(model, image, args.points, upscale, encoder)  # noqa: E731
     best = None
     with torch.inference_mode():
         for _ in range(args.repeat):
@@ -204,6 +206,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--bf16", action="store_true", help="also run roadparse with masks.upscale_dtype=bfloat16")
+    parser.add_argument("--encoder-bf16", action="store_true", help="also run roadparse with masks.encoder_dtype=bfloat16")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
@@ -221,6 +224,8 @@ def main() -> None:
     kinds = {"official segment_anything": "official", "roadparse": "roadparse"}
     if args.bf16:
         kinds["roadparse bf16 upscale"] = "roadparse-bf16"
+    if args.encoder_bf16:
+        kinds["roadparse bf16 encoder"] = "roadparse-encoder-bf16"
     if not args.skip_pipeline:
         kinds["transformers pipeline"] = "pipeline"
     print(header)

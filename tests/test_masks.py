@@ -234,3 +234,26 @@ def test_generators_by_gsd_convert_pixel_sizes_per_gsd() -> None:
     assert (fine.min_mask_area, fine.scale, fine.sigma) == (3000, 200.0, 0.5)  # the paper's pixels at 0.25 cm/px
     # the area filter follows the GSD; the Felzenszwalb scale and smoothing stay in pixels (masks per m² within 2x)
     assert (coarse.min_mask_area, coarse.scale, coarse.sigma) == (188, 200.0, 0.5)
+
+
+def test_sam_encoder_in_bfloat16_gives_float32_embeddings_close_to_float32s(tmp_path: Path) -> None:
+    """``masks.encoder_dtype: bfloat16`` runs SAM's image encoder under autocast: float32 embeddings within
+    bfloat16 rounding of float32's, masks of the same kind; at its default it leaves run fingerprints as before."""
+    from tests.tiny_hub import save_sam
+
+    folder = save_sam(tmp_path / "sam")
+    image = road_image(96, 128)
+    common = {"generator": str(folder), "points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0,
+              "min_mask_area": 10, "device": "cpu"}
+    full = load_mask_generator(MasksSettings(**common))
+    half = load_mask_generator(MasksSettings(**common, encoder_dtype="bfloat16"))
+    assert half.encoder_dtype == torch.bfloat16 and full.encoder_dtype == torch.float32  # type: ignore[attr-defined]
+    reference, sizes = full.embed([image])  # type: ignore[attr-defined]
+    embedding, half_sizes = half.embed([image])  # type: ignore[attr-defined]
+    assert embedding.dtype == torch.float32 and half_sizes == sizes and not torch.equal(embedding, reference)
+    cosine = torch.nn.functional.cosine_similarity(embedding.flatten(1), reference.flatten(1))
+    assert float(cosine.min()) > 0.99
+    assert len(half.generate(image)) > 0
+
+    assert "encoder_dtype" not in MasksSettings().identity()  # the default: fingerprints of finished runs hold
+    assert MasksSettings(encoder_dtype="bfloat16").identity()["encoder_dtype"] == "bfloat16"

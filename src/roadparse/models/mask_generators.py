@@ -135,5 +135,6 @@ def load_mask_generator(
         crop_n_points_downscale_factor=settings.crop_n_points_downscale_factor,
         min_mask_area=settings.min_mask_area,  # type: ignore[arg-type]
         upscale_dtype=settings.upscale_dtype,
+        encoder_dtype=settings.encoder_dtype,
         device=resolve_device(device or settings.device),
     )

@@ -148,6 +148,15 @@ class CropGeometry:
         return self.box[3] - self.box[1], self.box[2] - self.box[0]
 
 
+def _as_float32(features: Features) -> Features:
+    """Returns image features (a tensor, or a tuple of tensors for SAM-HQ and SAM 2) as float32."""
+    if isinstance(features, torch.Tensor):
+        return features.float() if features.is_floating_point() else features
+    if isinstance(features, (list, tuple)):
+        return type(features)(_as_float32(part) for part in features)  # type: ignore[return-value]
+    return features
+
+
 class SamAutomaticMasks:
     """Generates all masks of an image with a point grid and a ``transformers.SamModel``,
     ``SamHQModel`` or ``Sam2Model``.
@@ -155,7 +164,9 @@ class SamAutomaticMasks:
     Arguments mirror ``segment_anything.SamAutomaticMaskGenerator``; ``min_mask_area``
     replaces ``min_mask_region_area`` (see the module docstring); ``upscale_dtype`` bfloat16
     runs SAM's fast decoder's mask upscaling in bfloat16 (faster, no longer equal to SAM: see
-    :func:`roadparse.models.sam.decoder.decode_points_fast`; SAM-HQ and SAM 2 ignore it).
+    :func:`roadparse.models.sam.decoder.decode_points_fast`; SAM-HQ and SAM 2 ignore it);
+    ``encoder_dtype`` bfloat16 runs the image encoder under bfloat16 autocast (the embeddings come
+    back as float32; fast on GPUs and on CPUs with AVX512-BF16 or AMX, slow elsewhere).
     """
 
     def __init__(
@@ -175,6 +186,7 @@ class SamAutomaticMasks:
         crop_n_points_downscale_factor: int = 1,
         min_mask_area: int = 0,
         upscale_dtype: str | torch.dtype = torch.float32,
+        encoder_dtype: str | torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ):
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -190,6 +202,7 @@ class SamAutomaticMasks:
         self.crop_overlap_ratio = crop_overlap_ratio
         self.min_mask_area = min_mask_area
         self.upscale_dtype = getattr(torch, upscale_dtype) if isinstance(upscale_dtype, str) else upscale_dtype
+        self.encoder_dtype = getattr(torch, encoder_dtype) if isinstance(encoder_dtype, str) else encoder_dtype
         self.point_grids = [
             build_point_grid(int(points_per_side / crop_n_points_downscale_factor**i)) for i in range(crop_n_layers + 1)
         ]
@@ -226,7 +239,11 @@ class SamAutomaticMasks:
         """
         prepared = [self.pixels(crop) for crop in crops]
         batch = torch.stack([tensor for tensor, _ in prepared]).to(self.device)
-        return self.family.embed(batch), [size for _, size in prepared]
+        if self.encoder_dtype == torch.float32:
+            return self.family.embed(batch), [size for _, size in prepared]
+        with torch.autocast(self.device.type, dtype=self.encoder_dtype):
+            features = self.family.embed(batch)
+        return _as_float32(features), [size for _, size in prepared]
 
     # --- candidates (per crop, before NMS) --------------------------------------------
 
