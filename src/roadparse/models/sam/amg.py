@@ -148,12 +148,12 @@ class CropGeometry:
         return self.box[3] - self.box[1], self.box[2] - self.box[0]
 
 
-def _as_float32(features: Features) -> Features:
-    """Returns image features (a tensor, or a tuple of tensors for SAM-HQ and SAM 2) as float32."""
+def _as_float32(features: Any) -> Any:
+    """Returns image features (a tensor, or tuples and lists of them for SAM-HQ and SAM 2) with float tensors as float32."""
     if isinstance(features, torch.Tensor):
         return features.float() if features.is_floating_point() else features
     if isinstance(features, (list, tuple)):
-        return type(features)(_as_float32(part) for part in features)  # type: ignore[return-value]
+        return type(features)(_as_float32(part) for part in features)
     return features
 
 
