@@ -64,7 +64,9 @@ def render(transform: tuple[float, ...], jpeg: Path, gpkg: Path, out: Path) -> N
     a, b, c, d, e, f = transform[:6]
     image = ax.imshow(frame, origin="upper", extent=(0, width, height, 0))
     image.set_transform(Affine2D.from_values(a, d, b, e, c, f) + ax.transData)
-    for name, _ in pyogrio.list_layers(gpkg):
+    for name, kind in pyogrio.list_layers(gpkg):
+        if kind is None:  # a table without geometry: the QGIS styles (layer_styles)
+            continue
         _, _, geometry, _ = pyogrio.raw.read(gpkg, layer=name)
         base = name.removesuffix("_centreline")
         colour = np.array(classes.colors[classes.index(base)]) / 255.0
