@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def test_frames_without_georeference_say_their_totals_may_count_overlaps_twice(t
 
 
 def test_ground_shares_do_not_overlap_and_cover_every_footprint() -> None:
-    from roadparse.stages.export.survey import ground_shares
+    from roadparse.ground_cells import nearest_centre_cells as ground_shares
 
     footprints = [shapely.box(0, 0, 6, 2), shapely.box(4, 0, 10, 2), shapely.box(4, 0, 10, 2), shapely.box(1, 1, 3, 5)]
     centres = np.array([[3.0, 1.0], [7.0, 1.0], [7.0, 1.0], [2.0, 3.0]])
@@ -106,3 +107,21 @@ def test_cones_seen_by_two_frames_are_one_cone() -> None:
     assert count_cones(centres, sizes, np.array([0, 1, 0, 0, 2])) == 3
     assert count_cones(centres, sizes, np.arange(5)) == 3  # 2 and 3 are further apart than a cone is wide
     assert count_cones(np.zeros((0, 2)), np.zeros(0), np.zeros(0)) == 0
+
+
+def test_ground_goes_to_the_nearest_frame_that_covers_it() -> None:
+    """A strip seen by frames A and B, nearest to C's centre (C does not cover it): the nearer of A and B
+    answers for it, not whichever is listed first; the report's cells are the same partition."""
+    from roadparse.ground_cells import nearest_centre_cells
+    from roadparse.stages.report.survey import frame_cells
+
+    a, b, c = shapely.box(0, 0, 10, 10), shapely.box(3, 0, 13, 10), shapely.box(4, 10, 6, 14)
+    centres = np.array([[5.0, 5.0], [8.0, 5.0], [5.0, 12.0]])
+    cells = nearest_centre_cells([a, b, c], centres)
+    strip = shapely.box(7, 9.5, 8, 10)  # nearer C's centre than A's or B's, covered by A and B; nearer B than A
+    assert all(math.dist(p, (5, 12)) < math.dist(p, (8, 5)) < math.dist(p, (5, 5)) for p in strip.exterior.coords)
+    assert cells[1].covers(strip) and cells[0].intersection(strip).area == pytest.approx(0.0, abs=1e-9)
+    assert sum(cell.area for cell in cells) == pytest.approx(shapely.union_all([a, b, c]).area)
+    report = frame_cells({"a": a, "b": b, "c": c})  # the footprints' centroids are the centres above
+    for name, cell in zip("abc", cells, strict=True):
+        assert report[name].symmetric_difference(cell).area == pytest.approx(0.0, abs=1e-9)

@@ -1,11 +1,10 @@
 """Survey totals that count ground once, from overlapping georeferenced frames.
 
 Drone frames overlap 60-80 %; adding up per-frame figures counts the overlap two or three
-times. With frames in one map CRS the ground is shared out first (:func:`ground_shares`):
-each frame answers for the ground nearer its centre than any other frame's centre (a
-Voronoi cell, the sharpest and least distorted part of a nadir frame) that it covers, and
-ground another frame covers but whose nearest frame does not goes to the first frame that
-covers it. The shares do not overlap and together make the union of the footprints. Then
+times. With frames in one map CRS the ground is shared out first
+(:func:`roadparse.ground_cells.nearest_centre_cells`): each piece of ground goes to the frame
+whose centre is nearest among those that cover it (the sharpest, least distorted part of a
+nadir frame). The shares do not overlap and together make the union of the footprints. Then
 
 - the area of a class is the sum over frames of the class's pixels inside the frame's share;
 - the length of a linear class is the sum of the frame's centre-lines clipped to its share;
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from roadparse.ground_cells import nearest_centre_cells
 from roadparse.io.labels import IGNORE_INDEX, ClassSet
 from roadparse.stages.export.measure import CONE_CLASS
 from roadparse.stages.export.rasters import FrameRaster
@@ -41,34 +41,6 @@ def footprint(raster: FrameRaster) -> Any:
     parts = [shapely.geometry.shape(g) for g, value in shapes(valid, mask=valid > 0, connectivity=4,
                                                               transform=Affine(*raster.transform))]
     return shapely.union_all(parts) if parts else shapely.Polygon()
-
-
-def ground_shares(footprints: list[Any], centres: np.ndarray) -> list[Any]:
-    """Returns the ground each frame answers for (see the module docstring): non-overlapping geometries whose
-    union is the union of ``footprints``, one per frame, given the frames' (N, 2) map ``centres``."""
-    import shapely
-
-    count = len(footprints)
-    if count == 1:
-        return list(footprints)
-    extent = shapely.union_all(footprints)
-    points = [shapely.Point(x, y) for x, y in np.asarray(centres, dtype=np.float64)]
-    cells = list(shapely.voronoi_polygons(shapely.MultiPoint(points), extend_to=extent.envelope).geoms)
-    shares, taken = [], set()
-    for point, area in zip(points, footprints, strict=True):
-        cell = next((i for i, c in enumerate(cells) if i not in taken and c.covers(point)), None)
-        if cell is None:  # a second frame with the same centre: the first one has the cell
-            shares.append(shapely.Polygon())
-            continue
-        taken.add(cell)
-        shares.append(shapely.intersection(area, cells[cell]))
-    covered = shapely.union_all(shares)
-    for i, area in enumerate(footprints):  # covered by this frame, nearer another frame that does not cover it
-        extra = shapely.difference(area, covered)
-        if not extra.is_empty:
-            shares[i] = shapely.union(shares[i], extra)
-            covered = shapely.union(covered, extra)
-    return shares
 
 
 def share_mask(raster: FrameRaster, share: Any) -> np.ndarray:
@@ -129,7 +101,7 @@ def survey_totals(rasters: list[FrameRaster], per_frame: list[dict[str, Layer]],
 
     footprints = [footprint(raster) for raster in rasters]
     centres = np.array([_centre(raster) for raster in rasters])
-    shares = ground_shares(footprints, centres)
+    shares = nearest_centre_cells(footprints, centres)
     counts = np.zeros(256, dtype=np.float64)
     lengths: dict[str, float] = {}
     for raster, layers, share in zip(rasters, per_frame, shares, strict=True):

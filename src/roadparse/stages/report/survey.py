@@ -9,12 +9,13 @@ and cones are clipped to its cell before anything is summed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from roadparse.ground_cells import nearest_centre_cells
 
 GRID_M = 1e-4
 """Coordinates are snapped to 0.1 mm when pieces of neighbouring cells are joined (no slivers)."""
@@ -69,33 +70,12 @@ def _read_layer(path: Path, layer: str) -> tuple[list[Any], dict[str, np.ndarray
     return list(shapely.from_wkb(geometry)), fields, meta.get("crs")
 
 
-def _half_plane(near: tuple[float, float], far: tuple[float, float], reach: float) -> Any:
-    """Returns the polygon (a big square's half) of points closer to ``far`` than to ``near``."""
-    import shapely
-
-    (x0, y0), (x1, y1) = near, far
-    mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-    ux, uy = x1 - x0, y1 - y0
-    norm = math.hypot(ux, uy) or 1.0
-    ux, uy = ux / norm, uy / norm
-    px, py = -uy, ux
-    corners = [(mx + px * reach, my + py * reach), (mx + px * reach + ux * reach, my + py * reach + uy * reach),
-               (mx - px * reach + ux * reach, my - py * reach + uy * reach), (mx - px * reach, my - py * reach)]
-    return shapely.Polygon(corners)
-
-
 def frame_cells(footprints: dict[str, Any]) -> dict[str, Any]:
-    """Returns frame → its cell: the part of its footprint no other footprint holds nearer to that one's centre."""
-    centres = {frame: (fp.centroid.x, fp.centroid.y) for frame, fp in footprints.items()}
-    reach = 10.0 * max(math.sqrt(fp.area) for fp in footprints.values())
-    cells = {}
-    for frame, fp in footprints.items():
-        cell = fp
-        for other, other_fp in footprints.items():
-            if other != frame and other_fp.intersects(fp):
-                cell = cell.difference(other_fp.intersection(_half_plane(centres[frame], centres[other], reach)))
-        cells[frame] = cell
-    return cells
+    """Returns frame → its cell: the part of its footprint nearer its centre than that of any other frame covering it
+    (:func:`roadparse.ground_cells.nearest_centre_cells`, as ``roadparse export`` counts survey totals)."""
+    frames = list(footprints)
+    centres = np.array([(footprints[f].centroid.x, footprints[f].centroid.y) for f in frames], dtype=np.float64)
+    return dict(zip(frames, nearest_centre_cells([footprints[f] for f in frames], centres), strict=True))
 
 
 def _clip_to_cells(geometries: list[Any], frames: np.ndarray, cells: dict[str, Any]) -> list[Any]:
