@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=2400)
     parser.add_argument("--height", type=int, default=1600)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gsd-cm", type=float, default=None,
+                        help="render the frames at this GSD (default: the family's) and set roi.gsd_cm to it")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value (experiments)")
     parser.add_argument("--train-on", choices=["pseudo", "truth"], default="pseudo",
                         help="truth: a diagnostic, the rounds train on the ground truth of the non-dev tiles (dev "
@@ -71,9 +73,10 @@ def main() -> None:
     started = time.perf_counter()
     if not (data / "split.json").exists():
         generate_dataset(data, n_frames=args.frames, width=args.width, height=args.height, seed=args.seed,
-                         style=args.style)
+                         style=args.style, **({} if args.gsd_cm is None else {"gsd_cm": args.gsd_cm}))
     split = json.loads((data / "split.json").read_text())
-    settings = demo_settings(args.out, data, split["dev"], [*args.overrides, *naming_overrides(split, args.naming)])
+    gsd = [] if args.gsd_cm is None else [f"roi.gsd_cm={args.gsd_cm}"]
+    settings = demo_settings(args.out, data, split["dev"], [*gsd, *args.overrides, *naming_overrides(split, args.naming)])
     workspace = Workspace(settings.run.workdir)
     workspace.write_settings(dump_settings(settings))
     result = PipelineResult(workspace.root)
