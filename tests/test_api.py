@@ -33,7 +33,7 @@ def _config(tmp_path: Path) -> tuple[Path, dict]:
         "embed": {"encoder": "efficientnet-lite0", "layers": [7], "batch_size": 16},
         "cluster": {"layer": 7, "n_clusters": 8, "colour_weight": 1.0},
         "selftrain": {"architecture": "segformer", "pretrained": False, "rounds": 1, "iterations": 2,
-                      "batch_size": 2, "crop_size": 64, "scale_range": [200, 400]},
+                      "batch_size": 2, "crop_size": 64, "scale_range": [400, 800]},
         "predict": {"window": 256},
     }
     path = tmp_path / "my.yaml"

@@ -23,7 +23,7 @@ def test_run_stops_for_merge_map_then_finishes(tmp_path):
         "embed": {"encoder": "efficientnet-lite0", "layers": [7], "batch_size": 16},
         "cluster": {"layer": 7, "n_clusters": 5, "colour_weight": 1.0},
         "selftrain": {"architecture": "segformer", "pretrained": False, "rounds": 1, "iterations": 2,
-                  "batch_size": 2, "crop_size": 64, "scale_range": [200, 400]},
+                  "batch_size": 2, "crop_size": 64, "scale_range": [400, 800]},
         "predict": {"window": 256},
     }
     path = tmp_path / "config.yaml"

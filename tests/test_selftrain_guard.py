@@ -44,7 +44,7 @@ def test_training_made_to_fail_keeps_the_pseudo_labels_and_says_so(tmp_path: Pat
             "--set", "selftrain.pretrained=false", "--set", "selftrain.lr=0", "--set", "selftrain.rounds=2",
             "--set", "selftrain.iterations=auto", "--set", "selftrain.budget_crops_per_tile=2",
             "--set", "selftrain.budget_crops_per_class=0", "--set", "selftrain.budget_min_iterations=1",
-            "--set", "selftrain.scale_range=[48, 64]", "--set", "selftrain.crop_size=32", "--set", "selftrain.batch_size=2",
+            "--set", "selftrain.scale_range=[600, 800]", "--set", "selftrain.crop_size=32", "--set", "selftrain.batch_size=2",
             "--set", "selftrain.device=cpu", "--set", "predict.window=32"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

@@ -83,7 +83,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
         "cluster": {"layer": 4, "n_clusters": 3},
         "selftrain": {"architecture": "segformer", "backbone": str(tiny_segformer_dir(root)), "pretrained": False,
                       "rounds": 1, "iterations": 4, "checkpoint_every": 1, "batch_size": 2, "crop_size": 64,
-                      "scale_range": [100, 200], "device": "cpu"},
+                      "scale_range": [400, 800], "device": "cpu"},
         "predict": {"window": 128, "device": "cpu"},
     }
     path = root / "config.yaml"

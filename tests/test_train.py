@@ -75,7 +75,7 @@ def make_workspace(root: Path, n_tiles: int = 4, size: int = 64, gsd_cm: float |
 
 def small_settings(backbone: Path, **train: object) -> object:
     overrides = {
-        "backbone": str(backbone), "pretrained": False, "scale_range": [48, 64], "crop_size": 32,
+        "backbone": str(backbone), "pretrained": False, "scale_range": [600, 800], "crop_size": 32,  # 64-px tiles: 48-64 px
         "batch_size": 4, "iterations": 6, "checkpoint_every": 2, "lr": 0.01, "device": "cpu", "rounds": 2,
         **train,
     }
@@ -117,12 +117,29 @@ def test_paper_optimizers_and_lr_override() -> None:
 def test_augment_pads_with_ignore_and_is_seeded() -> None:
     image = torch.randint(0, 255, (3, 20, 30), dtype=torch.uint8)
     label = torch.ones((20, 30), dtype=torch.uint8)
-    out_image, out_label = augment_pair(image, label, (10, 10), 16, True, torch.Generator().manual_seed(3))
+    # (400, 400) for an 800-px tile: a factor 0.5, so this 20-px side becomes 10
+    out_image, out_label = augment_pair(image, label, (400, 400), 16, True, torch.Generator().manual_seed(3))
     assert out_image.shape == (3, 16, 16) and out_label.shape == (16, 16)
     assert (out_label == IGNORE_INDEX).sum() == 16 * 16 - 10 * 15  # resized to 10x15, padded to 16x16 with ignore
     assert set(out_label.unique().tolist()) == {1, IGNORE_INDEX}
-    again = augment_pair(image, label, (10, 10), 16, True, torch.Generator().manual_seed(3))
+    again = augment_pair(image, label, (400, 400), 16, True, torch.Generator().manual_seed(3))
     assert torch.equal(again[0], out_image)
+
+
+def test_random_resize_is_a_factor_of_the_paper_tile() -> None:
+    """scale_range is the short side of an 800-px tile; a 200-px tile (2 m at 1 cm/px) is resized by the same factors,
+    so objects keep in training the pixel size they have when relabelled and predicted at the tile's scale."""
+    for side, low, high in [(800, 512, 1024), (200, 128, 256)]:
+        image = torch.full((3, side, side), 200, dtype=torch.uint8)
+        label = torch.zeros((side, side), dtype=torch.uint8)
+        seen = set()
+        for seed in range(40):
+            generator = torch.Generator().manual_seed(seed)
+            out, _ = augment_pair(image, label, (512, 1024), 1100, False, generator)
+            valid = int((out[0] > 0).any(dim=0).sum())  # columns of the resized tile (the padding is 0)
+            seen.add(valid)
+            assert low <= valid <= high
+        assert max(seen) - min(seen) > (high - low) // 2
 
 
 def test_sampler_shards_ranks_and_resumes() -> None:

@@ -256,7 +256,12 @@ class SelftrainSettings(_Section):
     backbone: str = Field("nvidia/mit-b0", description="SegFormer id/path, or a DeepLabV3+ encoder name (e.g. resnet50)")
     pretrained: bool = Field(True, description="load backbone weights (false: build from config, random init)")
     encoder_weights: str | None = Field(None, description="DeepLabV3+ with pretrained: local file of the encoder's ImageNet state dict (no download here)")
-    scale_range: tuple[int, int] = Field((512, 1024), description="random resize: short side sampled in this range (paper: 512-1024)")
+    scale_range: tuple[int, int] = Field(
+        (512, 1024),
+        description="random resize: the short side an 800-px tile is resized to, sampled in this range (paper: 512-1024); "
+        "tiles of other sizes by the same factors (a 200-px tile to 128-256), so objects train at the pixel size they "
+        "are predicted at",
+    )
     crop_size: int = Field(512, gt=0, description="random crop side (paper: 512)")
     flip: bool = Field(True, description="random horizontal flip (paper: yes)")
     optimizer: Literal["auto", "sgd", "adamw"] = Field("auto", description="auto: SGD for DeepLabV3+, AdamW for SegFormer (paper Table 6)")

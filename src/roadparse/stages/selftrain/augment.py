@@ -14,6 +14,11 @@ from torchvision.transforms.v2 import functional as TF
 
 from roadparse.io.labels import IGNORE_INDEX
 
+REFERENCE_TILE_PX = 800
+"""The paper's tile side: ``scale_range`` gives the short side such a tile is resized to, and a tile of another size
+is resized by the same factors (a 200-px tile to 128-256 px for 512-1024), so that objects keep in training the size in
+pixels they have when the tiles are relabelled and frames predicted."""
+
 
 def _randint(low: int, high: int, generator: torch.Generator) -> int:
     """Returns an integer in [low, high] inclusive."""
@@ -30,22 +35,24 @@ def augment_pair(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns the (3, S, S) uint8 image and (S, S) int64 label after resize, crop and flip.
 
-    The short side is resized to a random length in ``scale_range`` (bilinear for the
-    image, nearest for the label), a random ``crop_size`` square is cut (sides shorter
+    The short side is resized by a random factor of ``scale_range`` / :data:`REFERENCE_TILE_PX` (an 800-px tile to a
+    length in ``scale_range``; bilinear for the image, nearest for the label), a random ``crop_size`` square is cut (sides shorter
     than the crop are padded: image with 0, label with IGNORE_INDEX so padding never
     enters the loss), and the pair is flipped horizontally with probability 0.5.
 
     Args:
         image: (3, H, W) uint8.
         label: (H, W) uint8 or int64 class ids, IGNORE_INDEX = unlabelled.
-        scale_range: (low, high) short-side lengths in pixels.
+        scale_range: (low, high) short-side lengths in pixels of an 800-px tile.
         crop_size: side S of the crop.
         flip: allow the horizontal flip.
         generator: source of randomness.
     """
     image = tv_tensors.Image(image)
     mask = tv_tensors.Mask(label[None])
-    short = _randint(int(scale_range[0]), int(scale_range[1]), generator)
+    drawn = _randint(int(scale_range[0]), int(scale_range[1]), generator)
+    side = min(image.shape[-2:])
+    short = drawn if side == REFERENCE_TILE_PX else max(1, round(drawn * side / REFERENCE_TILE_PX))
     image = TF.resize(image, [short], interpolation=InterpolationMode.BILINEAR, antialias=True)
     mask = TF.resize(mask, [short], interpolation=InterpolationMode.NEAREST)
     height, width = image.shape[-2:]
