@@ -43,11 +43,12 @@ class _Section(BaseModel):
 
     def identity(self) -> dict[str, Any]:
         """Returns the settings that decide a stage's outputs (JSON-ready), for fingerprints and manifests."""
-        return {**self.retired, **self.model_dump(mode="json", exclude=set(self.execution_only) | self._as_before())}
+        return {**self.retired, **self.model_dump(mode="json", exclude=self._not_identity())}
 
-    def _as_before(self) -> set[str]:
-        """Returns the :attr:`introduced` settings that have the value which gives the earlier outputs."""
-        return {name for name, value in self.introduced.items() if getattr(self, name) == value}
+    def _not_identity(self) -> set[str]:
+        """Returns the fields left out of :meth:`identity`: execution-only ones, and :attr:`introduced` ones at the
+        value that gives the earlier outputs."""
+        return set(self.execution_only) | {name for name, value in self.introduced.items() if getattr(self, name) == value}
 
 
 REFERENCE_GSD_CM = 0.25
@@ -167,10 +168,9 @@ class EmbedSettings(_Section):
 
     retired: ClassVar[dict[str, Any]] = {"final_norm": False}
 
-    def identity(self) -> dict[str, Any]:
-        """Returns the settings that decide the features (JSON-ready): execution-only and statistics-only ones left out."""
-        return {**self.retired,
-                **self.model_dump(mode="json", exclude=set(self.execution_only | self.statistics_only) | self._as_before())}
+    def _not_identity(self) -> set[str]:
+        """Returns the fields left out of :meth:`identity`: the base ones and the statistics-only ones."""
+        return super()._not_identity() | set(self.statistics_only)
 
     encoder: str = Field("facebook/dinov2-base", description="DINOv2/DINOv3/ResNet id or local path, or 'efficientnet-lite0' (offline, real ImageNet weights)")
     layers: list[int] = Field(

@@ -24,7 +24,6 @@ def nearest_centre_cells(footprints: Sequence[Any], centres: np.ndarray) -> list
         footprints: each frame's imaged ground (shapely geometries in one map CRS, metres).
         centres: (N, 2) the frames' centres in the same CRS.
     """
-
     points = [(float(x), float(y)) for x, y in np.asarray(centres, dtype=np.float64).reshape(-1, 2)]
     if len(points) != len(footprints):
         raise ValueError(f"{len(footprints)} footprints but {len(points)} centres")

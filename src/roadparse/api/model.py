@@ -78,25 +78,25 @@ class Model:
             ValueError: the array is not (H, W, 3) uint8, or the file cannot be read.
         """
         from roadparse.io.gsd import FrameGsd
-        from roadparse.io.labels import IGNORE_INDEX
-        from roadparse.io.samples import split_alpha
-        from roadparse.stages.predict import input_gsd, plan_resampling, predict_labels, read_input
+        from roadparse.stages.predict import (
+            input_gsd,
+            plan_resampling,
+            predict_valid_labels,
+            read_input,
+        )
 
         settings = self.settings if gsd_cm is None else self.settings.model_copy(update={"gsd_cm": gsd_cm})
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(f"image: expected an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}")
-            pixels, name, nodata = image, Path("array"), None
+            pixels, name = image, Path("array")
             gsd = FrameGsd(settings.gsd_cm, "setting") if settings.gsd_cm else FrameGsd(0.0, "default")
         else:
             path = Path(image)
-            pixels, nodata = split_alpha(read_input(path, keep_nodata=True)[0])
+            pixels, _ = read_input(path, keep_nodata=True)
             name, gsd = path, input_gsd(path, settings)
         plan = plan_resampling(name, gsd, self.working_gsd_cm, settings)
-        labels, confidence = predict_labels(self._net, pixels, plan, settings, self._device)
-        if nodata is not None:  # no data is never labelled (as predict_files)
-            labels[nodata] = IGNORE_INDEX
-            confidence[nodata] = 0
+        labels, confidence, _ = predict_valid_labels(self._net, pixels, plan, settings, self._device)
         return Prediction(labels, confidence.astype(np.float32) / np.float32(255.0), self.class_names)
 
     def predict_files(self, inputs: Sequence[PathLike], out: PathLike) -> dict[str, Any]:

@@ -278,6 +278,19 @@ def predict_labels(
     return labels_at_size(probabilities, (width, height))
 
 
+def predict_valid_labels(
+    model: torch.nn.Module, pixels: np.ndarray, plan: ResamplePlan, settings: PredictSettings, device: torch.device
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns (labels, confidence, RGB image) of an (H, W, 3) image or an (H, W, 4) one read with ``keep_nodata``:
+    :func:`predict_labels`, then no data (alpha 0) is never labelled (255, confidence 0), so never measured."""
+    image, nodata = split_alpha(pixels)
+    labels, confidence = predict_labels(model, image, plan, settings, device)
+    if nodata is not None:
+        labels[nodata] = IGNORE_INDEX
+        confidence[nodata] = 0
+    return labels, confidence, image
+
+
 def _gsd_record(plan: ResamplePlan) -> dict[str, Any]:
     """Returns the per-input record of its GSD and resampling."""
     entry: dict[str, Any] = {
@@ -308,14 +321,10 @@ def predict_one(
     if plan.note:
         log.warning(plan.note)
     pixels, geo = read_input(path, keep_nodata=True)
-    image, nodata = split_alpha(pixels)
     geo_refused = None
     if geo is None:
         geo, geo_refused = exif_georeference(path)
-    labels, confidence = predict_labels(model, image, plan, settings, device)
-    if nodata is not None:  # no data is never labelled, so never measured (areas, exports)
-        labels[nodata] = IGNORE_INDEX
-        confidence[nodata] = 0
+    labels, confidence, image = predict_valid_labels(model, pixels, plan, settings, device)
     write_label_png(out_dir / f"{path.stem}_label.png", labels, classes)
     write_confidence_png(out_dir / f"{path.stem}_confidence.png", confidence)
     write_image(out_dir / f"{path.stem}_overlay.jpg", overlay(image, labels, classes), quality=90)

@@ -239,9 +239,7 @@ class SamAutomaticMasks:
         """
         prepared = [self.pixels(crop) for crop in crops]
         batch = torch.stack([tensor for tensor, _ in prepared]).to(self.device)
-        if self.encoder_dtype == torch.float32:
-            return self.family.embed(batch), [size for _, size in prepared]
-        with torch.autocast(self.device.type, dtype=self.encoder_dtype):
+        with torch.autocast(self.device.type, dtype=self.encoder_dtype, enabled=self.encoder_dtype != torch.float32):
             features = self.family.embed(batch)
         return _as_float32(features), [size for _, size in prepared]
 
